@@ -1,0 +1,60 @@
+# cutover — two commands do all the setup on a fresh Debian 12 machine (as root):
+#   make demo   the whole migration story on the bundled lab, gated by the suite
+#   make test   the self-tests
+# Both install what they need (Debian packages, a venv from /usr/bin/python3)
+# and are safe to run again.
+
+PYTHON_SYSTEM := /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.cutover-installed
+
+.PHONY: all install system demo test lint bench lab-up lab-down lab-status docs clean
+
+all: test
+
+# Debian packages: the lab's daemons and tools, and venv support for Python.
+system:
+	bash lab/install.sh
+
+$(STAMP): pyproject.toml
+	@if ! $(PYTHON_SYSTEM) -c 'import ensurepip' 2>/dev/null; then \
+	    echo "installing python3-venv"; \
+	    apt-get install -y --no-install-recommends python3-venv >/dev/null || \
+	    { apt-get update && apt-get install -y --no-install-recommends python3-venv; }; \
+	fi
+	$(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: system $(STAMP)
+
+demo: install
+	$(PY) -m lab demo
+
+test: install
+	$(PY) -m pytest tests -p no:cacheprovider
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+bench: install
+	$(PY) -m bench
+
+docs: $(STAMP)
+	$(PY) -m cutover checks --markdown > docs/checks.md
+
+lab-up: install
+	$(PY) -m lab up
+
+lab-down:
+	$(PYTHON_SYSTEM) -m lab down
+
+lab-status:
+	$(PYTHON_SYSTEM) -m lab status
+
+clean: lab-down
+	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,271 @@
+"""The cutover pytest plugin: options, inventory, phase selection and reports.
+
+The suite is active when `--phase` is given: the inventory is loaded (a bad
+one stops the run with one line and exit code 4), checks that do not belong
+to the phase are deselected, every testcase gets JUnit properties (check ID,
+phase, side, address, port, what was observed), JUnit XML and an HTML report
+go to `reports/` and the terminal ends with a services x IPs matrix.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks.support import INVENTORY_KEY, PHASE_KEY, expectations_of
+from cutover.baseline import Baseline
+from cutover.inventory import Inventory, InventoryError, load_inventory
+from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
+
+CHECKS_DIR = Path(__file__).resolve().parent
+RESULTS_KEY = pytest.StashKey[list[tuple[dict[str, str], str]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cutover", "cutover migration checks")
+    group.addoption(
+        "--phase",
+        choices=[p.value for p in Phase],
+        help="the migration phase to check: preflight (before the DNS change), "
+        "cutover (old host forwarding), acceptance (after the DNS change)",
+    )
+    group.addoption(
+        "--inventory",
+        default=os.environ.get("CUTOVER_INVENTORY", "inventory.yaml"),
+        help="the migration's inventory file (default: $CUTOVER_INVENTORY or inventory.yaml)",
+    )
+    group.addoption(
+        "--baseline",
+        default=os.environ.get("CUTOVER_BASELINE", "reports/baseline.json"),
+        help="what preflight observed of the old server, for later phases "
+        "(default: reports/baseline.json)",
+    )
+    group.addoption(
+        "--reports-dir",
+        default="reports",
+        help="where the JUnit XML and HTML reports go (default: reports/)",
+    )
+    group.addoption(
+        "--host-snapshot",
+        default=None,
+        help="check a host tarball from `python -m cutover capture-host` instead of a live host",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    phase_name = config.getoption("phase")
+    if not phase_name:
+        return
+    phase = Phase(phase_name)
+    try:
+        inventory = load_inventory(config.getoption("inventory"))
+    except InventoryError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[INVENTORY_KEY] = inventory
+    config.stash[PHASE_KEY] = phase
+    config.stash[RESULTS_KEY] = []
+
+    reports = Path(config.getoption("reports_dir"))
+    if not hasattr(config, "workerinput"):
+        reports.mkdir(parents=True, exist_ok=True)
+        # Per-phase reports unless the operator chose their own paths.
+        if getattr(config.option, "xmlpath", None) is None:
+            config.option.xmlpath = str(reports / f"{phase.value}.xml")
+        if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+            config.option.htmlpath = str(reports / f"{phase.value}.html")
+            config.option.self_contained_html = True
+    # pytest-timeout: the inventory's per-check backstop unless given on the command line.
+    if getattr(config.option, "timeout", None) in (None, 0):
+        config.option.timeout = inventory.timeouts.test
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    if PHASE_KEY not in config.stash:
+        return None
+    inventory = config.stash[INVENTORY_KEY]
+    phase = config.stash[PHASE_KEY]
+    return [
+        f"cutover: phase {phase.value} — {expectations_of(config).summary}",
+        f"cutover: inventory {inventory.source} ({inventory.name}: "
+        f"old {inventory.old.address} -> new {inventory.new.address})",
+    ]
+
+
+def check_id_of(item: pytest.Item) -> str | None:
+    function = getattr(item, "function", None)
+    doc = getattr(function, "__doc__", None) or ""
+    match = CHECK_ID.match(doc.strip())
+    return match.group(0) if match else None
+
+
+def _is_check(item: pytest.Item) -> bool:
+    return CHECKS_DIR in Path(str(item.path)).parents
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    checks = [item for item in items if _is_check(item)]
+    if not checks:
+        return
+    if PHASE_KEY not in config.stash:
+        raise pytest.UsageError("the checks need a phase: --phase preflight|cutover|acceptance")
+    phase = config.stash[PHASE_KEY]
+    inventory = config.stash[INVENTORY_KEY]
+    selected: list[pytest.Item] = []
+    deselected: list[pytest.Item] = []
+    for item in items:
+        if not _is_check(item):
+            selected.append(item)
+            continue
+        check_id = check_id_of(item)
+        if check_id is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: a check's docstring must start with its ID (e.g. 'PORT01: ...')"
+            )
+        if not runs_in(check_id, phase):
+            deselected.append(item)
+            continue
+        item.add_marker(getattr(pytest.mark, phase.value))
+        item.add_marker(getattr(pytest.mark, area_of(check_id)))
+        item.user_properties[:0] = [
+            ("check_id", check_id),
+            ("phase", phase.value),
+            ("migration", inventory.name),
+            *_param_properties(item),
+        ]
+        selected.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+def _param_properties(item: pytest.Item) -> Iterator[tuple[str, str]]:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return
+    for value in callspec.params.values():
+        describe = getattr(value, "junit_properties", None)
+        if callable(describe):
+            yield from describe()
+
+
+@pytest.fixture(scope="session")
+def inventory(pytestconfig: pytest.Config) -> Inventory:
+    """The loaded, validated inventory of this run."""
+    return pytestconfig.stash[INVENTORY_KEY]
+
+
+@pytest.fixture(scope="session")
+def phase(pytestconfig: pytest.Config) -> Phase:
+    return pytestconfig.stash[PHASE_KEY]
+
+
+@pytest.fixture(scope="session")
+def expect(pytestconfig: pytest.Config) -> PhaseExpectations:
+    """What must hold in this run's phase (cutover.phases)."""
+    return expectations_of(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def baseline(pytestconfig: pytest.Config) -> Baseline:
+    """The baseline file: written in preflight, read by later phases."""
+    return Baseline(Path(pytestconfig.getoption("baseline")))
+
+
+@pytest.fixture(scope="session")
+def host_snapshot(pytestconfig: pytest.Config) -> Path | None:
+    value = pytestconfig.getoption("host_snapshot")
+    return Path(value) if value else None
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Attach observed facts to this check's JUnit testcase: `record(identity="new")`."""
+
+    def add(**facts: object) -> None:
+        for name, value in facts.items():
+            request.node.user_properties.append((name, str(value)))
+
+    return add
+
+
+# --- terminal summary ------------------------------------------------------
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    config = _CONFIG.get("config")
+    if config is None or RESULTS_KEY not in config.stash:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        props = {str(k): str(v) for k, v in report.user_properties}
+        if "check_id" in props:
+            config.stash[RESULTS_KEY].append((props, report.outcome))
+
+
+_CONFIG: dict[str, pytest.Config] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _CONFIG["config"] = session.config
+
+
+_RANK = {"passed": 0, "skipped": 1, "failed": 2}
+_MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL"}
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if RESULTS_KEY not in config.stash or hasattr(config, "workerinput"):
+        return
+    results = config.stash[RESULTS_KEY]
+    if not results:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section(f"cutover {config.stash[PHASE_KEY].value}: services x IPs")
+    cells: dict[tuple[str, str], str] = {}
+    for props, outcome in results:
+        if "service" in props and "side" in props:
+            key = (props["service"], props["side"])
+            if _RANK[outcome] >= _RANK[cells.get(key, "passed")]:
+                cells[key] = outcome
+    if cells:
+        services = sorted({s for s, _ in cells}, key=lambda s: (int(s.rsplit("-", 1)[-1]), s))
+        write(f"{'service':<18}{'old':<8}{'new':<8}")
+        for service in services:
+            row = [
+                _MARK[cells[(service, side)]] if (service, side) in cells else "-"
+                for side in ("old", "new")
+            ]
+            write(f"{service:<18}{row[0]:<8}{row[1]:<8}")
+    by_area: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    failing: dict[str, set[str]] = defaultdict(set)
+    for props, outcome in results:
+        area = area_of(props["check_id"])
+        by_area[area][outcome] += 1
+        if outcome == "failed":
+            failing[area].add(props["check_id"])
+    for area in sorted(by_area):
+        counts = by_area[area]
+        verdict = "FAIL" if counts["failed"] else "ok"
+        detail = ", ".join(f"{counts[o]} {o}" for o in ("passed", "failed", "skipped") if counts[o])
+        ids = f" [{', '.join(sorted(failing[area]))}]" if failing[area] else ""
+        write(f"{area:<8}{verdict:<6}{detail}{ids}")
+
+
+def catalogue_ids() -> set[str]:
+    """Every check ID declared in checks/ (parsed, not imported)."""
+    ids: set[str] = set()
+    for path in CHECKS_DIR.glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                match = CHECK_ID.match((ast.get_docstring(node) or "").strip())
+                if match:
+                    ids.add(match.group(0))
+    return ids

@@ -1,0 +1,132 @@
+"""`python -m cutover COMMAND` — the suite's command line.
+
+run PHASE [-i INVENTORY] [PYTEST ARGS...]   run the checks of a phase
+validate [INVENTORY]                        check an inventory and say what it describes
+schema                                      the inventory's JSON Schema, for editors
+checks [--markdown]                         the check catalogue
+capture-host [...]                          snapshot a VFIO/KVM host for offline checks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from cutover.catalogue import CatalogueError, load_catalogue, render_markdown, render_text
+from cutover.inventory import InventoryError, inventory_schema, load_inventory
+from cutover.phases import Phase
+
+REPO = Path(__file__).resolve().parents[1]
+EXIT_USAGE = 4  # pytest's own code for usage errors: one code for "fix your input"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def _default_inventory() -> str:
+    return os.environ.get("CUTOVER_INVENTORY", "inventory.yaml")
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(inventory_schema(), indent=2))
+    return 0
+
+
+def cmd_checks(args: argparse.Namespace) -> int:
+    try:
+        entries = load_catalogue()
+    except CatalogueError as exc:
+        print(f"cutover: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render_markdown(entries) if args.markdown else render_text(entries))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        inventory = load_inventory(args.inventory)
+    except InventoryError as exc:
+        print(f"cutover: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"{args.inventory}: ok — migration {inventory.name}: "
+        f"old {inventory.old.address} -> new {inventory.new.address}, "
+        f"{len(inventory.services)} services, {len(inventory.mail.accounts)} mail accounts, "
+        f"{len(inventory.mysql.accounts)} MySQL accounts, {len(inventory.dns.zones)} DNS zones"
+        + (", a virtualization host" if inventory.virt_host else "")
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    # pytest is exec'd rather than imported: cutover/ stays free of pytest,
+    # and an explicit -c/--rootdir keeps pytest.ini in force wherever the
+    # inventory lives.
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"-c={REPO / 'pytest.ini'}",
+        f"--rootdir={REPO}",
+        f"--phase={args.phase}",
+        f"--inventory={Path(args.inventory).resolve()}",
+        *extra,
+    ]
+    if not any(not a.startswith("-") for a in extra):
+        command.append(str(REPO / "checks"))
+    os.execv(sys.executable, command)
+    return 0  # pragma: no cover - execv does not return
+
+
+def cmd_capture_host(argv: list[str]) -> int:
+    from cutover.capture import capture_host_main
+
+    return capture_host_main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["capture-host"]:
+        return cmd_capture_host(argv[1:])
+    parser = _Parser(
+        prog="python -m cutover", description="Verify a zero-downtime server migration."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run the checks of a phase (extra args go to pytest)")
+    run.add_argument("phase", choices=[p.value for p in Phase])
+    run.add_argument("-i", "--inventory", default=_default_inventory())
+
+    validate = sub.add_parser("validate", help="check an inventory file")
+    validate.add_argument("inventory", nargs="?", default=_default_inventory())
+
+    sub.add_parser("schema", help="print the inventory's JSON Schema")
+
+    checks = sub.add_parser("checks", help="print the check catalogue")
+    checks.add_argument("--markdown", action="store_true", help="as docs/checks.md")
+
+    sub.add_parser("capture-host", help="snapshot a VFIO/KVM host (see capture-host --help)")
+
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "run":
+        return cmd_run(args, extra)
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "validate": cmd_validate,
+        "schema": cmd_schema,
+        "checks": cmd_checks,
+    }
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

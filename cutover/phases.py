@@ -1,0 +1,165 @@
+"""What must hold in each phase of a migration — the one table.
+
+Checks never branch on the phase name; they ask this module what to expect.
+
+>>> expectations(Phase.CUTOVER).served_by[Side.OLD]
+<Side.NEW: 'new'>
+>>> Phase.PREFLIGHT in CHECK_PHASES["PORT01"]
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "AREAS",
+    "CHECK_PHASES",
+    "Phase",
+    "PhaseExpectations",
+    "Side",
+    "area_of",
+    "expectations",
+]
+
+
+class Phase(StrEnum):
+    PREFLIGHT = "preflight"
+    CUTOVER = "cutover"
+    ACCEPTANCE = "acceptance"
+
+
+class Side(StrEnum):
+    """An IP address of the migration (and the server originally behind it)."""
+
+    OLD = "old"
+    NEW = "new"
+
+
+@dataclass(frozen=True)
+class PhaseExpectations:
+    phase: Phase
+    summary: str
+    # Which server must answer on each IP. None: the IP may be closed.
+    served_by: dict[Side, Side | None]
+    # Where the apex A / MX targets may point on every authoritative server.
+    dns_points_to: frozenset[Side]
+    # The TTL must already be lowered (and for long enough).
+    ttl_lowered: bool
+    # Preflight observations are written to the baseline; later phases read it.
+    records_baseline: bool
+
+
+_TABLE: dict[Phase, PhaseExpectations] = {
+    Phase.PREFLIGHT: PhaseExpectations(
+        phase=Phase.PREFLIGHT,
+        summary="before the DNS change: old IP is the old server, new IP the synced new one",
+        served_by={Side.OLD: Side.OLD, Side.NEW: Side.NEW},
+        dns_points_to=frozenset({Side.OLD}),
+        ttl_lowered=True,
+        records_baseline=True,
+    ),
+    Phase.CUTOVER: PhaseExpectations(
+        phase=Phase.CUTOVER,
+        summary="old services stopped, the old host forwards every port to the new IP",
+        served_by={Side.OLD: Side.NEW, Side.NEW: Side.NEW},
+        dns_points_to=frozenset({Side.OLD, Side.NEW}),
+        ttl_lowered=True,
+        records_baseline=False,
+    ),
+    Phase.ACCEPTANCE: PhaseExpectations(
+        phase=Phase.ACCEPTANCE,
+        summary="after the DNS change: everything is the new server",
+        served_by={Side.OLD: Side.NEW, Side.NEW: Side.NEW},
+        dns_points_to=frozenset({Side.NEW}),
+        ttl_lowered=False,
+        records_baseline=False,
+    ),
+}
+
+
+def expectations(phase: Phase | str, *, old_ip_closed: bool = False) -> PhaseExpectations:
+    """The expectations for a phase; `old_ip_closed` is the inventory's acceptance choice."""
+    rules = _TABLE[Phase(phase)]
+    if old_ip_closed and rules.phase is Phase.ACCEPTANCE:
+        return PhaseExpectations(
+            phase=rules.phase,
+            summary=rules.summary + " (the old IP is closed)",
+            served_by={Side.OLD: None, Side.NEW: Side.NEW},
+            dns_points_to=rules.dns_points_to,
+            ttl_lowered=rules.ttl_lowered,
+            records_baseline=rules.records_baseline,
+        )
+    return rules
+
+
+_ALL = frozenset(Phase)
+_PRE = frozenset({Phase.PREFLIGHT})
+_CUT = frozenset({Phase.CUTOVER})
+_PRE_ACC = frozenset({Phase.PREFLIGHT, Phase.ACCEPTANCE})
+_CUT_ACC = frozenset({Phase.CUTOVER, Phase.ACCEPTANCE})
+
+# In which phases each check runs. A check ID missing here runs in every
+# phase; `tests/test_catalogue.py` keeps this table and checks/ in step.
+CHECK_PHASES: dict[str, frozenset[Phase]] = {
+    # services (issue: ports, identity, TLS, capabilities, vhosts)
+    "PORT01": _ALL,
+    "PORT02": _ALL,
+    "TLS01": _ALL,
+    "TLS02": _ALL,
+    "TLS03": _ALL,
+    "TLS04": _ALL,
+    "CAP01": _ALL,
+    "HTTP01": _ALL,
+    "HTTP02": _ALL,
+    # IMAP continuity
+    "IMAP01": _ALL,
+    "IMAP02": _ALL,
+    "IMAP03": _ALL,
+    "IMAP04": _ALL,
+    "IMAP05": _ALL,
+    # MySQL
+    "MYSQL01": _CUT,
+    "MYSQL02": _ALL,
+    "MYSQL03": _ALL,
+    "MYSQL04": _PRE_ACC,
+    "MYSQL05": _PRE_ACC,
+    # DNS
+    "DNS01": _ALL,
+    "DNS02": _PRE | _CUT,
+    "DNS03": _PRE,
+    "DNS04": _ALL,
+    "DNS05": _ALL,
+    "DNS06": _ALL,
+}
+
+# Area markers (`-m imap`) follow from the check ID's prefix.
+AREAS: dict[str, str] = {
+    "PORT": "ports",
+    "CAP": "ports",
+    "TLS": "tls",
+    "HTTP": "http",
+    "IMAP": "imap",
+    "POP": "imap",
+    "AUTH": "imap",
+    "MYSQL": "mysql",
+    "DNS": "dns",
+    "MAIL": "dns",
+    "VFIO": "vfio",
+    "VM": "vm",
+}
+
+CHECK_ID = re.compile(r"^([A-Z]+)([0-9]{2})\b")
+
+
+def area_of(check_id: str) -> str:
+    match = CHECK_ID.match(check_id)
+    if match is None or match.group(1) not in AREAS:
+        raise KeyError(f"not a known check ID: {check_id!r}")
+    return AREAS[match.group(1)]
+
+
+def runs_in(check_id: str, phase: Phase) -> bool:
+    return phase in CHECK_PHASES.get(check_id, _ALL)
