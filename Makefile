@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 install: system $(STAMP)
 
 demo: install
-	$(PY) -m lab demo
+	$(PY) -m lab.demo
 
 test: install
 	$(PY) -m pytest tests -p no:cacheprovider

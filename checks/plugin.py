@@ -9,7 +9,6 @@ go to `reports/` and the terminal ends with a services x IPs matrix.
 
 from __future__ import annotations
 
-import ast
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -24,7 +23,6 @@ from cutover.inventory import Inventory, InventoryError, load_inventory
 from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
 
 CHECKS_DIR = Path(__file__).resolve().parent
-RESULTS_KEY = pytest.StashKey[list[tuple[dict[str, str], str]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -69,7 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[INVENTORY_KEY] = inventory
     config.stash[PHASE_KEY] = phase
-    config.stash[RESULTS_KEY] = []
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(VerdictSummary(phase), "cutover-verdict-summary")
 
     reports = Path(config.getoption("reports_dir"))
     if not hasattr(config, "workerinput"):
@@ -198,74 +197,60 @@ def record(request: pytest.FixtureRequest) -> Callable[..., None]:
 
 # --- terminal summary ------------------------------------------------------
 
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    config = _CONFIG.get("config")
-    if config is None or RESULTS_KEY not in config.stash:
-        return
-    if report.when == "call" or (report.when == "setup" and not report.passed):
-        props = {str(k): str(v) for k, v in report.user_properties}
-        if "check_id" in props:
-            config.stash[RESULTS_KEY].append((props, report.outcome))
-
-
-_CONFIG: dict[str, pytest.Config] = {}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _CONFIG["config"] = session.config
-
-
 _RANK = {"passed": 0, "skipped": 1, "failed": 2}
 _MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL"}
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if RESULTS_KEY not in config.stash or hasattr(config, "workerinput"):
-        return
-    results = config.stash[RESULTS_KEY]
-    if not results:
-        return
-    write = terminalreporter.write_line
-    terminalreporter.section(f"cutover {config.stash[PHASE_KEY].value}: services x IPs")
-    cells: dict[tuple[str, str], str] = {}
-    for props, outcome in results:
-        if "service" in props and "side" in props:
-            key = (props["service"], props["side"])
-            if _RANK[outcome] >= _RANK[cells.get(key, "passed")]:
-                cells[key] = outcome
-    if cells:
-        services = sorted({s for s, _ in cells}, key=lambda s: (int(s.rsplit("-", 1)[-1]), s))
-        write(f"{'service':<18}{'old':<8}{'new':<8}")
-        for service in services:
-            row = [
-                _MARK[cells[(service, side)]] if (service, side) in cells else "-"
-                for side in ("old", "new")
-            ]
-            write(f"{service:<18}{row[0]:<8}{row[1]:<8}")
-    by_area: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    failing: dict[str, set[str]] = defaultdict(set)
-    for props, outcome in results:
-        area = area_of(props["check_id"])
-        by_area[area][outcome] += 1
-        if outcome == "failed":
-            failing[area].add(props["check_id"])
-    for area in sorted(by_area):
-        counts = by_area[area]
-        verdict = "FAIL" if counts["failed"] else "ok"
-        detail = ", ".join(f"{counts[o]} {o}" for o in ("passed", "failed", "skipped") if counts[o])
-        ids = f" [{', '.join(sorted(failing[area]))}]" if failing[area] else ""
-        write(f"{area:<8}{verdict:<6}{detail}{ids}")
+class VerdictSummary:
+    """Collects each check's outcome (on the xdist controller too) for the closing matrix."""
 
+    def __init__(self, phase: Phase) -> None:
+        self.phase = phase
+        self.results: list[tuple[dict[str, str], str]] = []
 
-def catalogue_ids() -> set[str]:
-    """Every check ID declared in checks/ (parsed, not imported)."""
-    ids: set[str] = set()
-    for path in CHECKS_DIR.glob("test_*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
-                match = CHECK_ID.match((ast.get_docstring(node) or "").strip())
-                if match:
-                    ids.add(match.group(0))
-    return ids
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            props = {str(k): str(v) for k, v in report.user_properties}
+            if "check_id" in props:
+                self.results.append((props, report.outcome))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.results:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.section(f"cutover {self.phase.value}: services x IPs")
+        for line in self.matrix_lines() + self.area_lines():
+            write(line)
+
+    def matrix_lines(self) -> list[str]:
+        cells: dict[tuple[str, str], str] = {}
+        for props, outcome in self.results:
+            if "service" in props and "side" in props:
+                key = (props["service"], props["side"])
+                if _RANK[outcome] >= _RANK[cells.get(key, "passed")]:
+                    cells[key] = outcome
+        if not cells:
+            return []
+        lines = [f"{'service':<18}{'old IP':<8}{'new IP':<8}"]
+        for service in dict.fromkeys(s for s, _ in cells):
+            marks = [_MARK.get(cells.get((service, side), ""), "-") for side in ("old", "new")]
+            lines.append(f"{service:<18}{marks[0]:<8}{marks[1]:<8}")
+        return lines
+
+    def area_lines(self) -> list[str]:
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        failing: dict[str, set[str]] = defaultdict(set)
+        for props, outcome in self.results:
+            area = area_of(props["check_id"])
+            counts[area][outcome] += 1
+            if outcome == "failed":
+                failing[area].add(props["check_id"])
+        lines = []
+        for area in sorted(counts):
+            verdict = "FAIL" if counts[area]["failed"] else "ok"
+            detail = ", ".join(
+                f"{counts[area][o]} {o}" for o in ("passed", "failed", "skipped") if counts[area][o]
+            )
+            ids = f" [{', '.join(sorted(failing[area]))}]" if failing[area] else ""
+            lines.append(f"{area:<8}{verdict:<6}{detail}{ids}")
+        return lines

@@ -1,0 +1,158 @@
+"""`make demo`: the migration story on the lab, with the suite as the gate at every step.
+
+Each step prints what it does and the suite's verdict; the run fails when a
+gate does not behave as the story says (the first preflight must fail on the
+TTLs, every later gate must pass). Reports for every gate land in `reports/`.
+The lab is torn down at the end unless KEEP_LAB=1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REPORTS = REPO / "reports"
+LAB_INVENTORY = REPO / ".lab" / "inventory.yaml"
+DEMO_INVENTORY = REPO / ".lab" / "inventory.demo.yaml"
+ACKNOWLEDGEMENT = (
+    "demo: TTLs were lowered seconds ago; the lab has no resolvers that could still "
+    "cache the old 3600 s records, so the wait is waived"
+)
+
+
+@dataclass
+class Gate:
+    report: str
+    passed: bool
+    failures: list[tuple[str, str, str]]  # (check id, test name, first line of the message)
+    total: int
+    seconds: float
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def lab(*args: str) -> None:
+    say(f"    $ python -m lab {' '.join(args)}")
+    completed = subprocess.run(
+        [sys.executable, "-m", "lab", *args], cwd=REPO, text=True, capture_output=True, timeout=600
+    )
+    for line in completed.stdout.strip().splitlines():
+        say(f"      {line}")
+    if completed.returncode != 0:
+        say(completed.stderr.strip())
+        raise SystemExit(f"demo: `python -m lab {' '.join(args)}` failed")
+
+
+def write_demo_inventory() -> None:
+    import yaml  # the demo runs from the project's venv
+
+    data = yaml.safe_load(LAB_INVENTORY.read_text(encoding="utf-8"))
+    data.setdefault("dns", {})["lowering_acknowledged"] = ACKNOWLEDGEMENT
+    DEMO_INVENTORY.write_text(
+        "# The lab's inventory plus the demo's explicit TTL-lowering acknowledgement.\n"
+        + yaml.safe_dump(data, sort_keys=False),
+        encoding="utf-8",
+    )
+
+
+def gate(phase: str, report: str, *extra: str) -> Gate:
+    junit = REPORTS / f"{report}.xml"
+    command = [
+        "ip", "netns", "exec", "cutover-client",
+        sys.executable, "-m", "cutover", "run", phase, "-i", str(DEMO_INVENTORY),
+        f"--reports-dir={REPORTS}", f"--junitxml={junit}", f"--html={REPORTS / report}.html",
+        "--self-contained-html", "-q", "-p", "no:cacheprovider", *extra,
+    ]  # fmt: skip
+    say(f"    $ python -m cutover run {phase} -i {DEMO_INVENTORY.relative_to(REPO)}")
+    started = time.monotonic()
+    completed = subprocess.run(command, cwd=REPO, text=True, capture_output=True, timeout=900)
+    seconds = time.monotonic() - started
+    failures, total = [], 0
+    if junit.exists():
+        for case in ET.parse(junit).getroot().iter("testcase"):
+            total += 1
+            problem = case.find("failure")
+            if problem is None:
+                problem = case.find("error")
+            if problem is None:
+                continue
+            props = {p.get("name"): p.get("value") for p in case.iter("property")}
+            message = (problem.get("message") or problem.text or "").strip().splitlines()
+            first_line = message[0] if message else ""
+            failures.append((props.get("check_id") or "?", case.get("name") or "", first_line))
+    if completed.returncode not in (0, 1):  # 1 = some checks failed; anything else broke
+        say(completed.stdout[-4000:])
+        say(completed.stderr[-4000:])
+        raise SystemExit(f"demo: the suite could not run ({completed.returncode})")
+    return Gate(report, completed.returncode == 0, failures, total, seconds)
+
+
+def verdict(result: Gate, *, expect_pass: bool) -> bool:
+    count = f"{len(result.failures)} of {result.total} checks"
+    state = "PASSED" if result.passed else f"FAILED ({count})"
+    say(f"    verdict: {state} in {result.seconds:.1f} s — reports/{result.report}.xml")
+    for check_id, name, message in result.failures[:12]:
+        say(f"      {check_id:<8}{name}: {message[:160]}")
+    if len(result.failures) > 12:
+        say(f"      ... and {len(result.failures) - 12} more (see the report)")
+    as_expected = result.passed == expect_pass
+    if not as_expected:
+        say("    !! not what this step of the story expects")
+    return as_expected
+
+
+def main() -> int:
+    started = time.monotonic()
+    REPORTS.mkdir(exist_ok=True)
+    for stale in REPORTS.glob("*"):
+        if stale.name != ".gitkeep":
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    ok = True
+    try:
+        say("==> 1. Bring up the lab: old and new servers, two PowerDNS nameservers, a client")
+        lab("up")
+        write_demo_inventory()
+        say("\n==> 2. Preflight before anything is prepared: the gate must refuse")
+        say("    (TTLs are still 3600 s, the new server holds no mail or data yet)")
+        first = gate("preflight", "preflight-before")
+        ok &= verdict(first, expect_pass=False)
+        if not any(check_id == "DNS02" for check_id, _, _ in first.failures):
+            say("    !! the TTL check (DNS02) should have named the 3600 s records")
+            ok = False
+        say("\n==> 3. Lower the TTLs to 300 on both nameservers, sync mail (dsync) and MySQL")
+        lab("lower-ttl")
+        lab("sync")
+        say(f"    (TTL age: {ACKNOWLEDGEMENT.split(': ', 1)[1]}; the report records this)")
+        say("\n==> 4. Preflight again: the gate before the DNS change")
+        ok &= verdict(gate("preflight", "preflight"), expect_pass=True)
+        say("\n==> 5. Cut over: stop the old services, forward every port to the new IP with")
+        say("    socat, and the old MySQL socket through ssh -L 3307:localhost:3306")
+        lab("cutover")
+        ok &= verdict(gate("cutover", "cutover"), expect_pass=True)
+        say("\n==> 6. Switch DNS to the new IP on both nameservers")
+        lab("dns-switch")
+        ok &= verdict(gate("acceptance", "acceptance"), expect_pass=True)
+    finally:
+        if os.environ.get("KEEP_LAB") == "1":
+            say("\n==> KEEP_LAB=1: the lab stays up (python -m lab down when done)")
+        else:
+            say("\n==> 7. Tear the lab down")
+            lab("down")
+    say(
+        f"\n==> The story {'held' if ok else 'did NOT hold'} at every gate "
+        f"({time.monotonic() - started:.0f} s). Reports: reports/"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
