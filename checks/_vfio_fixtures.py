@@ -1,0 +1,155 @@
+"""Fixtures of the VFIO and VM checks: which host to look at, and what it shows.
+
+A pytest plugin, required by `checks/test_vfio.py` and `checks/test_vm.py`
+(`pytest_plugins`), so its fixtures need no imports there. They also import
+`no_problems` and `skip_unless` from here first; this module has no plain
+`assert` to rewrite: PYTEST_DONT_REWRITE.
+
+The host is, in this order: the `--host-snapshot FILE` tarball (unpacked to a
+temporary directory), the inventory's `virt_host.ssh` testinfra spec, or this
+machine's own `/`. Every path the checks read goes through that one `Host`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from checks.support import inventory_of, parametrize
+from cutover.hostfs import Host, LocalRoot, SnapshotError, TestinfraHost, open_snapshot
+from cutover.inventory import Inventory, VirtHost
+from cutover.vfio import (
+    DeviceTarget,
+    IommuStatus,
+    PciFunction,
+    device_targets,
+    iommu_status,
+    read_cpu_vendor,
+    read_pci_functions,
+)
+from cutover.vm import DomainConfig, DomainObservation, observe_domain, read_cpu_siblings
+
+NO_VIRT_HOST = "inventory has no virt_host"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Checks taking `device` run once per inventory device: `[gpu-0000:01:00.0]`."""
+    if "device" not in metafunc.fixturenames:
+        return
+    virt_host = inventory_of(metafunc.config).virt_host
+    if virt_host is None:
+        skip = pytest.mark.skip(reason=NO_VIRT_HOST)
+        metafunc.parametrize("device", [pytest.param(None, marks=skip)], ids=["no-virt-host"])
+        return
+    parametrize(metafunc, "device", device_targets(virt_host.devices))
+
+
+@pytest.fixture(scope="session")
+def virt_host(inventory: Inventory) -> VirtHost:
+    """The inventory's virtualization host (the checks skip without one)."""
+    if inventory.virt_host is None:
+        pytest.skip(NO_VIRT_HOST)
+    return inventory.virt_host
+
+
+@pytest.fixture(scope="session")
+def kvm_host(
+    virt_host: VirtHost,
+    inventory: Inventory,
+    host_snapshot: Path | None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Host:
+    """Where every path is read: the snapshot, the ssh host, or this machine's `/`."""
+    if host_snapshot is not None:
+        try:
+            return open_snapshot(host_snapshot, tmp_path_factory.mktemp("host-snapshot"))
+        except SnapshotError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    if virt_host.ssh and virt_host.ssh != "local://":
+        return TestinfraHost.from_spec(virt_host.ssh, inventory.ssh_config)
+    return LocalRoot(Path("/"))
+
+
+@pytest.fixture(scope="session")
+def cpu_vendor(virt_host: VirtHost, kvm_host: Host) -> str | None:
+    return virt_host.cpu_vendor or read_cpu_vendor(kvm_host)
+
+
+@pytest.fixture(scope="session")
+def iommu(kvm_host: Host, cpu_vendor: str | None) -> IommuStatus:
+    return iommu_status(kvm_host, cpu_vendor)
+
+
+@pytest.fixture(scope="session")
+def pci_functions(kvm_host: Host) -> dict[str, PciFunction]:
+    return read_pci_functions(kvm_host)
+
+
+@pytest.fixture(scope="session")
+def passed_through(virt_host: VirtHost, pci_functions: dict[str, PciFunction]) -> frozenset[str]:
+    """Addresses of every function the inventory passes through."""
+    return frozenset(
+        function.address
+        for target in device_targets(virt_host.devices)
+        for function in target.resolve(pci_functions)
+    )
+
+
+@pytest.fixture
+def device_functions(
+    device: DeviceTarget, pci_functions: dict[str, PciFunction]
+) -> list[PciFunction]:
+    """The host's functions this inventory device names; skips when there are none."""
+    found = device.resolve(pci_functions)
+    if not found:
+        pytest.skip(f"{device.id} is not on this host (VFIO05 says so)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def vm_domain(
+    virt_host: VirtHost, kvm_host: Host, inventory: Inventory
+) -> DomainObservation | None:
+    """The inventory's VM as virsh shows it, or None when the inventory names no VM."""
+    if virt_host.vm is None:
+        return None
+    timeout = inventory.timeouts.operation
+    return observe_domain(kvm_host, virt_host.libvirt_uri, virt_host.vm, timeout)
+
+
+@pytest.fixture(scope="session")
+def vm(vm_domain: DomainObservation | None) -> DomainObservation:
+    if vm_domain is None:
+        pytest.skip("inventory names no virt_host.vm")
+    return vm_domain
+
+
+@pytest.fixture(scope="session")
+def vm_config(vm: DomainObservation, kvm_host: Host) -> DomainConfig:
+    """The VM's domain XML; an error (not a failure) when virsh cannot give it."""
+    if vm.config is None:
+        pytest.fail(
+            f"cannot read VM {vm.name!r} from {vm.uri} on {kvm_host.description}: {vm.error}",
+            pytrace=False,
+        )
+    return vm.config
+
+
+@pytest.fixture(scope="session")
+def cpu_siblings(kvm_host: Host) -> dict[int, frozenset[int]]:
+    return read_cpu_siblings(kvm_host)
+
+
+def no_problems(problems: list[str], headline: str) -> None:
+    """Fail with the headline and one line of evidence per problem."""
+    __tracebackhide__ = True
+    if problems:
+        pytest.fail(headline + ":\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def skip_unless(condition: bool, reason: str) -> None:
+    """Skip when a check has nothing to look at (another check reports why)."""
+    __tracebackhide__ = True
+    if not condition:
+        pytest.skip(reason)

@@ -1,0 +1,381 @@
+"""Where host-side checks look: one root for every path they read.
+
+A `Host` answers the few questions the VFIO and VM probes ask (read a file,
+read a link without following it, list a directory, run a command) against
+one of three places:
+
+- `LocalRoot("/")`: this machine, live;
+- `LocalRoot(tree)` with captured command output: an unpacked snapshot
+  (`python -m cutover capture-host`) or a generated fixture tree;
+- `TestinfraHost`: a remote host over testinfra (ssh://, local://, ...).
+
+Paths are always absolute host paths (`/sys/bus/pci/devices`); a root
+directory is applied underneath, and symlinks are resolved *inside* that
+root, so an absolute link in a snapshot (`autostart/vm.xml -> /etc/...`)
+never escapes to the machine running the checks.
+
+>>> host = LocalRoot(Path("/"))
+>>> read_text(host, "/proc/sys/kernel/ostype")
+'Linux\\n'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import subprocess
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, Protocol
+
+__all__ = [
+    "COMMANDS_FILE",
+    "CommandResult",
+    "Host",
+    "LocalRoot",
+    "SnapshotError",
+    "TestinfraHost",
+    "open_snapshot",
+    "read_text",
+]
+
+Kind = Literal["file", "dir", "link", "device", "other"]
+
+# Inside a snapshot: the output of the commands the capture ran (virsh ...).
+COMMANDS_FILE = "/.cutover/commands.json"
+# How many symlinks one path may traverse (the kernel's own limit).
+MAX_LINKS = 40
+
+
+class SnapshotError(Exception):
+    """A host snapshot that cannot be read or is unsafe to unpack."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    @property
+    def shell(self) -> str:
+        """The command as an operator would type it."""
+        return shlex.join(self.argv)
+
+
+class Host(Protocol):
+    """What the host-side probes may ask of a host. Paths are absolute host paths."""
+
+    @property
+    def description(self) -> str:
+        """`local /`, `snapshot host.tar.gz`, `ssh://root@kvm1` — for failure messages."""
+        ...
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """The file's content, or None when it is missing or unreadable."""
+        ...
+
+    def read_link(self, path: str) -> str | None:
+        """The raw target of a symlink (not followed), or None when `path` is no link."""
+        ...
+
+    def kind(self, path: str) -> Kind | None:
+        """What `path` itself is (a link is not followed), or None when it is missing."""
+        ...
+
+    def list_dir(self, path: str) -> list[str]:
+        """Sorted entry names of a directory (following links to it); [] when missing."""
+        ...
+
+    def exists(self, path: str) -> bool:
+        """`path` exists, following links."""
+        ...
+
+    def resolve(self, path: str) -> str:
+        """`path` with every symlink resolved, as a host path."""
+        ...
+
+    def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        """Run a command on the host (a snapshot answers from what it captured)."""
+        ...
+
+
+def read_text(host: Host, path: str) -> str | None:
+    """A file's content as text (sysfs and /proc are ASCII; bad bytes are replaced)."""
+    data = host.read_bytes(path)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+class LocalRoot:
+    """A directory tree on this machine seen as a host's `/`.
+
+    >>> LocalRoot(Path("/")).kind("/proc/self")
+    'link'
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        commands: dict[tuple[str, ...], CommandResult] | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        # None: run commands for real. A dict: a snapshot's captured output.
+        self.commands = commands
+        self._description = description or f"local {self.root}"
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    @property
+    def is_live_root(self) -> bool:
+        return self.root == Path("/")
+
+    def _local(self, host_path: str) -> Path:
+        return self.root / host_path.lstrip("/")
+
+    def resolve(self, path: str) -> str:
+        if self.is_live_root:
+            return os.path.realpath(path)
+        return str(self._resolve(PurePosixPath(path), follow_last=True))
+
+    def _resolve(self, path: PurePosixPath, *, follow_last: bool) -> PurePosixPath:
+        """Resolve `path` inside the root, like the kernel would with the root chrooted."""
+        pending = list(path.parts[1:]) if path.is_absolute() else list(path.parts)
+        done = PurePosixPath("/")
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                done = done.parent
+                continue
+            candidate = done / part
+            local = self._local(str(candidate))
+            if (pending or follow_last) and local.is_symlink():
+                hops += 1
+                if hops > MAX_LINKS:
+                    return candidate
+                target = PurePosixPath(os.readlink(local))
+                if target.is_absolute():
+                    done = PurePosixPath("/")
+                pending[:0] = [p for p in target.parts if p != "/"]
+                continue
+            done = candidate
+        return done
+
+    def _real(self, path: str, *, follow_last: bool = True) -> Path:
+        if self.is_live_root:
+            return Path(path)
+        return self._local(str(self._resolve(PurePosixPath(path), follow_last=follow_last)))
+
+    def read_bytes(self, path: str) -> bytes | None:
+        try:
+            return self._real(path).read_bytes()
+        except OSError:
+            return None
+
+    def read_link(self, path: str) -> str | None:
+        try:
+            return os.readlink(self._real(path, follow_last=False))
+        except OSError:
+            return None
+
+    def kind(self, path: str) -> Kind | None:
+        try:
+            mode = os.lstat(self._real(path, follow_last=False)).st_mode
+        except OSError:
+            return None
+        if stat.S_ISLNK(mode):
+            return "link"
+        if stat.S_ISDIR(mode):
+            return "dir"
+        if stat.S_ISREG(mode):
+            return "file"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            return "device"
+        return "other"
+
+    def list_dir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self._real(path)))
+        except OSError:
+            return []
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(self._real(path))
+
+    def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        args = tuple(argv)
+        if self.commands is not None:
+            captured = self.commands.get(args)
+            if captured is not None:
+                return captured
+            return CommandResult(
+                args, 127, "", f"{self.description}: `{shlex.join(args)}` was not captured"
+            )
+        try:
+            done = subprocess.run(
+                args, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except FileNotFoundError:
+            return CommandResult(args, 127, "", f"{args[0]}: command not found")
+        except subprocess.TimeoutExpired:
+            return CommandResult(args, 124, "", f"timed out after {timeout:g}s")
+        return CommandResult(args, done.returncode, done.stdout, done.stderr)
+
+
+class TestinfraHost:
+    """A testinfra host (`testinfra.get_host("ssh://root@kvm1")`): every probe is a command.
+
+    >>> TestinfraHost.from_spec("local://").read_link("/proc/self") is not None
+    True
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, host: Any, spec: str) -> None:
+        self.host = host
+        self.spec = spec
+
+    @classmethod
+    def from_spec(cls, spec: str, ssh_config: Path | None = None) -> TestinfraHost:
+        import testinfra
+
+        kwargs: dict[str, Any] = {"ssh_config": str(ssh_config)} if ssh_config else {}
+        return cls(testinfra.get_host(spec, **kwargs), spec)
+
+    @property
+    def description(self) -> str:
+        return self.spec
+
+    def _sh(self, command: str, *args: str) -> Any:
+        return self.host.run(command + "".join(" " + shlex.quote(a) for a in args))
+
+    def read_bytes(self, path: str) -> bytes | None:
+        out = self._sh("cat --", path)
+        if out.rc != 0:
+            return None
+        stdout = out.stdout_bytes
+        return stdout if isinstance(stdout, bytes) else str(stdout).encode()
+
+    def read_link(self, path: str) -> str | None:
+        out = self._sh("readlink --", path)
+        return out.stdout.rstrip("\n") if out.rc == 0 else None
+
+    def kind(self, path: str) -> Kind | None:
+        out = self._sh("stat -c %F --", path)
+        if out.rc != 0:
+            return None
+        name = out.stdout.strip()
+        if name == "symbolic link":
+            return "link"
+        if name == "directory":
+            return "dir"
+        if name.startswith("regular"):
+            return "file"
+        if name.endswith("special file"):
+            return "device"
+        return "other"
+
+    def list_dir(self, path: str) -> list[str]:
+        out = self._sh("ls -1A --", path + "/")
+        return sorted(out.stdout.splitlines()) if out.rc == 0 else []
+
+    def exists(self, path: str) -> bool:
+        return bool(self._sh("test -e", path).rc == 0)
+
+    def resolve(self, path: str) -> str:
+        out = self._sh("readlink -m --", path)
+        return out.stdout.rstrip("\n") if out.rc == 0 else path
+
+    def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        args = tuple(argv)
+        out = self.host.run("timeout %s " + " ".join(["%s"] * len(args)), f"{timeout:g}", *args)
+        return CommandResult(args, int(out.rc), str(out.stdout), str(out.stderr))
+
+
+# --- snapshots -----------------------------------------------------------
+
+
+def open_snapshot(tarball: Path, into: Path) -> LocalRoot:
+    """Unpack a capture-host tarball into the empty directory `into` and open it.
+
+    Unpacking is done member by member: only files, directories and symlinks,
+    no member outside `into`, and nothing is ever written through a symlink
+    (sysfs links point everywhere, and a hostile tarball could aim one at /etc).
+    """
+    try:
+        with tarfile.open(tarball, "r:*") as archive:
+            for member in archive:
+                _unpack_member(archive, member, into)
+    except (OSError, tarfile.TarError) as exc:
+        raise SnapshotError(f"{tarball}: cannot unpack host snapshot: {exc}") from None
+    commands_path = into / COMMANDS_FILE.lstrip("/")
+    if not commands_path.is_file():
+        raise SnapshotError(
+            f"{tarball}: not a host snapshot (no {COMMANDS_FILE}; "
+            "make one with `python -m cutover capture-host`)"
+        )
+    return LocalRoot(
+        into,
+        commands=load_commands(commands_path.read_text(encoding="utf-8")),
+        description=f"snapshot {tarball.name}",
+    )
+
+
+def _unpack_member(archive: tarfile.TarFile, member: tarfile.TarInfo, into: Path) -> None:
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise SnapshotError(f"unsafe member name {member.name!r}")
+    parts = [p for p in name.parts if p not in ("", ".")]
+    if not parts:
+        return
+    parent = into
+    for part in parts[:-1]:
+        parent = parent / part
+        if parent.is_symlink():
+            raise SnapshotError(f"member {member.name!r} would be written through a symlink")
+        parent.mkdir(exist_ok=True)
+    target = parent / parts[-1]
+    if target.is_symlink() or (target.exists() and not member.isdir()):
+        raise SnapshotError(f"member {member.name!r} appears twice")
+    if member.isdir():
+        target.mkdir(exist_ok=True)
+    elif member.issym():
+        os.symlink(member.linkname, target)
+    elif member.isfile():
+        source = archive.extractfile(member)
+        if source is None:
+            raise SnapshotError(f"member {member.name!r} has no data")
+        target.write_bytes(source.read())
+    else:
+        raise SnapshotError(f"member {member.name!r} is neither file, directory nor symlink")
+
+
+def load_commands(text: str) -> dict[tuple[str, ...], CommandResult]:
+    """Captured command results, keyed by argv (the format `dump_commands` writes)."""
+    table: dict[tuple[str, ...], CommandResult] = {}
+    for entry in json.loads(text):
+        argv = tuple(str(a) for a in entry["argv"])
+        table[argv] = CommandResult(argv, int(entry["rc"]), entry["stdout"], entry["stderr"])
+    return table
+
+
+def dump_commands(results: Sequence[CommandResult]) -> str:
+    entries = [
+        {"argv": list(r.argv), "rc": r.rc, "stdout": r.stdout, "stderr": r.stderr} for r in results
+    ]
+    return json.dumps(entries, indent=2) + "\n"
