@@ -42,8 +42,8 @@ def this_host(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         yaml.safe_dump(
             {
                 "name": "this-machine",
-                "old": {"address": "192.0.2.10"},
-                "new": {"address": "192.0.2.20"},
+                "old": {"address": "198.51.100.10"},
+                "new": {"address": "198.51.100.20"},
                 "services": [],
                 "virt_host": {"devices": [{"name": "dev", "address": address}]},
             }
