@@ -21,6 +21,8 @@ from checks.support import INVENTORY_KEY, PHASE_KEY, expectations_of
 from cutover.baseline import Baseline
 from cutover.inventory import Inventory, InventoryError, load_inventory
 from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
+from cutover.protocols import Observations, ProbeSettings, ServiceAnswer, observe
+from cutover.targets import Endpoint, endpoints
 
 CHECKS_DIR = Path(__file__).resolve().parent
 
@@ -176,6 +178,15 @@ def expect(pytestconfig: pytest.Config) -> PhaseExpectations:
 def baseline(pytestconfig: pytest.Config) -> Baseline:
     """The baseline file: written in preflight, read by later phases."""
     return Baseline(Path(pytestconfig.getoption("baseline")))
+
+
+@pytest.fixture(scope="session")
+def services(
+    inventory: Inventory, expect: PhaseExpectations
+) -> Observations[Endpoint, ServiceAnswer]:
+    """Every service on every IP of the phase: observed once per run, concurrently, on first use."""
+    settings = ProbeSettings.from_inventory(inventory)
+    return Observations(endpoints(inventory, expect), lambda endpoint: observe(endpoint, settings))
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 from cutover.inventory import Inventory
+from cutover.net import ProbeError
 from cutover.phases import Phase, PhaseExpectations, expectations
 
 INVENTORY_KEY = pytest.StashKey[Inventory]()
@@ -52,3 +53,23 @@ def parametrize(metafunc: pytest.Metafunc, argname: str, targets: Sequence[Targe
             [pytest.param(None, marks=pytest.mark.skip(reason=f"inventory lists no {argname}"))],
             ids=["none"],
         )
+
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Observed(Protocol[T_co]):
+    def get(self, target: Any) -> T_co: ...
+
+
+def observed(observations: Observed[T], target: object, where: str) -> T:
+    """What was observed of `target`, or the check fails with the probe's one-line reason.
+
+    >>> answer = observed(services, endpoint, endpoint.where)  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    try:
+        return observations.get(target)
+    except ProbeError as exc:
+        pytest.fail(f"{where}: no answer: {exc}", pytrace=False)

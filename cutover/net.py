@@ -78,14 +78,22 @@ def connect(address: object, port: int, timeout: float) -> socket.socket:
 
 
 @functools.lru_cache(maxsize=8)
-def tls_context(ca_file: Path | None = None, *, verify: bool = True) -> ssl.SSLContext:
-    """One context per trust configuration: building one costs ~16 ms (the CA store)."""
+def tls_context(
+    ca_file: Path | None = None, *, verify: bool = True, check_hostname: bool = True
+) -> ssl.SSLContext:
+    """One context per trust configuration: building one costs ~16 ms (the CA store).
+
+    `check_hostname=False` verifies the chain only: the TLS checks judge the
+    certificate's names themselves, so a wrong name is not a failed handshake.
+    """
     if not verify:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.check_hostname = check_hostname
+    return context
 
 
 class LineReader:

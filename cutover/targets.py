@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from cutover.inventory import Inventory, Service
 from cutover.phases import PhaseExpectations, Side
 
-__all__ = ["Endpoint", "endpoints"]
+__all__ = ["Endpoint", "endpoint_of", "endpoints"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,12 @@ class Endpoint:
         yield "side", self.side.value
         yield "address", str(self.address)
         yield "port", str(self.service.port)
+
+
+def endpoint_of(inventory: Inventory, service: Service, side: Side) -> Endpoint:
+    """`service` on the old or the new IP."""
+    server = inventory.old if side is Side.OLD else inventory.new
+    return Endpoint(service, side, server.address)
 
 
 def endpoints(inventory: Inventory, rules: PhaseExpectations) -> list[Endpoint]:

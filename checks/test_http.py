@@ -1,0 +1,151 @@
+"""Name-based virtual hosts answer the same on both IPs, and the new Apache config is sound."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from checks.support import expectations_of, inventory_of, observed, parametrize
+from cutover.baseline import Baseline
+from cutover.inventory import Inventory, Protocol, Vhost
+from cutover.net import ProbeError
+from cutover.phases import PhaseExpectations, Side
+from cutover.protocols import Observations, ProbeSettings, serving_ip
+from cutover.protocols.apache import ApacheConfig, observe_config
+from cutover.protocols.http import HttpResponse, fetch
+from cutover.targets import Endpoint, endpoint_of, endpoints
+
+Record = Callable[..., None]
+
+
+class VhostTarget:
+    """One vhost requested (by its Host header) on one IP."""
+
+    def __init__(self, vhost: Vhost, endpoint: Endpoint) -> None:
+        self.vhost = vhost
+        self.endpoint = endpoint
+
+    @property
+    def id(self) -> str:
+        return f"{self.vhost.host}-{self.endpoint.id}"
+
+    @property
+    def where(self) -> str:
+        return f"vhost {self.vhost.host}{self.vhost.path} on {self.endpoint.where}"
+
+    def junit_properties(self) -> Iterator[tuple[str, str]]:
+        yield from self.endpoint.junit_properties()
+        yield "vhost", self.vhost.host
+
+
+def vhost_targets(inventory: Inventory, expect: PhaseExpectations) -> list[VhostTarget]:
+    web = [e for e in endpoints(inventory, expect) if e.service.protocol is Protocol.HTTP]
+    return [VhostTarget(v, e) for e in web for v in inventory.http.vhosts]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "vhost" in metafunc.fixturenames:
+        config = metafunc.config
+        parametrize(metafunc, "vhost", vhost_targets(inventory_of(config), expectations_of(config)))
+
+
+@pytest.fixture(scope="session")
+def vhost_responses(
+    inventory: Inventory, expect: PhaseExpectations
+) -> Observations[VhostTarget, HttpResponse]:
+    """Every vhost on every IP: fetched once per run, concurrently, on first use."""
+    settings = ProbeSettings.from_inventory(inventory)
+    return Observations(
+        vhost_targets(inventory, expect),
+        lambda t: fetch(t.endpoint, settings, t.vhost.host, t.vhost.path),
+    )
+
+
+def test_vhost_same_content(
+    vhost: VhostTarget,
+    vhost_responses: Observations[VhostTarget, HttpResponse],
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    baseline: Baseline,
+    record: Record,
+) -> None:
+    """HTTP01: each name-based vhost answers on this IP with the old server's status and content.
+
+    Why: the Apache 2.2 -> 2.4 config move is exactly where a vhost gets lost:
+    its requests then fall through to the default vhost, which answers 200
+    with the wrong site. Requested by Host header on each IP, the status and
+    the body digest (after removing the vhost's `ignore` regexes) must equal
+    the old server's.
+    Inputs: http.vhosts (host, path, ignore); the old server (live in
+    preflight, the baseline later).
+    Fix: migrate the missing vhost's config (sites-enabled) and DocumentRoot.
+    """
+    response = observed(vhost_responses, vhost, vhost.where)
+    digest = response.digest(vhost.vhost.ignore)
+    record(status=response.status, body_sha256=digest)
+    key = f"{vhost.endpoint.service.label}:{vhost.vhost.host}{vhost.vhost.path}"
+    old_side = serving_ip(expect, Side.OLD)
+    if old_side is not None:
+        old = VhostTarget(vhost.vhost, endpoint_of(inventory, vhost.endpoint.service, old_side))
+        old_response = observed(vhost_responses, old, old.where)
+        reference = {
+            "status": old_response.status,
+            "digest": old_response.digest(vhost.vhost.ignore),
+        }
+        source = f"the old server ({old.endpoint.where})"
+        if expect.records_baseline:
+            baseline.record("vhosts", key, reference)
+    else:
+        reference = baseline.get("vhosts", key)
+        source = "the old server as recorded in preflight"
+        if reference is None:
+            pytest.skip(
+                f"{vhost.where}: no record of the old server's answer "
+                "(run preflight before the cutover to record it)"
+            )
+    differences = []
+    if response.status != reference["status"]:
+        differences.append(f"status {response.status} instead of {reference['status']}")
+    if digest != reference["digest"]:
+        differences.append(
+            f"body sha256 {digest[:16]} ({len(response.body)} bytes) instead of "
+            f"{str(reference['digest'])[:16]}"
+        )
+    if differences:
+        pytest.fail(
+            f"{vhost.where} differs from {source}: "
+            + ", ".join(differences)
+            + " — the vhost is missing or different (requests fall through to the default vhost?)",
+            pytrace=False,
+        )
+
+
+def test_apache_config(inventory: Inventory, record: Record) -> None:
+    """HTTP02: the new server's Apache config passes `apachectl -t` and has no 2.2-only directives.
+
+    Why: a config that does not parse stops Apache at its next restart, not
+    now; `Order`/`Allow from`/`Deny from` only work through mod_access_compat
+    and `NameVirtualHost` does nothing in 2.4 — leftovers of a 2.2 config whose
+    access rules may no longer mean what they did.
+    Inputs: new.ssh (a testinfra host spec); ssh_config; timeouts.operation.
+    Fix: correct the reported errors; replace `Order`/`Allow`/`Deny` with
+    `Require`, remove `NameVirtualHost`.
+    """
+    if not inventory.new.ssh:
+        pytest.skip("new.ssh is not given: the Apache config cannot be read")
+    where = f"Apache on the new server ({inventory.new.ssh})"
+    try:
+        config: ApacheConfig = observe_config(
+            inventory.new.ssh, inventory.ssh_config, inventory.timeouts.operation
+        )
+    except ProbeError as exc:
+        pytest.fail(f"{where}: {exc}", pytrace=False)
+    record(config_files=len(config.files), syntax=config.syntax_output[:200])
+    problems = []
+    if not config.syntax_ok:
+        problems.append(f"`apachectl -t` fails: {config.syntax_output}")
+    if config.legacy:
+        problems.append("Apache 2.2-only directives: " + "; ".join(str(d) for d in config.legacy))
+    if problems:
+        pytest.fail(f"{where}: " + " | ".join(problems), pytrace=False)

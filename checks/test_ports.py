@@ -1,0 +1,220 @@
+"""Every port answers on both IPs at the protocol level, from the expected server.
+
+Observations come from the session's `services` (each service on each IP is
+observed once, all concurrently); these checks only judge them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from checks.support import expectations_of, inventory_of, observed, parametrize
+from cutover.baseline import Baseline
+from cutover.inventory import Inventory, Protocol, Service, TlsMode
+from cutover.net import ProbeError
+from cutover.phases import PhaseExpectations, Side
+from cutover.protocols import Observations, ServiceAnswer, serving_ip
+from cutover.targets import Endpoint, endpoint_of, endpoints
+
+Services = Observations[Endpoint, ServiceAnswer]
+Record = Callable[..., None]
+
+MAIL_PROTOCOLS = (Protocol.SMTP, Protocol.IMAP, Protocol.POP3)
+
+
+class MailService:
+    """A mail service as a check target: capability parity is judged per service."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    @property
+    def id(self) -> str:
+        return self.service.label
+
+    def junit_properties(self) -> list[tuple[str, str]]:
+        return [("service", self.service.label), ("port", str(self.service.port))]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    config = metafunc.config
+    if "endpoint" in metafunc.fixturenames:
+        parametrize(metafunc, "endpoint", endpoints(inventory_of(config), expectations_of(config)))
+    if "mail_service" in metafunc.fixturenames:
+        mail = [s for s in inventory_of(config).services if s.protocol in MAIL_PROTOCOLS]
+        parametrize(metafunc, "mail_service", [MailService(s) for s in mail])
+
+
+def test_port_answers(endpoint: Endpoint, services: Services, record: Record) -> None:
+    """PORT01: the service answers at the protocol level on this IP, through TLS where it uses TLS.
+
+    Why: a TCP connect proves nothing — socat accepts connections even when its
+    backend is dead. Clients need the greeting (SMTP 220 + EHLO, IMAP OK +
+    CAPABILITY, POP3 +OK + CAPA, an HTTP response, a MySQL handshake), the
+    TLS handshake on 993/995/465, and a working STARTTLS upgrade on
+    143/110/25/587 when the inventory says the port uses it.
+    Inputs: services (port, protocol, tls); old and new address; timeouts.
+    Fix: start the service (or the socat forward for this port on the old host);
+    enable STARTTLS where clients expect it (Postfix smtpd_tls_security_level,
+    Dovecot ssl = yes).
+    """
+    answer = observed(services, endpoint, endpoint.where)
+    record(greeting=answer.greeting, identity=answer.who)
+    problems = []
+    if endpoint.service.tls is TlsMode.STARTTLS:
+        if not answer.starttls_offered:
+            offered = " ".join(sorted(answer.capabilities_plain or ())) or "nothing"
+            problems.append(f"STARTTLS is not offered (the server offers: {offered})")
+        elif answer.starttls_error:
+            problems.append(f"the STARTTLS upgrade failed: {answer.starttls_error}")
+    if answer.http_status is not None and answer.http_status >= 500:
+        problems.append(f"HTTP status {answer.greeting} (the server or its backend is broken)")
+    if problems:
+        pytest.fail(
+            f"{endpoint.where} answered {answer.greeting!r} but " + "; ".join(problems),
+            pytrace=False,
+        )
+
+
+def _reference(
+    service: Service,
+    server: Side,
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    services: Services,
+    baseline: Baseline,
+) -> tuple[str, str] | None:
+    """How `server` identifies itself here: live when it can be seen, else as preflight saw it."""
+    side = serving_ip(expect, server)
+    if side is not None:
+        answer = services.outcome(endpoint_of(inventory, service, side))
+        if not isinstance(answer, ProbeError):
+            return answer.who, f"observed now on the {side.value} IP"
+    recorded = baseline.get("identity", f"{service.label}-{server.value}")
+    return (str(recorded), "recorded in preflight") if recorded is not None else None
+
+
+def test_served_by_expected_server(
+    endpoint: Endpoint,
+    services: Services,
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    baseline: Baseline,
+    record: Record,
+) -> None:
+    """PORT02: each IP is answered by the server the phase expects (after cutover: the new one).
+
+    Why: through a socat forward the TCP peer is always the old IP, so only the
+    protocol says who answered. A forward to the wrong backend (the old
+    server, another port) looks healthy to a port check and loses mail.
+    Identity is the server naming itself (SMTP greeting host, Dovecot
+    login_greeting, the HTTP identity header or body digest, MySQL @@hostname)
+    plus the TLS certificate's fingerprint; preflight records both servers'
+    identities in the baseline, later phases compare with it.
+    Inputs: services; http.identity_header; mysql.admin; the baseline.
+    Fix: point the forward for this port at the new IP and the same port; give
+    each server something that tells it apart (Postfix myhostname, Dovecot
+    login_greeting, an HTTP header naming the host, its own certificate).
+    """
+    answer = observed(services, endpoint, endpoint.where)
+    record(identity=answer.who)
+    if expect.records_baseline:
+        baseline.record("identity", endpoint.id, answer.who)
+    expected = expect.served_by[endpoint.side]
+    assert expected is not None  # endpoints() leaves out IPs that may be closed
+    other = Side.OLD if expected is Side.NEW else Side.NEW
+    known = {
+        server: _reference(endpoint.service, server, inventory, expect, services, baseline)
+        for server in (expected, other)
+    }
+    mine, theirs = known[expected], known[other]
+    note = f" ({answer.identity_note})" if answer.identity_note else ""
+    if mine is not None and answer.who != mine[0]:
+        cause = (
+            f" — that is the {other.value} server ({theirs[1]}): "
+            "the forward goes to the wrong backend"
+            if theirs is not None and answer.who == theirs[0]
+            else ""
+        )
+        pytest.fail(
+            f"{endpoint.where} should be served by the {expected.value} server, identified by "
+            f"{mine[0]} ({mine[1]}), but the answer identifies {answer.who}{note}{cause}",
+            pytrace=False,
+        )
+    if theirs is not None and answer.who == theirs[0]:
+        pytest.fail(
+            f"{endpoint.where} should be served by the {expected.value} server but answers as "
+            f"the {other.value} server: {answer.who} ({theirs[1]}){note}. Either the "
+            f"{endpoint.side.value} IP reaches the {other.value} server, or nothing in this "
+            "protocol tells the two servers apart (give each its own greeting, identity "
+            "header or certificate)",
+            pytrace=False,
+        )
+
+
+def _client_views(answer: ServiceAnswer, service: Service) -> dict[str, list[str]]:
+    """Capabilities as a client of this port sees them: after TLS, and before STARTTLS.
+
+    Without a working upgrade the list "after TLS" is the plain one: that is
+    all a client configured for STARTTLS would get.
+    """
+    views = {
+        "after TLS" if service.tls is not TlsMode.NONE else "offered": sorted(answer.capabilities)
+    }
+    if answer.capabilities_plain is not None:
+        views["before STARTTLS"] = sorted(answer.capabilities_plain)
+    return views
+
+
+def test_capabilities_kept(
+    mail_service: MailService,
+    services: Services,
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    baseline: Baseline,
+    record: Record,
+) -> None:
+    """CAP01: the new server offers every capability and AUTH mechanism the old one did.
+
+    Why: clients configured against the old server must not need changes: an
+    AUTH mechanism or IMAP extension dropped on the new server shows up as
+    failed logins or broken clients. Compared as clients see them: after TLS
+    on TLS ports, and before STARTTLS as well. Extras are fine.
+    Inputs: IMAP CAPABILITY, POP3 CAPA, SMTP EHLO keywords and AUTH mechanisms
+    from the old server (live in preflight, the baseline later) and the new IP.
+    Fix: enable the missing mechanism or extension on the new server (Dovecot
+    auth_mechanisms / imap_capability, Postfix smtpd_sasl_* and smtpd options).
+    """
+    service = mail_service.service
+    new = endpoint_of(inventory, service, Side.NEW)
+    views = _client_views(observed(services, new, new.where), service)
+    record(capabilities="; ".join(f"{k}: {' '.join(v)}" for k, v in views.items()))
+
+    old_side = serving_ip(expect, Side.OLD)
+    reference: dict[str, list[str]] | None
+    if old_side is not None:
+        old = endpoint_of(inventory, service, old_side)
+        reference = _client_views(observed(services, old, old.where), service)
+        source = f"the old server on {old.where}"
+        if expect.records_baseline:
+            baseline.record("capabilities", service.label, reference)
+    else:
+        reference = baseline.get("capabilities", service.label)
+        source = "the old server as recorded in preflight"
+        if reference is None:
+            pytest.skip(
+                f"{service.label}: no record of the old server's capabilities "
+                "(run preflight before the cutover to record them)"
+            )
+    gaps = [
+        f"{view}: {' '.join(sorted(set(wanted) - set(views.get(view, ()))))}"
+        for view, wanted in reference.items()
+        if set(wanted) - set(views.get(view, ()))
+    ]
+    if gaps:
+        pytest.fail(
+            f"{new.where} lacks capabilities that {source} offered — " + "; ".join(gaps),
+            pytrace=False,
+        )

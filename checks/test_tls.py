@@ -1,0 +1,184 @@
+"""Certificates: the chain verifies, every client-facing name is covered, expiry is far enough.
+
+The certificate is the one seen by the session's protocol observation (after
+the implicit TLS handshake or the STARTTLS upgrade), so these checks cost no
+extra connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from checks.support import expectations_of, inventory_of, observed, parametrize
+from cutover.baseline import Baseline
+from cutover.inventory import Inventory, Service, TlsMode
+from cutover.phases import PhaseExpectations, Side
+from cutover.protocols import Observations, ServiceAnswer, serving_ip
+from cutover.targets import Endpoint, endpoint_of, endpoints
+from cutover.tls import TlsFacts, name_covered
+
+Services = Observations[Endpoint, ServiceAnswer]
+Record = Callable[..., None]
+
+
+class TlsService:
+    """A TLS-using service as a check target: old and new certificates compared."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    @property
+    def id(self) -> str:
+        return self.service.label
+
+    def junit_properties(self) -> list[tuple[str, str]]:
+        return [("service", self.service.label), ("port", str(self.service.port))]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    config = metafunc.config
+    inventory = inventory_of(config)
+    if "tls_endpoint" in metafunc.fixturenames:
+        found = endpoints(inventory, expectations_of(config))
+        parametrize(
+            metafunc, "tls_endpoint", [e for e in found if e.service.tls is not TlsMode.NONE]
+        )
+    if "tls_service" in metafunc.fixturenames:
+        tls = [TlsService(s) for s in inventory.services if s.tls is not TlsMode.NONE]
+        parametrize(metafunc, "tls_service", tls)
+
+
+def certificate(services: Services, endpoint: Endpoint) -> TlsFacts:
+    """The certificate this endpoint showed, or the check fails saying why there is none."""
+    __tracebackhide__ = True
+    answer = observed(services, endpoint, endpoint.where)
+    if answer.tls is None:
+        reason = answer.starttls_error or (
+            "STARTTLS is not offered" if answer.starttls_offered is False else "no TLS handshake"
+        )
+        pytest.fail(f"{endpoint.where}: no certificate to check: {reason}", pytrace=False)
+    return answer.tls
+
+
+def test_chain_verifies(tls_endpoint: Endpoint, services: Services, record: Record) -> None:
+    """TLS01: the certificate chain verifies against the inventory's CA bundle or the system store.
+
+    Why: clients refuse (or warn about) a certificate they cannot verify: a
+    missing intermediate, a self-signed or expired certificate breaks every
+    client at once.
+    Inputs: tls.ca_file (default: the system store); the certificate each TLS
+    port presents.
+    Fix: install a certificate issued by a trusted CA, with its intermediates
+    after it in the file (Postfix smtpd_tls_cert_file, Dovecot ssl_cert).
+    """
+    facts = certificate(services, tls_endpoint)
+    record(fingerprint=facts.fingerprint, subject=facts.subject, tls_version=facts.version)
+    if not facts.verified:
+        pytest.fail(
+            f"{tls_endpoint.where}: the certificate ({facts.subject}, "
+            f"sha256 {facts.fingerprint[:16]}) does not verify against {facts.trust}: "
+            f"{facts.verify_error}",
+            pytrace=False,
+        )
+
+
+def test_certificate_names(
+    tls_endpoint: Endpoint, services: Services, inventory: Inventory, record: Record
+) -> None:
+    """TLS02: the certificate covers every client-facing name of the service.
+
+    Why: clients connect by name (mail.example.com), not by IP: a name missing
+    from the subjectAltNames is a certificate warning for every client that uses it.
+    Inputs: the service's `hostnames` (default: the inventory's `hostnames`);
+    the certificate each TLS port presents.
+    Fix: reissue the certificate with every name in the subjectAltName.
+    """
+    facts = certificate(services, tls_endpoint)
+    wanted = inventory.service_hostnames(tls_endpoint.service)
+    record(names=" ".join(facts.names))
+    if not wanted:
+        pytest.skip("inventory lists no client-facing hostnames for this service")
+    missing = [name for name in wanted if not facts.covers(name)]
+    if missing:
+        pytest.fail(
+            f"{tls_endpoint.where}: the certificate ({facts.subject}) does not cover "
+            f"{', '.join(missing)}; it covers {', '.join(facts.names) or 'no DNS names'}",
+            pytrace=False,
+        )
+
+
+def test_certificate_not_expiring(
+    tls_endpoint: Endpoint, services: Services, inventory: Inventory, record: Record
+) -> None:
+    """TLS03: the certificate stays valid for longer than the expiry margin.
+
+    Why: a certificate that expires during or just after the migration breaks
+    every client at once, typically on a weekend.
+    Inputs: tls.expiry_margin_days (default 20, as check_ssl_cert warns); the
+    certificate each TLS port presents.
+    Fix: renew the certificate before the cutover.
+    """
+    facts = certificate(services, tls_endpoint)
+    margin = inventory.tls.expiry_margin_days
+    days = facts.days_left()
+    record(not_after=facts.not_after.isoformat(), days_left=f"{days:.1f}")
+    if days < margin:
+        state = "expired" if days < 0 else "expires"
+        pytest.fail(
+            f"{tls_endpoint.where}: the certificate ({facts.subject}) {state} on "
+            f"{facts.not_after:%Y-%m-%d %H:%M} UTC ({days:.1f} days from now; "
+            f"the margin is {margin} days)",
+            pytrace=False,
+        )
+
+
+def test_new_certificate_covers_old_names(
+    tls_service: TlsService,
+    services: Services,
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    baseline: Baseline,
+    record: Record,
+) -> None:
+    """TLS04: the new server's certificate covers every name the old server's certificate did.
+
+    Why: clients may use any name the old certificate was valid for (an
+    old mail.otherdomain alias, a wildcard), not only those in the inventory.
+    The old host's own name (old.hostname) is left out: it keeps pointing at
+    the old host.
+    Inputs: the old server's certificate (live in preflight, the baseline
+    later) and the new IP's, per TLS service.
+    Fix: reissue the new certificate with the missing names.
+    """
+    service = tls_service.service
+    new = endpoint_of(inventory, service, Side.NEW)
+    new_facts = certificate(services, new)
+    old_side = serving_ip(expect, Side.OLD)
+    if old_side is not None:
+        old = endpoint_of(inventory, service, old_side)
+        old_names = list(certificate(services, old).names)
+        source = f"the old server's certificate on {old.where}"
+        if expect.records_baseline:
+            baseline.record("certificate_names", service.label, old_names)
+    else:
+        recorded = baseline.get("certificate_names", service.label)
+        if recorded is None:
+            pytest.skip(
+                f"{service.label}: no record of the old server's certificate "
+                "(run preflight before the cutover to record it)"
+            )
+        old_names = list(recorded)
+        source = "the old server's certificate as recorded in preflight"
+    own = (inventory.old.hostname or "").lower()
+    wanted = [name for name in old_names if name.lower() != own]
+    record(old_names=" ".join(old_names), new_names=" ".join(new_facts.names))
+    missing = [name for name in wanted if not any(name_covered(name, p) for p in new_facts.names)]
+    if missing:
+        pytest.fail(
+            f"{new.where}: the new certificate ({new_facts.subject}) does not cover "
+            f"{', '.join(missing)}, which {source} covered; it covers "
+            f"{', '.join(new_facts.names) or 'no DNS names'}",
+            pytrace=False,
+        )

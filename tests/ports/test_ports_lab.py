@@ -1,0 +1,209 @@
+"""The service checks against the lab: green when healthy, red exactly where a fault breaks them.
+
+Each run executes checks/test_ports.py, test_tls.py and test_http.py from the
+client namespace and reads the JUnit XML. All phases share one baseline file,
+as an operator's runs would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Lab
+from tests.suite import REPO, SuiteRun
+
+SERVICE_CHECKS = [
+    str(REPO / "checks" / f) for f in ("test_ports.py", "test_tls.py", "test_http.py")
+]
+OLD, NEW = "198.51.100.10", "198.51.100.20"
+MAIL_TLS = [
+    "pop3-110",
+    "pop3s-995",
+    "imap-143",
+    "imaps-993",
+    "smtp-25",
+    "smtps-465",
+    "submission-587",
+]
+
+
+def run(lab: Lab, phase: str, *args: str) -> SuiteRun:
+    baseline = lab.reports / "ports-baseline.json"
+    return lab.suite(phase, *SERVICE_CHECKS, f"--baseline={baseline}", *args)
+
+
+def failing(result: SuiteRun) -> set[tuple[str, str]]:
+    """(check ID, parameter id) of every failed testcase."""
+    return {(c.check_id, c.name.partition("[")[2].rstrip("]")) for c in result.failing()}
+
+
+def endpoint_checks(endpoint: str) -> set[tuple[str, str]]:
+    return {(check, endpoint) for check in ("PORT01", "PORT02", "TLS01", "TLS02", "TLS03")}
+
+
+def assert_messages_name_endpoints(result: SuiteRun) -> None:
+    for case in result.failing():
+        if case.properties.get("address"):
+            service = case.properties["service"].rsplit("-", 1)[0]
+            assert service in case.message, case.message
+            assert f"{case.properties['address']}:{case.properties['port']}" in case.message, (
+                case.message
+            )
+
+
+def test_preflight_healthy(preflight_lab: Lab) -> None:
+    result = run(preflight_lab, "preflight")
+    assert not result.failing(), result.summary()
+    answered = [c for c in result.cases if c.check_id == "PORT01" and c.outcome == "passed"]
+    assert len(answered) == 18, result.summary()
+    identity = result.by_name("test_served_by_expected_server[smtp-25-old]").properties
+    assert "'old.example.test' (SMTP greeting)" in identity["identity"]
+
+
+PREFLIGHT_FAULTS: dict[str, set[tuple[str, str]]] = {
+    "starttls-off:587": endpoint_checks("submission-587-new") - {("PORT02", "submission-587-new")}
+    | {("TLS04", "submission-587"), ("CAP01", "submission-587")},
+    "capability-missing": {
+        ("CAP01", s)
+        for s in ("pop3-110", "pop3s-995", "imap-143", "imaps-993", "smtps-465", "submission-587")
+    },
+    "vhost-missing": {("HTTP01", "www.blog.test-http-80-new")},
+    "service-down:new:imap": endpoint_checks("imap-143-new")
+    | endpoint_checks("imaps-993-new")
+    | {
+        ("TLS04", "imap-143"),
+        ("TLS04", "imaps-993"),
+        ("CAP01", "imap-143"),
+        ("CAP01", "imaps-993"),
+    },
+    "tls-cert-expired": {(c, f"{s}-new") for c in ("TLS01", "TLS03") for s in MAIL_TLS},
+    "tls-cert-wrong-name": {("TLS02", f"{s}-new") for s in MAIL_TLS}
+    | {("TLS04", s) for s in MAIL_TLS},
+}
+
+EVIDENCE = {
+    "starttls-off:587": "STARTTLS is not offered",
+    "capability-missing": "AUTH LOGIN",
+    "vhost-missing": "www.blog.test",
+    "service-down:new:imap": "connection refused by 198.51.100.20:143",
+    "tls-cert-expired": "expired",
+    "tls-cert-wrong-name": "does not cover mail.example.test",
+}
+
+
+@pytest.mark.parametrize("fault", list(PREFLIGHT_FAULTS))
+def test_preflight_fault(preflight_lab: Lab, fault: str) -> None:
+    with preflight_lab.fault(fault):
+        result = run(preflight_lab, "preflight")
+    assert failing(result) == PREFLIGHT_FAULTS[fault], result.summary()
+    assert all(EVIDENCE[fault] in c.message for c in result.failing() if c.check_id != "PORT02"), (
+        result.summary()
+    )
+    assert_messages_name_endpoints(result)
+
+
+def test_cutover_healthy(cutover_lab: Lab) -> None:
+    result = run(cutover_lab, "cutover")
+    assert not result.failing(), result.summary()
+    identity = result.by_name("test_served_by_expected_server[smtp-25-old]").properties
+    assert "'new.example.test' (SMTP greeting)" in identity["identity"]
+
+
+CUTOVER_FAULTS = {
+    "forward-drop:993": (endpoint_checks("imaps-993-old"), f"connection refused by {OLD}:993"),
+    "forward-wrong-backend:143": (
+        endpoint_checks("imap-143-old"),
+        "greeted with '+OK new.example.test",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(CUTOVER_FAULTS))
+def test_cutover_fault(cutover_lab: Lab, fault: str) -> None:
+    expected, evidence = CUTOVER_FAULTS[fault]
+    with cutover_lab.fault(fault):
+        result = run(cutover_lab, "cutover")
+    assert failing(result) == expected, result.summary()
+    assert all(evidence in c.message for c in result.failing()), result.summary()
+    assert_messages_name_endpoints(result)
+
+
+def test_cutover_new_host_unreachable(cutover_lab: Lab) -> None:
+    """With the new host's link down every check that needs it fails in time; the run completes."""
+    link = ["ip", "netns", "exec", "cutover-new", "ip", "link", "set", "eth0"]
+    subprocess.run([*link, "down"], check=True, timeout=30)
+    try:
+        result = run(cutover_lab, "cutover", "--timeout=60")
+    finally:
+        subprocess.run([*link, "up"], check=True, timeout=30)
+    port01 = [c for c in result.cases if c.check_id == "PORT01"]
+    assert len(port01) == 18 and all(c.outcome == "failed" for c in port01), result.summary()
+    assert not [c for c in result.cases if "Timeout" in c.message], result.summary()
+    assert_messages_name_endpoints(result)
+
+
+def test_acceptance_healthy(acceptance_lab: Lab) -> None:
+    result = run(acceptance_lab, "acceptance")
+    assert not result.failing(), result.summary()
+
+
+# --- agreement with monitoring-plugins -------------------------------------------
+
+PLUGINS = "/usr/lib/nagios/plugins"
+# The plugin an operator would use for each port (check_smtp 2.3 has no implicit
+# TLS, and check_imap/check_pop no STARTTLS: those use what the plugins offer).
+PLUGIN_FOR = {
+    25: ["check_smtp", "-S"],
+    587: ["check_smtp", "-S"],
+    465: ["check_tcp", "--ssl", "-e", "220"],
+    143: ["check_imap"],
+    993: ["check_imap", "-S"],
+    110: ["check_pop"],
+    995: ["check_pop", "-S"],
+    80: ["check_http"],
+    3306: ["check_tcp"],
+}
+
+
+def plugin_verdicts(address: str) -> dict[int, bool]:
+    verdicts = {}
+    for port, (plugin, *options) in PLUGIN_FOR.items():
+        command = [
+            "ip",
+            "netns",
+            "exec",
+            "cutover-client",
+            f"{PLUGINS}/{plugin}",
+            "-H",
+            address,
+            "-p",
+            str(port),
+            "-t",
+            "5",
+            *options,
+        ]
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        verdicts[port] = completed.returncode == 0
+    return verdicts
+
+
+@pytest.mark.parametrize("fault", [None, "starttls-off:587", "service-down:new:imap"])
+def test_port_verdicts_agree_with_monitoring_plugins(preflight_lab: Lab, fault: str | None) -> None:
+    if not Path(PLUGINS, "check_smtp").exists():
+        pytest.skip("monitoring-plugins are not installed (apt-get install monitoring-plugins)")
+    with preflight_lab.fault(fault) if fault else contextlib.nullcontext():
+        result = run(preflight_lab, "preflight", "-k", "test_port_answers")
+        plugins = {("old", p): ok for p, ok in plugin_verdicts(OLD).items()}
+        plugins |= {("new", p): ok for p, ok in plugin_verdicts(NEW).items()}
+    ours = {
+        (c.properties["side"], int(c.properties["port"])): c.outcome == "passed"
+        for c in result.cases
+        if c.check_id == "PORT01"
+    }
+    assert ours == plugins, f"fault {fault}: ours {ours} vs plugins {plugins}"
+    if fault:
+        assert not all(ours.values())
