@@ -58,6 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)  # report paths must be set before junitxml/pytest-html read them
 def pytest_configure(config: pytest.Config) -> None:
     phase_name = config.getoption("phase")
     if not phase_name:
