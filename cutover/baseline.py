@@ -73,6 +73,23 @@ class Baseline:
             self._write(sections)
             return value
 
+    def record_many(
+        self, section: str, values: dict[str, Any], *, keep_existing: bool = False
+    ) -> dict[str, Any]:
+        """`record` for many keys under one lock and one write (1,000 zones: one file rewrite).
+
+        Returns the values now stored for those keys.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            sections = self.load()
+            entries = sections.setdefault(section, {})
+            for key, value in values.items():
+                if not (keep_existing and key in entries):
+                    entries[key] = value
+            self._write(sections)
+            return {key: entries[key] for key in values}
+
     def _write(self, sections: dict[str, dict[str, Any]]) -> None:
         payload = json.dumps({"format": FORMAT, "sections": sections}, indent=1, sort_keys=True)
         fd, tmp = tempfile.mkstemp(prefix=".baseline-", dir=self.path.parent)

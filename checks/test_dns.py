@@ -1,0 +1,565 @@
+"""Authoritative DNS: TTLs lowered (long enough ago), servers in step, records where they belong.
+
+Semantics: ../shared/design/CHECKS.md "DNS". Every zone is observed once per
+session on every authoritative server, concurrently (`zone_observations`);
+each check then judges one zone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from checks.support import inventory_of, parametrize
+from cutover.baseline import Baseline
+from cutover.dns import (
+    Answer,
+    Question,
+    ZoneObservation,
+    ZoneTarget,
+    absolute_text,
+    below,
+    in_zone,
+    mx_targets,
+    observe_answers,
+    observe_zones,
+    rdata_key,
+    seconds_to_wait,
+    serial_compare,
+)
+from cutover.dnssql import SqlRecord, SqlZone, read_zones
+from cutover.inventory import Inventory
+from cutover.net import ProbeError
+from cutover.phases import PhaseExpectations, Side
+
+# When no TTL above the limit was ever observed for a record, the old TTL is
+# unknown: wait this long (one day: Unbound's default cache-max-ttl, and the
+# largest TTL common in zone templates) unless the operator acknowledges.
+MAX_PLAUSIBLE_TTL = 86400
+# Record types whose TTL decides how fast clients follow the move.
+MOVING_TYPES = ("A", "AAAA", "MX", "CNAME")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "dns_zone" in metafunc.fixturenames:
+        inventory = inventory_of(metafunc.config)
+        parametrize(metafunc, "dns_zone", [ZoneTarget(z) for z in inventory.dns.zones])
+
+
+@pytest.fixture(scope="session")
+def zone_observations(inventory: Inventory) -> dict[str, ZoneObservation]:
+    """Every zone on every authoritative server, observed once, concurrently."""
+    return observe_zones(
+        inventory.dns.zones, resolver=inventory.dns.resolver, timeout=inventory.timeouts.operation
+    )
+
+
+def no_problems(problems: list[str], headline: str) -> None:
+    """Fail with the headline and one line of evidence per problem."""
+    __tracebackhide__ = True
+    if problems:
+        pytest.fail(headline + ":\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def _observed(seen: ZoneObservation, record: Callable[..., None]) -> None:
+    """Fail when the zone's servers are unknown; record which servers were asked."""
+    __tracebackhide__ = True
+    record(servers=",".join(seen.servers), found_by=seen.found_by)
+    if seen.error is not None:
+        pytest.fail(f"{seen.zone}: {seen.error}", pytrace=False)
+    if not seen.servers:
+        pytest.fail(f"{seen.zone}: no authoritative server to ask", pytrace=False)
+
+
+def _unobserved(seen: ZoneObservation) -> list[str]:
+    """Evidence lines for answers a check cannot judge (DNS01 says why)."""
+    return [
+        f"{seen.label(a.server)}: {a.question}: cannot judge, {a.problem} (see DNS01)"
+        for a in seen.own_answers()
+        if not a.judgeable
+    ]
+
+
+# --- DNS01 -------------------------------------------------------------------
+
+
+def test_servers_answer_authoritatively(
+    dns_zone: ZoneTarget, zone_observations: dict[str, ZoneObservation], record: Any
+) -> None:
+    """DNS01: every authoritative server answers for the zone with the AA flag and NOERROR.
+
+    Why: a TTL or an address read from a server that is not authoritative (a
+    resolver, a lame delegation) proves nothing, and a server that fails to
+    answer sends some clients nowhere.
+    Inputs: dns.zones (nameservers, or the zone's NS set found through dns.resolver);
+    the apex SOA/A/AAAA/MX, each name in `names`, MX targets; asked with RD off.
+    Fix: load the zone on every listed server (REFUSED: not configured there), create
+    the missing names (NXDOMAIN) or remove them from `names`, open port 53.
+    """
+    seen = zone_observations[dns_zone.name]
+    _observed(seen, record)
+    for server in seen.servers:
+        if server in seen.identities:
+            record(**{f"identity@{server}": seen.identities[server]})
+    no_problems(
+        [
+            f"{seen.label(a.server)}: {a.question}: {a.problem}"
+            for a in seen.own_answers()
+            if a.problem is not None
+        ],
+        f"{seen.zone}: not every server answers authoritatively (RD off, AA and NOERROR required)",
+    )
+
+
+# --- DNS02 -------------------------------------------------------------------
+
+
+def test_ttl_lowered(
+    dns_zone: ZoneTarget,
+    zone_observations: dict[str, ZoneObservation],
+    inventory: Inventory,
+    record: Any,
+) -> None:
+    """DNS02: apex A/AAAA, MX, www, mail and the listed names have TTL <= the limit on every server.
+
+    Why: a resolver keeps an answer for its TTL; with a day-long TTL, clients
+    keep going to the old IP for a day after the DNS change.
+    Inputs: dns.ttl (default 300), dns.zones (names); every authoritative server.
+    Fix: lower the TTL of each listed record on every server (and bump the SOA
+    serial where servers copy the zone), then wait the old TTL (DNS03).
+    """
+    seen = zone_observations[dns_zone.name]
+    _observed(seen, record)
+    limit = inventory.dns.ttl
+    offenders = []
+    for server in seen.servers:
+        ttls = dict(_moving_ttls(seen, server))
+        record(**{f"ttl@{server}": " ".join(f"{n}/{t}={ttl}" for (n, t), ttl in ttls.items())})
+        offenders += [
+            f"{seen.label(server)}: {name} {rdtype} TTL {ttl}"
+            for (name, rdtype), ttl in ttls.items()
+            if ttl > limit
+        ]
+    no_problems(
+        offenders + _unobserved(seen),
+        f"{seen.zone}: TTL above {limit} s (server, name, type, TTL)",
+    )
+
+
+def _moving_ttls(seen: ZoneObservation, server: str) -> Iterator[tuple[tuple[str, str], int]]:
+    """(name, type) -> TTL of every moving record of the zone this server returned."""
+    found: dict[tuple[str, str], int] = {}
+    for answer in seen.own_answers():
+        if answer.server != server or not answer.judgeable:
+            continue
+        for rrset in answer.answer:
+            if rrset.rdtype in MOVING_TYPES and in_zone(rrset.name, seen.zone):
+                found[(rrset.name, rrset.rdtype)] = rrset.ttl
+    yield from sorted(found.items())
+
+
+# --- DNS03 -------------------------------------------------------------------
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One record lowered on every server, and what the baseline knows of its history."""
+
+    name: str
+    rdtype: str
+    ttl: int
+    first_seen: float  # when the suite first saw it lowered on every server
+    old_ttl: int | None  # the TTL seen before that, if ever
+
+
+@pytest.fixture(scope="session")
+def ttl_lowerings(
+    inventory: Inventory, zone_observations: dict[str, ZoneObservation], baseline: Baseline
+) -> dict[str, list[Lowering]]:
+    """Per zone, the lowered records with their history; the baseline is updated in one go.
+
+    Records still above the limit are written to `dns_ttl_high` (TTL and when);
+    a record seen lowered on every server for the first time since it was last
+    seen high gets `dns_lowered` (first seen, old TTL). Zones that could not be
+    observed on every server are left out: nothing can be said of them.
+    """
+    limit = inventory.dns.ttl
+    now = _iso(time.time())
+    high_now: dict[str, Any] = {}
+    lowered_now: dict[str, tuple[str, str, str, int]] = {}
+    for zone, seen in zone_observations.items():
+        if seen.error or not seen.servers or _unobserved(seen):
+            continue
+        for (name, rdtype), ttl in _highest_ttls(seen).items():
+            entry = f"{zone}|{name}|{rdtype}"
+            if ttl > limit:
+                high_now[entry] = {"ttl": ttl, "seen": now}
+            else:
+                lowered_now[entry] = (zone, name, rdtype, ttl)
+    if high_now:
+        baseline.record_many("dns_ttl_high", high_now)
+    highs = baseline.section("dns_ttl_high")
+    known = baseline.section("dns_lowered")
+    first, again = {}, {}
+    for entry, (_, _, _, ttl) in lowered_now.items():
+        high = highs.get(entry)
+        fresh = {"first_seen": now, "old_ttl": high["ttl"] if high else None, "ttl": ttl}
+        if entry not in known:
+            first[entry] = fresh
+        elif high and _epoch(high["seen"]) > _epoch(known[entry]["first_seen"]):
+            again[entry] = fresh  # raised and lowered again since: the clock restarts
+    if first:
+        # keep_existing: when runs race, the earliest sighting wins.
+        known.update(baseline.record_many("dns_lowered", first, keep_existing=True))
+    if again:
+        known.update(baseline.record_many("dns_lowered", again))
+    lowerings: dict[str, list[Lowering]] = {}
+    for entry, (zone, name, rdtype, ttl) in sorted(lowered_now.items()):
+        history = known[entry]
+        lowerings.setdefault(zone, []).append(
+            Lowering(name, rdtype, ttl, _epoch(history["first_seen"]), history.get("old_ttl"))
+        )
+    return lowerings
+
+
+def _highest_ttls(seen: ZoneObservation) -> dict[tuple[str, str], int]:
+    """(name, type) -> the highest TTL any server of the zone gives it."""
+    highest: dict[tuple[str, str], int] = {}
+    for server in seen.servers:
+        for key, ttl in _moving_ttls(seen, server):
+            highest[key] = max(ttl, highest.get(key, 0))
+    return highest
+
+
+def test_ttl_lowered_long_enough(
+    dns_zone: ZoneTarget,
+    zone_observations: dict[str, ZoneObservation],
+    ttl_lowerings: dict[str, list[Lowering]],
+    inventory: Inventory,
+    record: Any,
+) -> None:
+    """DNS03: every lowered TTL has been live on every server for at least the old TTL.
+
+    Why: a resolver that fetched the record just before the lowering keeps it
+    for the OLD TTL; until that has passed, clients may still go to the old IP.
+    Inputs: dns.ttl, the baseline (when the suite first saw each record lowered on
+    every server, and the TTL it saw before), dns.lowering_acknowledged.
+    Fix: wait the time given; run preflight before and after lowering so the old
+    TTL is known; or state in dns.lowering_acknowledged when and how the TTLs
+    were lowered (recorded in the report).
+    """
+    seen = zone_observations[dns_zone.name]
+    _observed(seen, record)
+    no_problems(_unobserved(seen), f"{seen.zone}: cannot tell whether the TTLs are lowered")
+    limit = inventory.dns.ttl
+    now = time.time()
+    waiting = []
+    for lowering in ttl_lowerings.get(seen.zone, []):
+        wait = lowering.old_ttl if lowering.old_ttl is not None else MAX_PLAUSIBLE_TTL
+        left = seconds_to_wait(lowered_since=lowering.first_seen, old_ttl=wait, now=now)
+        if left <= 0:
+            continue
+        why = (
+            f"old TTL {lowering.old_ttl} s"
+            if lowering.old_ttl is not None
+            else f"no TTL above {limit} s was ever observed, so the old TTL is unknown: "
+            f"assuming {MAX_PLAUSIBLE_TTL} s"
+        )
+        waiting.append(
+            f"{lowering.name} {lowering.rdtype}: TTL {lowering.ttl}, first seen lowered on "
+            f"every server {_iso(lowering.first_seen)} ({_duration(now - lowering.first_seen)} "
+            f"ago); {why}: {_duration(left)} left (until {_iso(lowering.first_seen + wait)})"
+        )
+    acknowledgement = inventory.dns.lowering_acknowledged
+    if acknowledgement:
+        record(lowering_acknowledged=acknowledgement, lowering_wait_waived=len(waiting))
+        return
+    no_problems(
+        waiting,
+        f"{seen.zone}: TTLs were lowered too recently, resolvers may still hold the old "
+        "records (wait, or state the lowering in dns.lowering_acknowledged)",
+    )
+
+
+# --- DNS04 -------------------------------------------------------------------
+
+
+def test_soa_serials_agree(
+    dns_zone: ZoneTarget, zone_observations: dict[str, ZoneObservation], record: Any
+) -> None:
+    """DNS04: every authoritative server serves the same SOA serial (Zonemaster CONSISTENCY01).
+
+    Why: different serials mean the servers serve different versions of the zone:
+    half the clients would see the change, or not see it, depending on the server.
+    Inputs: the apex SOA on every server; the SOA MINIMUM and TTL are reported
+    (negative-answer TTL = min(MINIMUM, SOA TTL), RFC 2308).
+    Fix: copy the zone to the lagging server again (AXFR, or the SQL dump for
+    SQL-backed servers) and bump the serial with every change.
+    """
+    seen = zone_observations[dns_zone.name]
+    _observed(seen, record)
+    serials: dict[str, int] = {}
+    problems = []
+    for server in seen.servers:
+        answer = seen.answer(server, seen.zone, "SOA")
+        rrset = answer.rrset(seen.zone, "SOA") if answer and answer.judgeable else None
+        if rrset is None:
+            reason = answer.problem if answer else "not asked"
+            problems.append(f"{seen.label(server)}: no SOA ({reason or 'empty answer'})")
+            continue
+        fields = rrset.values[0].split()
+        serials[server] = int(fields[2])
+        minimum = int(fields[6])
+        record(
+            **{
+                f"serial@{server}": serials[server],
+                f"soa_minimum@{server}": minimum,
+                f"negative_ttl@{server}": min(minimum, rrset.ttl),
+            }
+        )
+    newest = None
+    for serial in serials.values():
+        if newest is None or serial_compare(serial, newest) == 1:
+            newest = serial
+    if newest is not None and len(set(serials.values())) > 1:
+        for server, serial in serials.items():
+            order = serial_compare(serial, newest)
+            if order == 0:
+                continue
+            state = (
+                "not comparable (exactly 2^31 apart, RFC 1982)"
+                if order is None
+                else f"behind by {(newest - serial) % 2**32}"
+            )
+            problems.append(f"{seen.label(server)}: serial {serial}, newest {newest}: {state}")
+    no_problems(
+        problems,
+        f"{seen.zone}: SOA serials differ "
+        f"({', '.join(f'{s}={n}' for s, n in serials.items())}): the servers serve "
+        "different versions of the zone",
+    )
+
+
+# --- DNS05 -------------------------------------------------------------------
+
+
+def _sides(inventory: Inventory) -> dict[str, str]:
+    return {str(inventory.old.address): "old IP", str(inventory.new.address): "new IP"}
+
+
+def test_records_point_to_the_expected_server(
+    dns_zone: ZoneTarget,
+    zone_observations: dict[str, ZoneObservation],
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    record: Any,
+) -> None:
+    """DNS05: the apex A/AAAA and the MX targets point where this phase wants, on every server.
+
+    Why: preflight must still send clients to the old server, acceptance to the
+    new one; one server left behind sends part of the clients to the wrong host.
+    www/mail CNAMEs to the apex (the MyDNS add-domain layout) move with the apex.
+    Inputs: old/new addresses, the phase, dns.zones (cname_to_apex); every server.
+    Fix: change the records on every server (preflight: not yet; acceptance: all of
+    them), bump the serial; keep www/mail as CNAMEs to the apex where listed.
+    """
+    seen = zone_observations[dns_zone.name]
+    _observed(seen, record)
+    allowed = {
+        str(inventory.old.address if side is Side.OLD else inventory.new.address): side
+        for side in expect.dns_points_to
+    }
+    sides = _sides(inventory)
+    wanted = " or ".join(f"{a} ({sides[a]})" for a in sorted(allowed))
+    problems = []
+    targets: set[str] = set()
+    apex_answers = []
+    for server in seen.servers:
+        apex_answers += [seen.answer(server, seen.zone, t) for t in ("A", "AAAA")]
+        mx = seen.answer(server, seen.zone, "MX")
+        targets.update(mx_targets(mx) if mx is not None and mx.judgeable else [])
+        problems += _cname_problems(seen, server, dns_zone)
+    target_answers = []
+    for target in sorted(targets):
+        asked = [a for (_, (name, _t)), a in sorted(seen.answers.items()) if name == target]
+        if not asked:
+            problems.append(
+                f"MX target {target} is outside every inventory zone: cannot check where "
+                "mail goes (add its zone to dns.zones)"
+            )
+        target_answers += asked
+    pointed: set[str] = set()
+    for answer in apex_answers + target_answers:
+        if answer is None or not answer.judgeable:
+            continue  # DNS01 says why; _unobserved lists it
+        names, rrsets = answer.chain()
+        via = f" (via {' -> '.join(names[1:])})" if len(names) > 1 else ""
+        role = "MX target " if answer.qname in targets else ""
+        for value in (v for rrset in rrsets for v in rrset.values):
+            pointed.add(value)
+            if value not in allowed:
+                side = sides.get(value, "neither the old nor the new IP")
+                problems.append(
+                    f"{seen.label(answer.server)}: {role}{answer.question}{via} is {value} ({side})"
+                )
+    record(points_to=",".join(sorted(pointed)) or "nothing (no apex address, no MX)")
+    no_problems(
+        problems + _unobserved(seen),
+        f"{seen.zone}: records do not point at {wanted} (phase {expect.phase.value})",
+    )
+
+
+def _cname_problems(seen: ZoneObservation, server: str, dns_zone: ZoneTarget) -> list[str]:
+    problems = []
+    for label in dns_zone.zone.cname_to_apex:
+        name = below(label, seen.zone)
+        answer = seen.answer(server, name, "A")
+        if answer is None or not answer.judgeable:
+            continue
+        alias = answer.rrset(name, "CNAME")
+        if alias is None:
+            found = "; ".join(str(r) for r in answer.answer) or f"no record ({answer.rcode})"
+            problems.append(f"{seen.label(server)}: {name} is not a CNAME to {seen.zone} ({found})")
+        elif absolute_text(alias.values[0]) != seen.zone:
+            problems.append(
+                f"{seen.label(server)}: {name} is a CNAME to {alias.values[0]}, not to {seen.zone}"
+            )
+    return problems
+
+
+# --- DNS06 -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sql_zones(
+    inventory: Inventory, zone_observations: dict[str, ZoneObservation]
+) -> dict[tuple[str, str], SqlZone | str]:
+    """(zone, nameserver) -> the rows in that nameserver's database, or why they are unknown."""
+    found: dict[tuple[str, str], SqlZone | str] = {}
+    for access in inventory.dns.sql:
+        nameserver = str(access.nameserver)
+        zones = [z for z, seen in zone_observations.items() if nameserver in seen.servers]
+        if not zones:
+            continue
+        try:
+            rows = read_zones(access, zones, timeout=inventory.timeouts.operation)
+        except ProbeError as exc:
+            found.update({(zone, nameserver): str(exc) for zone in zones})
+            continue
+        found.update({(zone, nameserver): rows[zone] for zone in zones})
+    return found
+
+
+@pytest.fixture(scope="session")
+def sql_served(
+    inventory: Inventory,
+    zone_observations: dict[str, ZoneObservation],
+    sql_zones: dict[tuple[str, str], SqlZone | str],
+) -> dict[tuple[str, Question], Answer]:
+    """What each SQL-backed server serves for every (name, type) its rows hold."""
+    known = {k: a for seen in zone_observations.values() for k, a in seen.answers.items()}
+    requests = [
+        key
+        for rows in sql_zones.values()
+        if isinstance(rows, SqlZone)
+        for row in rows.records
+        if (key := (rows.nameserver, (row.name, row.rdtype))) not in known
+    ]
+    return {**known, **observe_answers(requests, timeout=inventory.timeouts.operation)}
+
+
+def test_sql_rows_are_served(
+    dns_zone: ZoneTarget,
+    zone_observations: dict[str, ZoneObservation],
+    sql_zones: dict[tuple[str, str], SqlZone | str],
+    sql_served: dict[tuple[str, Question], Answer],
+    record: Any,
+) -> None:
+    """DNS06: on SQL-backed servers, what is served equals the zone's rows in the database.
+
+    Why: SQL-backed servers (PowerDNS gmysql, MyDNS) serve straight from the
+    tables: a row edited but not served (a cache, another backend), a disabled
+    row, or a copy that missed an edit is exactly what a cutover trips over.
+    Inputs: dns.sql (read-only access per nameserver), the zone's rows (PowerDNS
+    domains/records, MyDNS soa/rr) and the server's answers for each (name, type).
+    Fix: re-enable or delete the disabled row, fix the unparsable one, purge the
+    server's cache (pdns_control purge) or reload it, so rows and answers agree.
+    """
+    seen = zone_observations[dns_zone.name]
+    _observed(seen, record)
+    sources = {ns: rows for (zone, ns), rows in sql_zones.items() if zone == seen.zone}
+    if not sources:
+        pytest.skip("inventory gives no dns.sql access to this zone's servers")
+    problems = []
+    for nameserver, rows in sorted(sources.items()):
+        label = seen.label(nameserver)
+        if isinstance(rows, str):
+            problems.append(f"{label}: {rows}")
+            continue
+        record(**{f"sql@{nameserver}": f"{rows.source} ({len(rows.records)} rows)"})
+        if not rows.found:
+            problems.append(f"{label}: zone {seen.zone} is not in {rows.source}")
+            continue
+        problems += _sql_problems(rows, sql_served, label)
+    no_problems(
+        problems,
+        f"{seen.zone}: the database rows and the served records differ",
+    )
+
+
+def _sql_problems(
+    rows: SqlZone, served: dict[tuple[str, Question], Answer], label: str
+) -> list[str]:
+    problems = []
+    groups: dict[tuple[str, str], list[SqlRecord]] = {}
+    for row in rows.records:
+        if row.value is None:
+            problems.append(f"{label}: unparsable row {row}: {row.problem}")
+        else:
+            groups.setdefault((row.name, row.rdtype), []).append(row)
+    for (name, rdtype), group in sorted(groups.items()):
+        answer = served.get((rows.nameserver, (name, rdtype)))
+        rrset = answer.rrset(name, rdtype) if answer is not None else None
+        values = {rdata_key(rdtype, v): v for v in rrset.values} if rrset else {}
+        enabled = {rdata_key(rdtype, r.value or ""): r for r in group if not r.disabled}
+        for key, row in ((rdata_key(rdtype, r.value or ""), r) for r in group if r.disabled):
+            if key not in values and key not in enabled:
+                problems.append(f"{label}: {row}: disabled in the database, not served")
+        if answer is None or not answer.judgeable:
+            if enabled:
+                reason = answer.problem if answer else "not asked"
+                problems.append(f"{label}: {name} {rdtype}: cannot read what is served: {reason}")
+            continue
+        for key, row in enabled.items():
+            if key not in values:
+                problems.append(f"{label}: {row}: in the database, not served")
+            elif rrset is not None and row.ttl != rrset.ttl:
+                problems.append(
+                    f"{label}: {row}: TTL {row.ttl} in the database, {rrset.ttl} served"
+                )
+        problems += [
+            f"{label}: {name} {rdtype} {value}: served, not in the database"
+            for key, value in values.items()
+            if key not in enabled
+        ]
+    return problems
