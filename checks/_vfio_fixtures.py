@@ -1,9 +1,8 @@
 """Fixtures of the VFIO and VM checks: which host to look at, and what it shows.
 
 A pytest plugin, required by `checks/test_vfio.py` and `checks/test_vm.py`
-(`pytest_plugins`), so its fixtures need no imports there. They also import
-`no_problems` and `skip_unless` from here first; this module has no plain
-`assert` to rewrite: PYTEST_DONT_REWRITE.
+(`pytest_plugins`), so its fixtures need no imports there. This module has no
+plain `assert` to rewrite: PYTEST_DONT_REWRITE.
 
 The host is, in this order: the `--host-snapshot FILE` tarball (unpacked to a
 temporary directory), the inventory's `virt_host.ssh` testinfra spec, or this
@@ -139,17 +138,3 @@ def vm_config(vm: DomainObservation, kvm_host: Host) -> DomainConfig:
 @pytest.fixture(scope="session")
 def cpu_siblings(kvm_host: Host) -> dict[int, frozenset[int]]:
     return read_cpu_siblings(kvm_host)
-
-
-def no_problems(problems: list[str], headline: str) -> None:
-    """Fail with the headline and one line of evidence per problem."""
-    __tracebackhide__ = True
-    if problems:
-        pytest.fail(headline + ":\n  " + "\n  ".join(problems), pytrace=False)
-
-
-def skip_unless(condition: bool, reason: str) -> None:
-    """Skip when a check has nothing to look at (another check reports why)."""
-    __tracebackhide__ = True
-    if not condition:
-        pytest.skip(reason)

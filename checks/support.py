@@ -73,3 +73,17 @@ def observed(observations: Observed[T], target: object, where: str) -> T:
         return observations.get(target)
     except ProbeError as exc:
         pytest.fail(f"{where}: no answer: {exc}", pytrace=False)
+
+
+def no_problems(problems: list[str], headline: str) -> None:
+    """Fail with the headline and one line of evidence per problem."""
+    __tracebackhide__ = True
+    if problems:
+        pytest.fail(headline + ":\n  " + "\n  ".join(problems), pytrace=False)
+
+
+def skip_unless(condition: bool, reason: str) -> None:
+    """Skip when a check has nothing to look at (another check reports why)."""
+    __tracebackhide__ = True
+    if not condition:
+        pytest.skip(reason)

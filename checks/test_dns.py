@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from checks.support import inventory_of, parametrize
+from checks.support import inventory_of, no_problems, parametrize
 from cutover.baseline import Baseline
 from cutover.dns import (
     Answer,
@@ -57,13 +57,6 @@ def zone_observations(inventory: Inventory) -> dict[str, ZoneObservation]:
     return observe_zones(
         inventory.dns.zones, resolver=inventory.dns.resolver, timeout=inventory.timeouts.operation
     )
-
-
-def no_problems(problems: list[str], headline: str) -> None:
-    """Fail with the headline and one line of evidence per problem."""
-    __tracebackhide__ = True
-    if problems:
-        pytest.fail(headline + ":\n  " + "\n  ".join(problems), pytrace=False)
 
 
 def _observed(seen: ZoneObservation, record: Callable[..., None]) -> None:

@@ -16,26 +16,12 @@ from cutover.inventory import Inventory, Protocol, Service, TlsMode
 from cutover.net import ProbeError
 from cutover.phases import PhaseExpectations, Side
 from cutover.protocols import Observations, ServiceAnswer, serving_ip
-from cutover.targets import Endpoint, endpoint_of, endpoints
+from cutover.targets import Endpoint, ServiceTarget, endpoint_of, endpoints
 
 Services = Observations[Endpoint, ServiceAnswer]
 Record = Callable[..., None]
 
 MAIL_PROTOCOLS = (Protocol.SMTP, Protocol.IMAP, Protocol.POP3)
-
-
-class MailService:
-    """A mail service as a check target: capability parity is judged per service."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
-    @property
-    def id(self) -> str:
-        return self.service.label
-
-    def junit_properties(self) -> list[tuple[str, str]]:
-        return [("service", self.service.label), ("port", str(self.service.port))]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -44,7 +30,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parametrize(metafunc, "endpoint", endpoints(inventory_of(config), expectations_of(config)))
     if "mail_service" in metafunc.fixturenames:
         mail = [s for s in inventory_of(config).services if s.protocol in MAIL_PROTOCOLS]
-        parametrize(metafunc, "mail_service", [MailService(s) for s in mail])
+        parametrize(metafunc, "mail_service", [ServiceTarget(s) for s in mail])
 
 
 def test_port_answers(endpoint: Endpoint, services: Services, record: Record) -> None:
@@ -169,7 +155,7 @@ def _client_views(answer: ServiceAnswer, service: Service) -> dict[str, list[str
 
 
 def test_capabilities_kept(
-    mail_service: MailService,
+    mail_service: ServiceTarget,
     services: Services,
     inventory: Inventory,
     expect: PhaseExpectations,

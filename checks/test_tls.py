@@ -13,28 +13,14 @@ import pytest
 
 from checks.support import expectations_of, inventory_of, observed, parametrize
 from cutover.baseline import Baseline
-from cutover.inventory import Inventory, Service, TlsMode
+from cutover.inventory import Inventory, TlsMode
 from cutover.phases import PhaseExpectations, Side
 from cutover.protocols import Observations, ServiceAnswer, serving_ip
-from cutover.targets import Endpoint, endpoint_of, endpoints
+from cutover.targets import Endpoint, ServiceTarget, endpoint_of, endpoints
 from cutover.tls import TlsFacts, name_covered
 
 Services = Observations[Endpoint, ServiceAnswer]
 Record = Callable[..., None]
-
-
-class TlsService:
-    """A TLS-using service as a check target: old and new certificates compared."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-
-    @property
-    def id(self) -> str:
-        return self.service.label
-
-    def junit_properties(self) -> list[tuple[str, str]]:
-        return [("service", self.service.label), ("port", str(self.service.port))]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -46,7 +32,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc, "tls_endpoint", [e for e in found if e.service.tls is not TlsMode.NONE]
         )
     if "tls_service" in metafunc.fixturenames:
-        tls = [TlsService(s) for s in inventory.services if s.tls is not TlsMode.NONE]
+        tls = [ServiceTarget(s) for s in inventory.services if s.tls is not TlsMode.NONE]
         parametrize(metafunc, "tls_service", tls)
 
 
@@ -135,7 +121,7 @@ def test_certificate_not_expiring(
 
 
 def test_new_certificate_covers_old_names(
-    tls_service: TlsService,
+    tls_service: ServiceTarget,
     services: Services,
     inventory: Inventory,
     expect: PhaseExpectations,

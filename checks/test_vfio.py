@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from checks._vfio_fixtures import no_problems, skip_unless
+from checks.support import no_problems, skip_unless
 from cutover.hostfs import Host
 from cutover.inventory import VirtHost
 from cutover.vfio import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from checks._vfio_fixtures import no_problems, skip_unless
+from checks.support import no_problems, skip_unless
 from cutover.hostfs import Host
 from cutover.inventory import VirtHost
 from cutover.vfio import DeviceTarget, PciFunction

@@ -58,3 +58,18 @@ def endpoints(inventory: Inventory, rules: PhaseExpectations) -> list[Endpoint]:
             if rules.served_by[side] is not None:
                 found.append(Endpoint(service, side, server.address))
     return found
+
+
+@dataclass(frozen=True)
+class ServiceTarget:
+    """A service as a whole (both IPs compared), e.g. for capability or certificate parity."""
+
+    service: Service
+
+    @property
+    def id(self) -> str:
+        return self.service.label
+
+    def junit_properties(self) -> Iterator[tuple[str, str]]:
+        yield "service", self.service.label
+        yield "port", str(self.service.port)
