@@ -110,6 +110,35 @@ def verdict(result: Gate, *, expect_pass: bool) -> bool:
     return as_expected
 
 
+def start_watch(report: str) -> subprocess.Popen[str]:
+    """`python -m cutover watch` in the background, from the client namespace."""
+    command = [
+        "ip", "netns", "exec", "cutover-client",
+        sys.executable, "-m", "cutover", "watch", "-i", str(DEMO_INVENTORY),
+        "--interval", "0.2", f"--output={REPORTS / report}.json",
+    ]  # fmt: skip
+    say(f"    $ python -m cutover watch -i {DEMO_INVENTORY.relative_to(REPO)} &   (every 0.2 s)")
+    watcher = subprocess.Popen(
+        command, cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    time.sleep(1.0)  # a few probes first, so each window knows who answered before it
+    return watcher
+
+
+def stop_watch(watcher: subprocess.Popen[str], report: str) -> None:
+    """Stop the watcher (SIGTERM: `ip netns exec` execs it) and tell its downtime per port."""
+    watcher.terminate()
+    try:
+        table, _ = watcher.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        watcher.kill()
+        table, _ = watcher.communicate()
+    say(f"    measured downtime (reports/{report}.json):")
+    for line in table.rstrip().splitlines():
+        say(f"      {line}")
+    (REPORTS / f"{report}.txt").write_text(table, encoding="utf-8")
+
+
 def main() -> int:
     started = time.monotonic()
     REPORTS.mkdir(exist_ok=True)
@@ -136,8 +165,14 @@ def main() -> int:
         ok &= verdict(gate("preflight", "preflight"), expect_pass=True)
         say("\n==> 5. Cut over: stop the old services, forward every port to the new IP with")
         say("    socat, and the old MySQL socket through ssh -L 3307:localhost:3306")
-        lab("cutover")
-        ok &= verdict(gate("cutover", "cutover"), expect_pass=True)
+        say("    The script stops every service before it starts any forward: a watcher")
+        say("    probing every port on both IPs measures how long each port was really down")
+        watcher = start_watch("watch-cutover")
+        try:
+            lab("cutover")
+            ok &= verdict(gate("cutover", "cutover"), expect_pass=True)
+        finally:
+            stop_watch(watcher, "watch-cutover")
         say("\n==> 6. Switch DNS to the new IP on both nameservers")
         lab("dns-switch")
         ok &= verdict(gate("acceptance", "acceptance"), expect_pass=True)

@@ -1,0 +1,95 @@
+"""`python -m lab VERB`: the lab's command line. Every verb says what it did."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from lab import faults, labctl, scale, story
+from lab.run import LabError, enter
+from lab.topology import HOSTS
+
+
+def _exec(host_key: str, command: list[str]) -> int:
+    if host_key not in HOSTS:
+        raise LabError(f"unknown host {host_key!r}; one of: {', '.join(HOSTS)}")
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise LabError("exec HOST -- COMMAND...: no command given")
+    labctl.lab_state()
+    argv = [*enter(HOSTS[host_key], workdir=os.getcwd()), *command]
+    os.execvp(argv[0], argv)
+
+
+def _fault(args: argparse.Namespace) -> int:
+    if args.list:
+        print("\n".join(faults.describe()))
+        return 0
+    if not args.name:
+        raise LabError("fault NAME[:ARG] | fault --list | fault --undo NAME[:ARG] | fault heal")
+    if args.name == "heal":
+        faults.heal()
+    elif args.undo:
+        faults.undo(args.name)
+    else:
+        faults.apply(args.name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("up", help="build the lab (cleans any stale lab first)")
+    verbs.add_parser("down", help="remove every trace of the lab (idempotent)")
+    verbs.add_parser("status", help="daemons, story state, faults, and a port sweep")
+    verbs.add_parser("lower-ttl", help="set every TTL to 300 on both nameservers (SQL)")
+    verbs.add_parser("sync", help="copy mail (dsync), MariaDB (dump | ssh) and web from old to new")
+    verbs.add_parser("cutover", help="run lab/cutover.sh on old: stop services, forward all ports")
+    verbs.add_parser("dns-switch", help="point every zone's A record at the new IP (SQL)")
+    fault = verbs.add_parser("fault", help="break one property: fault NAME[:ARG]")
+    fault.add_argument("name", nargs="?", help="NAME or NAME:ARG (see --list); `heal` undoes all")
+    fault.add_argument("--list", action="store_true", help="describe every fault")
+    fault.add_argument("--undo", action="store_true", help="restore what NAME broke")
+    verbs.add_parser("heal", help="undo every active fault")
+    bulk = verbs.add_parser("scale", help="bulk, reproducible data for benchmarks")
+    bulk.add_argument("--domains", type=int, default=0, help="generated zones")
+    bulk.add_argument("--accounts", type=int, default=0, help="generated mail accounts")
+    bulk.add_argument("--messages", type=int, default=0, help="messages per generated account")
+    bulk.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
+    exec_ = verbs.add_parser("exec", help="run a command on a host: exec HOST -- CMD...")
+    exec_.add_argument("host", choices=sorted(HOSTS))
+    exec_.add_argument("command", nargs=argparse.REMAINDER)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.verb == "up":
+            labctl.up()
+        elif args.verb == "down":
+            labctl.down()
+        elif args.verb == "status":
+            return labctl.status()
+        elif args.verb == "lower-ttl":
+            story.lower_ttl()
+        elif args.verb == "sync":
+            story.sync()
+        elif args.verb == "cutover":
+            story.cutover()
+        elif args.verb == "dns-switch":
+            story.dns_switch()
+        elif args.verb == "fault":
+            return _fault(args)
+        elif args.verb == "heal":
+            faults.heal()
+        elif args.verb == "scale":
+            scale.scale(args.domains, args.accounts, args.messages, args.seed)
+        elif args.verb == "exec":
+            return _exec(args.host, args.command)
+    except LabError as exc:
+        print(f"lab: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,130 @@
+#!/bin/sh
+# cutover.sh - run on the OLD server: stop its services and forward every
+# connection to the NEW server, so clients whose DNS still says "old" keep
+# working while the A records move. This is the forwarding script of the
+# source post ("zero downtime" server migration with socat), with two fixes.
+#
+#   cutover.sh NEWIP OLDIP                         the whole cutover
+#   cutover.sh --forward PORT TARGETIP [TPORT]     (re)start one port's forward
+#   cutover.sh --tunnel NEWIP                      (re)start the MySQL ssh tunnel
+#
+# Every helper process is started detached (setsid, stdin from /dev/null,
+# output to its own log) and leaves its PID in $RUN_DIR, so it can be
+# stopped or checked later without ever killing anything by name.
+set -eu
+
+PORTS="110 995 143 993 25 465 587 80 3306"
+SOCKET=/run/mysqld/mysqld.sock
+TUNNEL_PORT=3307
+RUN_DIR=/run/cutover
+LOG_DIR=${CUTOVER_LOG_DIR:-/run/cutover}
+mkdir -p "$RUN_DIR" "$LOG_DIR"
+
+# Start "$@" detached; record its PID as $RUN_DIR/$name.pid.
+start_detached() {
+    name=$1
+    shift
+    setsid "$@" </dev/null >>"$LOG_DIR/$name.log" 2>&1 &
+    echo $! >"$RUN_DIR/$name.pid"
+}
+
+stop_pidfile() {
+    name=$1
+    pidfile=$2
+    [ -s "$pidfile" ] || return 0
+    pid=$(tr -d ' \n' <"$pidfile") # Postfix pads its PID with spaces
+    if kill "$pid" 2>/dev/null; then
+        echo "Stopping $name (pid $pid)..."
+        # The post used `service $SERVICE stop`, which also waits for the exit.
+        i=0
+        while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+    fi
+}
+
+start_tunnel() {
+    newip=$1
+    # Fix 1: the post ran `ssh $NEWIP -L 3307:localhost:3306 &`. Backgrounded
+    # without -N, ssh starts a remote shell, which reads EOF and exits within
+    # seconds, taking the tunnel with it. -N runs no remote command; with
+    # ExitOnForwardFailure a port already in use is an error, not a silent
+    # ssh session without its tunnel.
+    #
+    # The far end connects to localhost:3306 ON THE NEW SERVER, so MariaDB
+    # sees 127.0.0.1 -> 'localhost' and users granted only @localhost still
+    # log in (this is why the post tunnels instead of forwarding 3306 directly).
+    start_detached tunnel ssh -N -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
+        -L "$TUNNEL_PORT:localhost:3306" "root@$newip"
+    i=0
+    until ss -Hltn "sport = :$TUNNEL_PORT" | grep -q LISTEN; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 "$(cat "$RUN_DIR/tunnel.pid")" 2>/dev/null; then
+            echo "ssh tunnel to $newip did not come up; see $LOG_DIR/tunnel.log" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+start_forward() {
+    port=$1
+    target=$2
+    target_port=${3:-$1}
+    echo "Starting socat on port $port -> $target:$target_port..."
+    # Fix 2: the post's `socat TCP-LISTEN:$PORT,fork` has no reuseaddr, so a
+    # restart fails with EADDRINUSE while old connections sit in TIME_WAIT.
+    # Binding to the old IP (not 0.0.0.0) leaves localhost free, e.g. for
+    # the tunnel's own listener.
+    start_detached "forward-$port" socat \
+        "TCP-LISTEN:$port,bind=$OLDIP,fork,reuseaddr" "TCP:$target:$target_port,connect-timeout=5"
+}
+
+case "${1:-}" in
+--forward)
+    OLDIP=${OLDIP:?set OLDIP}
+    start_forward "$2" "$3" "${4:-$2}"
+    exit 0
+    ;;
+--tunnel)
+    start_tunnel "$2"
+    exit 0
+    ;;
+esac
+
+NEWIP=${1:?usage: cutover.sh NEWIP OLDIP}
+OLDIP=${2:?usage: cutover.sh NEWIP OLDIP}
+
+# Stop services on this host (by their PID files: there is no init here).
+stop_pidfile dovecot /run/dovecot/master.pid
+stop_pidfile postfix /var/spool/postfix/pid/master.pid
+stop_pidfile apache2 /run/apache2/apache2.pid
+stop_pidfile mariadb /run/mysqld/mysqld.pid
+
+# Some cleanup: the old server's socket must not linger.
+rm -f "$SOCKET"
+
+# Map the new server's MySQL to localhost:3307 (key login to root@NEWIP).
+start_tunnel "$NEWIP"
+
+# Applications on this host keep using the socket: hand it to the tunnel.
+start_detached mysql-socket socat \
+    "unix-listen:$SOCKET,fork,reuseaddr,unlink-early,unlink-close,user=mysql,group=mysql,mode=777" \
+    "TCP:localhost:$TUNNEL_PORT"
+
+# Map ports from each service to the new host.
+for PORT in $PORTS; do
+    start_forward "$PORT" "$NEWIP"
+done
+
+# socat binds in the background: wait until every port listens again.
+for PORT in $PORTS; do
+    i=0
+    until ss -Hltn "sport = :$PORT" | grep -q LISTEN; do
+        i=$((i + 1))
+        [ $i -le 100 ] || { echo "forward for port $PORT is not listening" >&2; exit 1; }
+        sleep 0.05
+    done
+done
+echo "All ports forwarded from $OLDIP to $NEWIP."

@@ -1,0 +1,192 @@
+"""The migration story, one verb per step: lower-ttl, sync, cutover, dns-switch.
+
+Each verb is idempotent: run twice, the second run says there was nothing to do.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import time
+from typing import Any
+
+from lab import state
+from lab.daemons import mysql, reload
+from lab.labctl import lab_state, say
+from lab.run import LabError, on, pid_alive
+from lab.topology import LOWERED_TTL, NAMESERVERS, NEW, OLD, REPO, Host
+
+CUTOVER_SCRIPT = REPO / "lab" / "cutover.sh"
+SCRIPT_ON_OLD = "/root/cutover.sh"
+# Accounts a fresh MariaDB already has; every other account is migrated.
+SYSTEM_ACCOUNTS = ("root", "mariadb.sys", "mysql", "PUBLIC")
+
+# One statement for any zone: add one to the serial (third field) of SOA records.
+_BUMP_SERIAL = (
+    "UPDATE records SET content = CONCAT_WS(' ', SUBSTRING_INDEX(content, ' ', 2), "
+    "SUBSTRING_INDEX(SUBSTRING_INDEX(content, ' ', 3), ' ', -1) + 1, "
+    "SUBSTRING_INDEX(content, ' ', -4)) WHERE type = 'SOA'"
+)
+
+
+def dns_sql(ns: Host, sql: str) -> str:
+    return mysql(ns, sql, database="pdns")
+
+
+def bump_serials(ns: Host, domain_ids: str | None = None) -> None:
+    where = f" AND domain_id IN ({domain_ids})" if domain_ids else ""
+    dns_sql(ns, _BUMP_SERIAL + where + ";")
+
+
+def lower_ttl() -> None:
+    data = lab_state()
+    for ns in NAMESERVERS:
+        count = int(dns_sql(ns, f"SELECT COUNT(*) FROM records WHERE ttl > {LOWERED_TTL};"))
+        if not count:
+            say(f"lower-ttl: {ns.key}: every TTL is already <= {LOWERED_TTL}")
+            continue
+        dns_sql(ns, f"UPDATE records SET ttl = {LOWERED_TTL} WHERE ttl > {LOWERED_TTL};")
+        bump_serials(ns)
+        say(f"lower-ttl: {ns.key}: {count} records now TTL {LOWERED_TTL}, SOA serials bumped")
+    data["story"]["ttl"] = LOWERED_TTL
+    data["story"]["ttl_lowered_at"] = data["story"].get("ttl_lowered_at") or time.time()
+    state.save(data)
+
+
+def _mysql_accounts_sql() -> str:
+    """CREATE OR REPLACE USER + GRANTs for every non-system account on old."""
+    excluded = ", ".join(f"'{name}'" for name in SYSTEM_ACCOUNTS)
+    rows = mysql(
+        OLD,
+        f"SELECT User, Host FROM mysql.user WHERE User NOT IN ({excluded})"
+        " AND User <> '' ORDER BY User, Host;",
+    )
+    statements = []
+    for line in rows.splitlines():
+        user, host = line.split("\t")
+        account = f"'{user}'@'{host}'"
+        create = mysql(OLD, f"SHOW CREATE USER {account};").strip()
+        statements.append(create.replace("CREATE USER", "CREATE OR REPLACE USER", 1) + ";")
+        grants = mysql(OLD, f"SHOW GRANTS FOR {account};").splitlines()
+        statements += [g + ";" for g in grants if not g.startswith("GRANT USAGE")]
+    return "\n".join(statements) + "\n"
+
+
+def sync() -> None:
+    """Mail by dsync (UIDs kept), MariaDB by dump over ssh, web roots and vhosts by tar."""
+    data = lab_state()
+    started = time.monotonic()
+    new = shlex.quote(f"root@{NEW.address}")
+    if not data["story"]["synced"]:
+        # Any login on new before the first sync created an INBOX of its own (another
+        # mailbox GUID), which dsync cannot replace ("INBOX can't be deleted"). New
+        # holds no mail of its own before the first sync: start it from empty.
+        on(NEW, ["find", "/srv/vmail", "-mindepth", "1", "-delete"], timeout=120)
+    # dsync in backup mode makes new an exact copy, keeping UIDVALIDITY and UIDs.
+    on(OLD, ["doveadm", "backup", "-A", f"remote:root@{NEW.address}"], timeout=600)
+    users = on(OLD, ["doveadm", "user", "*"], timeout=30).stdout.split()
+    say(f"sync: mail of {len(users)} accounts copied with doveadm backup (dsync over ssh)")
+
+    on(
+        OLD,
+        ["sh", "-ec", f"mariadb-dump --single-transaction --databases app | ssh {new} mariadb"],
+        timeout=600,
+    )
+    on(OLD, ["ssh", NEW.address, "mariadb"], input=_mysql_accounts_sql(), timeout=60)
+    say("sync: database app (mariadb-dump | ssh new mariadb) and its accounts copied")
+
+    for directory in ("/var/www", "/etc/apache2/sites-enabled"):
+        target = shlex.quote(directory)
+        on(
+            OLD,
+            [
+                "sh",
+                "-ec",
+                f"tar -C {target} -cf - . | ssh {new} "
+                + shlex.quote(f"rm -rf {target}/* && tar -C {target} -xf -"),
+            ],
+            timeout=300,
+        )
+    # The DKIM key published in DNS signs mail from whichever server sends it.
+    dkim = shlex.quote("/etc/ssl/private/dkim-mail.key")
+    on(
+        OLD,
+        ["sh", "-ec", f"ssh {new} {shlex.quote(f'umask 077; cat > {dkim}')} < {dkim}"],
+        timeout=60,
+    )
+    reload(NEW, "apache", data["hosts"]["new"]["pids"]["apache"])
+    say("sync: web roots, vhost configs and the DKIM key copied; new's Apache reloaded")
+
+    data["story"]["synced"] = True
+    state.save(data)
+    say(f"sync: done in {time.monotonic() - started:.1f}s")
+
+
+def _run_script(*args: str) -> str:
+    return on(
+        OLD,
+        ["env", f"OLDIP={OLD.address}", f"CUTOVER_LOG_DIR={OLD.logs}", "sh", SCRIPT_ON_OLD, *args],
+        timeout=120,
+    ).stdout
+
+
+def cutover_pids() -> dict[str, int]:
+    listing = on(
+        OLD, ["sh", "-c", "cd /run/cutover 2>/dev/null && grep -H . *.pid || true"], timeout=10
+    ).stdout
+    pids = {}
+    for line in listing.splitlines():
+        name, pid = line.split(":", 1)
+        pids[name.removesuffix(".pid")] = int(pid)
+    return pids
+
+
+def start_helper(*args: str) -> dict[str, int]:
+    """(Re)start one cutover helper with the script's own options; return all helper PIDs."""
+    _run_script(*args)
+    return cutover_pids()
+
+
+def cutover() -> None:
+    data = lab_state()
+    helpers: dict[str, Any] = data["cutover"]
+    if data["story"]["cutover"] and helpers and all(pid_alive(p) for p in helpers.values()):
+        say(f"cutover: already done ({len(helpers)} helpers running on old)")
+        return
+    if data["story"]["cutover"]:
+        raise LabError("cutover: done before but helpers died; `fault --undo` or re-create the lab")
+    started = time.monotonic()
+    shutil.copyfile(CUTOVER_SCRIPT, OLD.root / "root/cutover.sh")
+    (OLD.root / "root/cutover.sh").chmod(0o755)
+    for line in _run_script(NEW.address, OLD.address).splitlines():
+        say(f"cutover: old: {line}")
+    data["cutover"] = cutover_pids()
+    data["story"]["cutover"] = True
+    state.save(data)
+    say(
+        f"cutover: old now forwards every port to {NEW.address} "
+        f"({len(data['cutover'])} helpers) in {time.monotonic() - started:.1f}s"
+    )
+
+
+def dns_switch() -> None:
+    data = lab_state()
+    for ns in NAMESERVERS:
+        apex_a = (
+            f"FROM records r JOIN domains d ON r.domain_id = d.id "
+            f"WHERE r.type = 'A' AND r.name = d.name AND r.content = '{OLD.address}'"
+        )
+        ids = dns_sql(ns, f"SELECT DISTINCT r.domain_id {apex_a};").split()
+        if not ids:
+            say(f"dns-switch: {ns.key}: no apex A record points at {OLD.address} any more")
+            continue
+        dns_sql(
+            ns,
+            f"UPDATE records r JOIN domains d ON r.domain_id = d.id "
+            f"SET r.content = '{NEW.address}' WHERE r.type = 'A' AND r.name = d.name "
+            f"AND r.content = '{OLD.address}';",
+        )
+        bump_serials(ns, ",".join(ids))
+        say(f"dns-switch: {ns.key}: {len(ids)} zones now point at {NEW.address}, serials bumped")
+    data["story"]["dns"] = "new"
+    state.save(data)

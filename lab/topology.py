@@ -1,0 +1,83 @@
+"""Names, addresses and paths of the lab: the contract other tools rely on."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = REPO / ".lab"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# RFC 5737 documentation range. The machine itself lives in 192.0.2.0/24:
+# the lab never uses that range, and never anything outside this one.
+SUBNET = ipaddress.IPv4Network("198.51.100.0/24")
+SWITCH_NS = "cutover-switch"
+NS_PREFIX = "cutover-"
+
+
+@dataclass(frozen=True)
+class Host:
+    key: str
+    address: str
+    fqdn: str
+    role: str  # "server", "nameserver" or "client"
+
+    @property
+    def netns(self) -> str:
+        return f"{NS_PREFIX}{self.key}"
+
+    @property
+    def root(self) -> Path:
+        """Per-host files, bind-mounted over the usual paths inside the host."""
+        return STATE / "hosts" / self.key
+
+    @property
+    def logs(self) -> Path:
+        return STATE / "logs" / self.key
+
+
+HOSTS: dict[str, Host] = {
+    h.key: h
+    for h in (
+        Host("old", "198.51.100.10", "old.example.test", "server"),
+        Host("new", "198.51.100.20", "new.example.test", "server"),
+        Host("ns1", "198.51.100.53", "ns1.example.test", "nameserver"),
+        Host("ns2", "198.51.100.54", "ns2.example.test", "nameserver"),
+        Host("client", "198.51.100.100", "client.example.test", "client"),
+    )
+}
+OLD, NEW, NS1, NS2, CLIENT = (HOSTS[k] for k in ("old", "new", "ns1", "ns2", "client"))
+SERVERS = (OLD, NEW)
+NAMESERVERS = (NS1, NS2)
+
+# The source post's forwarded ports, in its order.
+FORWARDED_PORTS = (110, 995, 143, 993, 25, 465, 587, 80, 3306)
+PORT_NAMES = {
+    110: "pop3",
+    995: "pop3s",
+    143: "imap",
+    993: "imaps",
+    25: "smtp",
+    465: "smtps",
+    587: "submission",
+    80: "http",
+    3306: "mysql",
+}
+MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
+
+ZONES = ("example.test", "shop.test", "blog.test")
+REVERSE_ZONE = "100.51.198.in-addr.arpa"
+VHOSTS = tuple(f"www.{zone}" for zone in ZONES)
+# Every name a client may type: each server certificate covers all of them.
+CLIENT_NAMES = ("mail.example.test", *(f"mail.{z}" for z in ZONES[1:]), *VHOSTS)
+INITIAL_TTL = 3600
+LOWERED_TTL = 300
+
+
+def check_lab_address(address: str) -> str:
+    """Refuse any address outside the lab's /24 (the one safety rule of the lab)."""
+    if ipaddress.IPv4Address(address) not in SUBNET:
+        raise ValueError(f"{address} is not a lab address ({SUBNET})")
+    return address
