@@ -181,6 +181,10 @@ class _Session:
             raise ProbeError(
                 f"cannot connect to DNS SQL {self.source}: {exc.strerror or exc}"
             ) from None
+        except Exception as exc:  # a hostile peer makes PyMySQL raise anything
+            raise ProbeError(
+                f"cannot connect to DNS SQL {self.source}: {type(exc).__name__}"
+            ) from None
         self.rows("SET SESSION TRANSACTION READ ONLY")
 
     def rows(self, statement: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:

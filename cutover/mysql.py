@@ -157,7 +157,6 @@ def _connect(
 ) -> pymysql.connections.Connection[Any]:
     """A read-only session as `account`, or a `ProbeError` naming the peer (never the password)."""
     timeouts = inventory.timeouts
-    password = account.password.reveal() if account.has_password else ""
     options: dict[str, Any] = {}
     if raw:
         # Values as the bytes the server sent: no per-value conversion, and
@@ -168,7 +167,8 @@ def _connect(
             host=server.address,
             port=server.port,
             user=account.user,
-            password=password,
+            # Revealed inline: no local holds it for --showlocals to print.
+            password=account.password.reveal() if account.has_password else "",
             connect_timeout=timeouts.connect,
             read_timeout=timeouts.operation,
             write_timeout=timeouts.operation,
@@ -190,7 +190,7 @@ def _connect(
                 f"timed out after {timeouts.connect:g} s connecting to {server.where}"
             ) from None
         raise ProbeError(f"cannot connect to {server.where}: ({code}) {message}") from None
-    except (pymysql.err.MySQLError, OSError) as exc:
+    except Exception as exc:  # a hostile peer makes PyMySQL raise anything
         code, message = _describe_error(exc)
         raise ProbeError(f"cannot connect to {server.where}: ({code}) {message}") from None
     try:

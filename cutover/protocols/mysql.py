@@ -106,7 +106,7 @@ def server_hostname(
             ssl=Trust().context(verify=False) if tls else None,
             ssl_disabled=not tls,
         )
-    except pymysql.MySQLError as exc:
+    except Exception as exc:  # a hostile peer makes PyMySQL raise anything
         code = exc.args[0] if exc.args else "?"
         text = str(exc.args[1]) if len(exc.args) > 1 else type(exc).__name__
         raise ProbeError(
