@@ -132,6 +132,12 @@ def _ssh_command(inventory: Inventory, remote: str) -> str:
     raise ProbeError(f"old.ssh {spec!r}: the tunnel probe needs an ssh:// or local:// host")
 
 
+def _password_line(account: MysqlAccount) -> bytes:
+    # Revealed in a frame of its own, so no frame of a failing probe holds
+    # the password where `--showlocals` would print it.
+    return (account.password.reveal() if account.has_password else "").encode() + b"\n"
+
+
 def probe_tunnel_login(inventory: Inventory, account: MysqlAccount) -> TunnelLogin:
     """Log in through the old host's socket as `account` (`ProbeError`: host not reached)."""
     timeouts = inventory.timeouts
@@ -143,7 +149,6 @@ def probe_tunnel_login(inventory: Inventory, account: MysqlAccount) -> TunnelLog
         timeout=client_timeout,
     )
     command = _ssh_command(inventory, remote)
-    password = account.password.reveal() if account.has_password else ""
     limit = timeouts.connect + client_timeout + 5
     where = f"old host {inventory.old.ssh}"
     process = subprocess.Popen(
@@ -155,7 +160,7 @@ def probe_tunnel_login(inventory: Inventory, account: MysqlAccount) -> TunnelLog
         start_new_session=True,
     )
     try:
-        out, err = process.communicate(password.encode() + b"\n", timeout=limit)
+        out, err = process.communicate(_password_line(account), timeout=limit)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
