@@ -28,6 +28,12 @@ start_detached() {
     echo $! >"$RUN_DIR/$name.pid"
 }
 
+# A stopped daemon can linger as a zombie until init reaps it: that counts as stopped.
+running() {
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    case $state in Z*) return 1 ;; esac
+}
+
 stop_pidfile() {
     name=$1
     pidfile=$2
@@ -37,7 +43,7 @@ stop_pidfile() {
         echo "Stopping $name (pid $pid)..."
         # The post used `service $SERVICE stop`, which also waits for the exit.
         i=0
-        while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do
+        while running "$pid" && [ $i -lt 150 ]; do
             sleep 0.1
             i=$((i + 1))
         done
@@ -60,7 +66,7 @@ start_tunnel() {
     i=0
     until ss -Hltn "sport = :$TUNNEL_PORT" | grep -q LISTEN; do
         i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 "$(cat "$RUN_DIR/tunnel.pid")" 2>/dev/null; then
+        if [ $i -gt 100 ] || ! running "$(cat "$RUN_DIR/tunnel.pid")"; then
             echo "ssh tunnel to $newip did not come up; see $LOG_DIR/tunnel.log" >&2
             return 1
         fi
