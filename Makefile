@@ -5,6 +5,8 @@
 # and are safe to run again.
 
 PYTHON_SYSTEM := /usr/bin/python3
+# Only one lab fits on a machine: runs that bring one up take turns.
+LAB_LOCK := flock -w 3600 /tmp/cutover-lab.lock
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cutover-installed
@@ -31,10 +33,10 @@ $(STAMP): pyproject.toml
 install: system $(STAMP)
 
 demo: install
-	$(PY) -m lab.demo
+	$(LAB_LOCK) $(PY) -m lab.demo
 
 test: install
-	$(PY) -m pytest tests -p no:cacheprovider
+	$(LAB_LOCK) $(PY) -m pytest tests -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
