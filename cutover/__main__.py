@@ -5,6 +5,7 @@ validate [INVENTORY]                        check an inventory and say what it d
 schema                                      the inventory's JSON Schema, for editors
 checks [--markdown]                         the check catalogue
 capture-host [...]                          snapshot a VFIO/KVM host for offline checks
+watch [-i INVENTORY] [--interval S] [...]   probe every service until stopped; report downtime
 """
 
 from __future__ import annotations
@@ -86,6 +87,42 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from cutover.watch import render_table, run
+
+    try:
+        inventory = load_inventory(args.inventory)
+    except InventoryError as exc:
+        print(f"cutover: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.interval <= 0 or (args.duration is not None and args.duration <= 0):
+        print("cutover: --interval and --duration must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(
+        f"cutover: watching {len(inventory.services)} services on {inventory.old.address} and "
+        f"{inventory.new.address} every {args.interval:g} s (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    data = run(
+        inventory,
+        interval=args.interval,
+        duration=args.duration,
+        output=Path(args.output),
+        stop=stop,
+        workers=args.workers,
+    )
+    print("\n".join(render_table(data)), flush=True)
+    print(f"cutover: report written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def cmd_capture_host(argv: list[str]) -> int:
     from cutover.capture import capture_host_main
 
@@ -115,6 +152,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sub.add_parser("capture-host", help="snapshot a VFIO/KVM host (see capture-host --help)")
 
+    watch = sub.add_parser("watch", help="probe every service on both IPs until stopped")
+    watch.add_argument("-i", "--inventory", default=_default_inventory())
+    watch.add_argument("--interval", type=float, default=0.2, help="seconds between probes")
+    watch.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    watch.add_argument("--output", default="reports/watch.json", help="the JSON report")
+    watch.add_argument("--workers", type=int, default=16, help="probes in flight at most")
+
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
         return cmd_run(args, extra)
@@ -124,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "validate": cmd_validate,
         "schema": cmd_schema,
         "checks": cmd_checks,
+        "watch": cmd_watch,
     }
     return handlers[args.command](args)
 

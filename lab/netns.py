@@ -113,6 +113,8 @@ def create_host_namespaces(host: Host) -> None:
     binds = dict(FILE_BINDS)
     if host.role != "client":
         steps.append("mount -t tmpfs -o mode=755,size=64m lab-run /run")
+        # /var/lock is /run/lock on Debian; apachectl's envvars mktemp there.
+        steps.append("mkdir -m 1777 /run/lock")
         steps.append("mount -t tmpfs -o mode=1777,size=256m lab-tmp /tmp")
         binds.update(SERVER_BINDS)
     steps += [

@@ -1,0 +1,256 @@
+"""The raw baselines: bare scripts doing the suite's network operations one after another.
+
+`python -m bench.raw AREA INVENTORY` with AREA one of ports, http, dns,
+imap, mysql, mysql-data, full. Deliberately plain: the inventory read with
+yaml (no pydantic), stdlib clients for the protocols, dnspython, imapclient
+and pymysql called directly, no threads, no error handling beyond what the
+libraries do. This is what "the same work, sequentially, without the
+suite" costs on this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import imaplib
+import poplib
+import smtplib
+import socket
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+APEX = ("SOA", "A", "AAAA", "MX")
+
+
+class Inventory:
+    def __init__(self, path: Path) -> None:
+        self.base = path.parent
+        self.data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        self.timeout = float(self.data.get("timeouts", {}).get("operation", 5))
+        ca = self.data.get("tls", {}).get("ca_file")
+        self.context = ssl.create_default_context(cafile=str(self.base / ca) if ca else None)
+        self.context.check_hostname = False
+        self.ips = [self.data["old"]["address"], self.data["new"]["address"]]
+
+    def secret(self, ref: dict[str, Any]) -> str:
+        return str((self.base / ref["password_file"]).read_text(encoding="utf-8")).strip()
+
+
+def ports(inv: Inventory) -> None:
+    """Each service on each IP: greeting, capabilities, STARTTLS + capabilities again."""
+    for service in inv.data["services"]:
+        for ip in inv.ips:
+            port, tls, protocol = service["port"], service.get("tls", "none"), service["protocol"]
+            if protocol == "smtp":
+                smtp = (
+                    smtplib.SMTP_SSL(ip, port, timeout=inv.timeout, context=inv.context)
+                    if tls == "implicit"
+                    else smtplib.SMTP(ip, port, timeout=inv.timeout)
+                )
+                smtp.ehlo("cutover.invalid")
+                if tls == "starttls":
+                    smtp.starttls(context=inv.context)
+                    smtp.ehlo("cutover.invalid")
+                smtp.quit()
+            elif protocol == "imap":
+                imap: imaplib.IMAP4
+                if tls == "implicit":
+                    imap = imaplib.IMAP4_SSL(ip, port, ssl_context=inv.context, timeout=inv.timeout)
+                else:
+                    imap = imaplib.IMAP4(ip, port, timeout=inv.timeout)
+                imap.capability()
+                if tls == "starttls":
+                    imap.starttls(inv.context)
+                    imap.capability()
+                imap.logout()
+            elif protocol == "pop3":
+                pop: poplib.POP3
+                if tls == "implicit":
+                    pop = poplib.POP3_SSL(ip, port, context=inv.context, timeout=inv.timeout)
+                else:
+                    pop = poplib.POP3(ip, port, timeout=inv.timeout)
+                pop.capa()
+                if tls == "starttls":
+                    pop.stls(inv.context)
+                    pop.capa()
+                pop.quit()
+            elif protocol == "http":
+                get(inv, ip, port, inv.data.get("hostnames", [ip])[0])
+            elif protocol == "mysql":
+                with socket.create_connection((ip, port), timeout=inv.timeout) as sock:
+                    sock.recv(4096)  # the handshake packet
+                mysql_rows(inv, ip, inv.data["mysql"]["admin"], "SELECT @@hostname")
+
+
+def get(inv: Inventory, ip: str, port: int, host: str) -> bytes:
+    connection = http.client.HTTPConnection(ip, port, timeout=inv.timeout)
+    connection.request("GET", "/", headers={"Host": host, "Connection": "close"})
+    body = connection.getresponse().read()
+    connection.close()
+    return body
+
+
+def vhosts(inv: Inventory) -> None:
+    http_port = next(s["port"] for s in inv.data["services"] if s["protocol"] == "http")
+    for vhost in inv.data.get("http", {}).get("vhosts", []):
+        for ip in inv.ips:
+            get(inv, ip, http_port, vhost["host"])
+
+
+def mysql_connect(inv: Inventory, ip: str, account: dict[str, Any]) -> Any:
+    import pymysql
+
+    return pymysql.connect(
+        host=ip, port=int(account.get("port", 3306)), user=account["user"],
+        password=inv.secret(account), database=account.get("database"),
+        connect_timeout=inv.timeout, ssl_disabled=True,
+    )  # fmt: skip
+
+
+def mysql_rows(inv: Inventory, ip: str, account: dict[str, Any], sql: str) -> list[Any]:
+    connection = mysql_connect(inv, ip, account)
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        rows = list(cursor.fetchall())
+    connection.close()
+    return rows
+
+
+def questions(zone: dict[str, Any]) -> list[tuple[str, str]]:
+    """The suite's questions for a zone (cutover.dns.zone_questions): apex, then each name."""
+    apex = zone["name"].rstrip(".") + "."
+    found = [(apex, t) for t in APEX]
+    for label in zone.get("names", ["www", "mail"]):
+        found += [
+            (f"{label}.{apex}", t) for t in ("A", "AAAA") if (f"{label}.{apex}", t) not in found
+        ]
+    return found
+
+
+def dns(inv: Inventory) -> None:
+    """Every zone's questions to every nameserver, one UDP query at a time; then the SQL rows."""
+    import dns.message
+    import dns.query
+
+    asked = set()
+    for zone in inv.data["dns"]["zones"]:
+        for server in zone["nameservers"]:
+            for name, rdtype in questions(zone):
+                query = dns.message.make_query(name, rdtype, flags=0)
+                dns.query.udp(query, server, timeout=inv.timeout)
+                asked.add((server, name, rdtype))
+    # SQL-backed servers: read every row, then ask the server for each (name, type) not asked yet.
+    for source in inv.data["dns"].get("sql", []):
+        server = source["nameserver"]
+        rows = mysql_rows(
+            inv, source["host"], source,
+            "SELECT d.name, r.name, r.type, r.content, r.ttl FROM records r "
+            "JOIN domains d ON d.id = r.domain_id ORDER BY r.id",
+        )  # fmt: skip
+        for _, name, rdtype, _, _ in rows:
+            key = (server, f"{name}.", rdtype)
+            if rdtype and key not in asked:
+                asked.add(key)
+                query = dns.message.make_query(key[1], rdtype, flags=0)
+                dns.query.udp(query, server, timeout=inv.timeout)
+
+
+def imap(inv: Inventory) -> None:
+    """Per account and IP: login, LIST, LSUB, then per mailbox EXAMINE and a batched UID fetch."""
+    from imapclient import IMAPClient
+
+    service = next(s for s in inv.data["services"] if s["protocol"] == "imap")
+    batch = int(inv.data["mail"].get("batch_size", 1000))
+    for account in inv.data["mail"]["accounts"]:
+        for ip in inv.ips:
+            client = IMAPClient(ip, port=service["port"], ssl=False, timeout=inv.timeout)
+            client.starttls(inv.context)
+            client.login(account["user"], inv.secret(account))
+            client.list_sub_folders()
+            for flags, _, folder in client.list_folders():
+                if {b"\\noselect", b"\\nonexistent"} & {f.lower() for f in flags}:
+                    continue
+                client.select_folder(folder, readonly=True)
+                uids = client.search(["ALL"])
+                for start in range(0, len(uids), batch):
+                    client.fetch(
+                        uids[start : start + batch],
+                        ["RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"],
+                    )
+            client.logout()
+
+
+def mysql_data(inv: Inventory) -> None:
+    """Every table of every listed database, read in primary-key order from both servers."""
+    import pymysql.cursors
+
+    admin = inv.data["mysql"]["admin"]
+    for ip in inv.ips:
+        connection = mysql_connect(inv, ip, admin)
+        with connection.cursor() as cursor:
+            for database in inv.data["mysql"].get("databases", []):
+                cursor.execute(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
+                    (database,),
+                )
+                for (table,) in cursor.fetchall():
+                    cursor.execute(
+                        "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
+                        "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+                        "AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+                        (database, table),
+                    )
+                    key = ", ".join(f"`{r[0]}`" for r in cursor.fetchall())
+                    order = f" ORDER BY {key}" if key else ""
+                    stream = connection.cursor(pymysql.cursors.SSCursor)
+                    stream.execute(f"SELECT * FROM `{database}`.`{table}`{order}")
+                    while stream.fetchmany(10_000):
+                        pass
+                    stream.close()
+        connection.close()
+
+
+def mysql(inv: Inventory) -> None:
+    """Account logins, every grant on both servers, then the data."""
+    admin = inv.data["mysql"]["admin"]
+    for ip in inv.ips:
+        connection = mysql_connect(inv, ip, admin)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT User, Host FROM mysql.user")
+            for user, host in cursor.fetchall():
+                cursor.execute(f"SHOW GRANTS FOR '{user}'@'{host}'")
+                cursor.fetchall()
+        connection.close()
+        for account in inv.data["mysql"].get("accounts", []):
+            # Refused direct logins are part of what is checked.
+            with contextlib.suppress(Exception):
+                mysql_connect(inv, ip, account).close()
+    mysql_data(inv)
+
+
+AREAS = {
+    "ports": [ports],
+    "http": [vhosts],
+    "dns": [dns],
+    "imap": [imap],
+    "mysql": [mysql],
+    "mysql-data": [mysql_data],
+    "full": [ports, vhosts, dns, imap, mysql],
+}
+
+
+def main(argv: list[str]) -> int:
+    area, inventory = argv
+    inv = Inventory(Path(inventory))
+    for step in AREAS[area]:
+        step(inv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
