@@ -41,6 +41,7 @@ __all__ = [
     "Inventory",
     "InventoryError",
     "MysqlAccount",
+    "Outbound",
     "Server",
     "Service",
     "load_inventory",
@@ -277,6 +278,43 @@ class Dns(Strict):
     sql: list[DnsSql] = Field(default_factory=list)
 
 
+class Outbound(Strict):
+    """Mail the new server sends: SPF, reverse DNS, DKIM and MX of the mail domains."""
+
+    domains: list[str] = Field(
+        default_factory=list,
+        description="mail domains whose SPF, DKIM and MX must follow the move "
+        "(default: every dns.zones name)",
+    )
+    dkim_selectors: list[str] = Field(
+        default_factory=list,
+        description="DKIM selectors published as SELECTOR._domainkey.DOMAIN (default: none, "
+        "DKIM is not checked)",
+    )
+    dkim_key_file: str | None = Field(
+        default=None,
+        description="path of the signing key on the new host ({selector} and {domain} are "
+        "replaced), read over new.ssh with `openssl pkey -pubout`; default: keys not compared",
+    )
+    reverse_nameservers: list[IPAddress] = Field(
+        default_factory=list,
+        description="authoritative servers of the new IP's reverse zone, asked for every "
+        "reverse name (default: the PTR is asked of dns.resolver, if given)",
+    )
+
+    @field_validator("dkim_key_file")
+    @classmethod
+    def _known_placeholders(cls, path: str | None) -> str | None:
+        if path is not None:
+            try:
+                path.format(selector="s", domain="d")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"only {{selector}} and {{domain}} may be replaced in {path!r} ({exc})"
+                ) from None
+        return path
+
+
 class PciDevice(Strict):
     address: Annotated[
         str | None, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
@@ -336,6 +374,7 @@ class Inventory(Strict):
     mail: Mail = Field(default_factory=Mail)
     mysql: Mysql = Field(default_factory=Mysql)
     dns: Dns = Field(default_factory=Dns)
+    outbound: Outbound = Field(default_factory=Outbound)
     virt_host: VirtHost | None = None
     acceptance: Acceptance = Field(default_factory=Acceptance)
     timeouts: Timeouts = Field(default_factory=Timeouts)
@@ -375,8 +414,8 @@ class Inventory(Strict):
 # --- loading -------------------------------------------------------------
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
+# libyaml's loader when PyYAML was built with it: the pure-Python one is ~10x slower.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _compose_lines(node: yaml.Node, path: tuple[str | int, ...], lines: dict[Any, int]) -> None:
@@ -467,8 +506,13 @@ def load_inventory(
         raise InventoryError(f"{source}: cannot read inventory: {exc}") from None
 
     try:
-        root = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=_LineLoader)
+        # One parse: the node tree gives line numbers, then becomes the data.
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f":{mark.line + 1}" if mark else ""

@@ -133,6 +133,12 @@ CHECK_PHASES: dict[str, frozenset[Phase]] = {
     "DNS04": _ALL,
     "DNS05": _ALL,
     "DNS06": _ALL,
+    # outbound mail (SPF, reverse DNS, DKIM: ready before the new server sends, still right
+    # after; MX preferences recorded in preflight, compared in every later phase)
+    "MAIL01": _PRE_ACC,
+    "MAIL02": _PRE_ACC,
+    "MAIL03": _PRE_ACC,
+    "MAIL04": _ALL,
 }
 
 # Area markers (`-m imap`) follow from the check ID's prefix.

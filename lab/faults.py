@@ -600,3 +600,7 @@ def heal() -> None:
         undo(key)
     if not active:
         say("heal: no fault is active")
+
+
+from lab import faults_mailclients  # noqa: E402,F401,I001  (registers its faults)
+from lab import faults_outbound  # noqa: E402,F401  (registers its faults)

@@ -123,6 +123,13 @@ def build(
                 for ns in NAMESERVERS
             ],
         },
+        # Outbound mail: each server signs with /etc/ssl/private/dkim-mail.key;
+        # the reverse zone 100.51.198.in-addr.arpa is served by both nameservers.
+        "outbound": {
+            "dkim_selectors": ["mail"],
+            "dkim_key_file": "/etc/ssl/private/dkim-{selector}.key",
+            "reverse_nameservers": nameservers,
+        },
         "acceptance": {"old_ip": "forward"},
         "timeouts": {"connect": 5, "operation": 5},
     }

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from lab.run import NS_FILES, LabError, pid_alive, run
-from lab.topology import HOSTS, NS1, NS_PREFIX, SUBNET, SWITCH_NS, Host
+from lab.topology import HOSTS, NS1, NS_PREFIX, STATE, SUBNET, SWITCH_NS, Host
 
 ETC_NETNS = Path("/etc/netns")
 BRIDGE = "br0"
@@ -115,7 +115,10 @@ def create_host_namespaces(host: Host) -> None:
         steps.append("mount -t tmpfs -o mode=755,size=64m lab-run /run")
         # /var/lock is /run/lock on Debian; apachectl's envvars mktemp there.
         steps.append("mkdir -m 1777 /run/lock")
-        steps.append("mount -t tmpfs -o mode=1777,size=256m lab-tmp /tmp")
+        # A private /tmp would hide the lab's own files when the checkout
+        # itself lives under /tmp (CI clones do): then the host shares it.
+        if Path("/tmp") not in STATE.resolve().parents:
+            steps.append("mount -t tmpfs -o mode=1777,size=256m lab-tmp /tmp")
         binds.update(SERVER_BINDS)
     steps += [
         f"mount --bind {shlex.quote(str(host.root / src))} {shlex.quote(dst)}"

@@ -34,7 +34,11 @@ def test_docs_checks_md_is_generated_from_the_checks() -> None:
 def test_the_catalogue_command_prints_every_check() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "cutover", "checks"],
-        capture_output=True, text=True, timeout=60, cwd=REPO, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=True,
     )
     for entry in load_catalogue():
         assert f"{entry.check_id}  {entry.objective}" in completed.stdout

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from types import TracebackType
 from typing import TypeVar
 
@@ -15,7 +17,15 @@ from cutover.net import Deadline, LineReader, ProbeError, connect, peer
 from cutover.targets import Endpoint
 from cutover.tls import CertificateRejected, TlsFacts, Trust, handshake
 
-__all__ = ["Conversation", "ProbeSettings", "ServiceAnswer", "converse"]
+__all__ = [
+    "AuthOutcome",
+    "AuthReply",
+    "Conversation",
+    "ProbeSettings",
+    "ServiceAnswer",
+    "converse",
+    "sasl_responses",
+]
 
 T = TypeVar("T")
 
@@ -204,3 +214,45 @@ def converse(
     except CertificateRejected as rejected:
         with Conversation(endpoint, settings, rejected=rejected.reason) as conversation:
             return exchange(conversation)
+
+
+# --- logging in (the login continuity probes build on these) ---------------
+
+
+class AuthOutcome(StrEnum):
+    """What a login attempt came to, as a client configured for it would see it."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "credentials rejected"  # IMAP NO [AUTHENTICATIONFAILED], POP3 -ERR [AUTH], SMTP 535
+    NOT_OFFERED = "mechanism not offered"  # absent from CAPABILITY/CAPA/EHLO, IMAP BAD, SMTP 504
+    TLS_REQUIRED = "TLS required first"  # LOGINDISABLED, [PRIVACYREQUIRED], SMTP 530/538
+    TEMPORARY = "temporary failure"  # IMAP [UNAVAILABLE], POP3 [SYS/TEMP], SMTP 454: passdb error
+    REFUSED = "refused"  # anything else the server said
+    NO_STARTTLS = "STARTTLS unavailable"  # a client configured for STARTTLS stops before login
+
+
+@dataclass(frozen=True)
+class AuthReply:
+    """The outcome and the server's last words (never the credentials)."""
+
+    outcome: AuthOutcome
+    reply: str
+
+
+def sasl_responses(mechanism: str, user: str, password: str) -> list[str] | None:
+    """The base64 client responses of a SASL mechanism, or None when not implemented.
+
+    >>> sasl_responses("PLAIN", "u", "p")
+    ['AHUAcA==']
+    >>> sasl_responses("CRAM-MD5", "u", "p") is None
+    True
+    """
+
+    def encode(text: str) -> str:
+        return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+    if mechanism == "PLAIN":
+        return [encode(f"\0{user}\0{password}")]
+    if mechanism == "LOGIN":
+        return [encode(user), encode(password)]
+    return None

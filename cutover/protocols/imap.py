@@ -1,4 +1,4 @@
-"""IMAP: the greeting, CAPABILITY, and CAPABILITY again after STARTTLS. No login.
+"""IMAP: the greeting, CAPABILITY, and CAPABILITY again after STARTTLS; login on request.
 
 >>> observe(endpoint, settings).identity  # doctest: +SKIP
 'new.example.test IMAP/POP3 ready.'
@@ -11,10 +11,18 @@ import re
 
 from cutover.inventory import TlsMode
 from cutover.net import ProbeError
-from cutover.protocols.base import Conversation, ProbeSettings, ServiceAnswer, converse
+from cutover.protocols.base import (
+    AuthOutcome,
+    AuthReply,
+    Conversation,
+    ProbeSettings,
+    ServiceAnswer,
+    converse,
+    sasl_responses,
+)
 from cutover.targets import Endpoint
 
-__all__ = ["greeting_text", "observe"]
+__all__ = ["authenticate", "goodbye", "greeting_text", "login_methods", "observe", "ready"]
 
 _CODE = re.compile(r"^\[([^\]]*)\]\s*")
 
@@ -54,7 +62,11 @@ def _mechanisms(capabilities: frozenset[str]) -> frozenset[str]:
     return frozenset(c[5:] for c in capabilities if c.startswith("AUTH="))
 
 
-def _exchange(conversation: Conversation) -> ServiceAnswer:
+def ready(conversation: Conversation) -> ServiceAnswer:
+    """Greeting and capabilities, upgraded to TLS where the port uses it; nothing sent after.
+
+    A login probe goes on from here (`authenticate`); `observe` says goodbye.
+    """
     greeting = conversation.line("reading the IMAP greeting")
     if not greeting.upper().startswith(("* OK", "* PREAUTH")):
         raise ProbeError(f"{conversation.where} greeted with {greeting[:100]!r}, not '* OK'")
@@ -76,9 +88,6 @@ def _exchange(conversation: Conversation) -> ServiceAnswer:
                 starttls_error = conversation.upgrade()
                 if starttls_error is None:
                     capabilities = _capability(conversation, "c3")
-    if starttls_error is None:
-        with contextlib.suppress(ProbeError):  # the answer is complete already
-            conversation.send("c4 LOGOUT", "sending LOGOUT")
     return ServiceAnswer(
         where=conversation.where,
         protocol="imap",
@@ -94,6 +103,104 @@ def _exchange(conversation: Conversation) -> ServiceAnswer:
     )
 
 
+def goodbye(conversation: Conversation) -> None:
+    """Say goodbye; the exchange is complete already, so a failure here changes nothing."""
+    with contextlib.suppress(ProbeError):
+        conversation.send("c4 LOGOUT", "sending LOGOUT")
+
+
+def _exchange(conversation: Conversation) -> ServiceAnswer:
+    answer = ready(conversation)
+    if answer.starttls_error is None:
+        goodbye(conversation)
+    return answer
+
+
 def observe(endpoint: Endpoint, settings: ProbeSettings) -> ServiceAnswer:
     """Greeting, CAPABILITY (STARTTLS + CAPABILITY again where the port uses it), LOGOUT."""
     return converse(endpoint, settings, _exchange)
+
+
+# --- login -------------------------------------------------------------------
+
+# Printable ASCII without the quoted-string specials: sent as a quoted string.
+_QUOTABLE = re.compile(r"[\x20-\x7e]*")
+_AUTH_TAG = "a1"
+
+
+def login_methods(answer: ServiceAnswer) -> list[str]:
+    """How a client can log in: LOGIN (unless LOGINDISABLED) and AUTHENTICATE per mechanism.
+
+    >>> login_methods(ServiceAnswer("x", "imap", "* OK", capabilities=frozenset({"AUTH=PLAIN"}),
+    ...                             auth_mechanisms=frozenset({"PLAIN"})))
+    ['LOGIN', 'AUTHENTICATE PLAIN']
+    """
+    login = [] if "LOGINDISABLED" in answer.capabilities else ["LOGIN"]
+    return login + [f"AUTHENTICATE {m}" for m in sorted(answer.auth_mechanisms)]
+
+
+def classify(tagged: str) -> AuthOutcome:
+    """The outcome of a tagged LOGIN/AUTHENTICATE reply (RFC 5530 response codes).
+
+    >>> classify("a1 NO [AUTHENTICATIONFAILED] Authentication failed.")
+    <AuthOutcome.REJECTED: 'credentials rejected'>
+    >>> classify("a1 NO [UNAVAILABLE] Temporary authentication failure.")
+    <AuthOutcome.TEMPORARY: 'temporary failure'>
+    """
+    words = tagged.split(None, 2)
+    status = words[1].upper() if len(words) > 1 else ""
+    text = words[2] if len(words) > 2 else ""
+    match = _CODE.match(text)
+    code = match.group(1).split()[0].upper() if match and match.group(1) else ""
+    if status == "OK":
+        return AuthOutcome.ACCEPTED
+    if code in ("AUTHENTICATIONFAILED", "AUTHORIZATIONFAILED", "EXPIRED"):
+        return AuthOutcome.REJECTED
+    if code == "PRIVACYREQUIRED":
+        return AuthOutcome.TLS_REQUIRED
+    if code == "UNAVAILABLE":
+        return AuthOutcome.TEMPORARY
+    if code == "CANNOT" or (status == "BAD" and "mechanism" in text.lower()):
+        return AuthOutcome.NOT_OFFERED
+    return AuthOutcome.REJECTED if status == "NO" and not code else AuthOutcome.REFUSED
+
+
+def _login_segments(user: str, password: str) -> list[str]:
+    """`LOGIN user password` as lines: a value that cannot be quoted goes as a literal."""
+    segments, line = [], f"{_AUTH_TAG} LOGIN"
+    for value in (user, password):
+        if _QUOTABLE.fullmatch(value):
+            line += ' "' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        else:
+            segments.append(line + f" {{{len(value.encode())}}}")
+            line = value
+    return [*segments, line]
+
+
+def authenticate(
+    conversation: Conversation, answer: ServiceAnswer, method: str, user: str, password: str
+) -> AuthReply:
+    """Log in with `method` (from `login_methods`) on a `ready` conversation; nothing else.
+
+    The credentials go to the server only; neither the reply nor an error names them.
+    """
+    if method == "LOGIN":
+        if "LOGINDISABLED" in answer.capabilities:
+            return AuthReply(AuthOutcome.TLS_REQUIRED, "CAPABILITY lists LOGINDISABLED")
+        responses = _login_segments(user, password)
+        conversation.send(responses.pop(0), "sending LOGIN")
+    else:
+        mechanism = method.removeprefix("AUTHENTICATE ").upper()
+        if answer.auth_mechanisms and mechanism not in answer.auth_mechanisms:
+            offered = " ".join(sorted(answer.auth_mechanisms))
+            return AuthReply(AuthOutcome.NOT_OFFERED, f"CAPABILITY offers AUTH={offered}")
+        responses = sasl_responses(mechanism, user, password) or []
+        conversation.send(f"{_AUTH_TAG} AUTHENTICATE {mechanism}", f"sending {method}")
+    for _ in range(20):
+        line = conversation.line(f"reading the {method.split()[0]} reply")
+        if line.startswith("+"):
+            # An empty continuation answers anything unexpected: "*" cancels.
+            conversation.send(responses.pop(0) if responses else "*", f"continuing {method}")
+        elif line.startswith(f"{_AUTH_TAG} "):
+            return AuthReply(classify(line), line[len(_AUTH_TAG) + 1 :][:200])
+    raise ProbeError(f"{conversation.where} sent no tagged reply to {method}")

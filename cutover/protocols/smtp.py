@@ -1,5 +1,7 @@
 """SMTP: the 220 greeting, EHLO keywords and AUTH mechanisms, before and after STARTTLS.
 
+AUTH on request, then QUIT: no mail is ever sent.
+
 >>> answer = observe(endpoint, settings)  # doctest: +SKIP
 >>> answer.identity, sorted(answer.auth_mechanisms)  # doctest: +SKIP
 ('new.example.test', ['LOGIN', 'PLAIN'])
@@ -11,10 +13,25 @@ import contextlib
 
 from cutover.inventory import TlsMode
 from cutover.net import ProbeError
-from cutover.protocols.base import Conversation, ProbeSettings, ServiceAnswer, converse
+from cutover.protocols.base import (
+    AuthOutcome,
+    AuthReply,
+    Conversation,
+    ProbeSettings,
+    ServiceAnswer,
+    converse,
+    sasl_responses,
+)
 from cutover.targets import Endpoint
 
-__all__ = ["ehlo_keywords", "observe"]
+__all__ = [
+    "authenticate",
+    "ehlo_keywords",
+    "goodbye",
+    "login_methods",
+    "observe",
+    "ready",
+]
 
 
 def _reply(conversation: Conversation, doing: str) -> tuple[int, list[str]]:
@@ -59,7 +76,11 @@ def _ehlo(conversation: Conversation, name: str) -> tuple[frozenset[str], frozen
     return ehlo_keywords(lines[1:])
 
 
-def _exchange(conversation: Conversation) -> ServiceAnswer:
+def ready(conversation: Conversation) -> ServiceAnswer:
+    """Greeting and capabilities, upgraded to TLS where the port uses it; nothing sent after.
+
+    A login probe goes on from here (`authenticate`); `observe` says goodbye.
+    """
     code, lines = _reply(conversation, "reading the SMTP greeting")
     greeting = f"{code} {lines[0]}"
     if code != 220:
@@ -81,9 +102,6 @@ def _exchange(conversation: Conversation) -> ServiceAnswer:
                 starttls_error = conversation.upgrade()
                 if starttls_error is None:
                     keywords, mechanisms = _ehlo(conversation, ehlo_name)
-    if starttls_error is None:
-        with contextlib.suppress(ProbeError):  # the answer is complete already
-            conversation.send("QUIT", "sending QUIT")
     return ServiceAnswer(
         where=conversation.where,
         protocol="smtp",
@@ -99,6 +117,81 @@ def _exchange(conversation: Conversation) -> ServiceAnswer:
     )
 
 
+def goodbye(conversation: Conversation) -> None:
+    """Say goodbye; the exchange is complete already, so a failure here changes nothing."""
+    with contextlib.suppress(ProbeError):
+        conversation.send("QUIT", "sending QUIT")
+
+
+def _exchange(conversation: Conversation) -> ServiceAnswer:
+    answer = ready(conversation)
+    if answer.starttls_error is None:
+        goodbye(conversation)
+    return answer
+
+
 def observe(endpoint: Endpoint, settings: ProbeSettings) -> ServiceAnswer:
     """Greeting, EHLO (and STARTTLS + EHLO again where the port uses it), then QUIT."""
     return converse(endpoint, settings, _exchange)
+
+
+# --- login (AUTH, then QUIT: never MAIL FROM) ---------------------------------
+
+_OUTCOMES = {
+    235: AuthOutcome.ACCEPTED,
+    535: AuthOutcome.REJECTED,
+    454: AuthOutcome.TEMPORARY,
+    530: AuthOutcome.TLS_REQUIRED,
+    538: AuthOutcome.TLS_REQUIRED,
+    504: AuthOutcome.NOT_OFFERED,
+}
+
+
+def login_methods(answer: ServiceAnswer) -> list[str]:
+    """`AUTH <mechanism>` for each mechanism EHLO offers.
+
+    >>> login_methods(ServiceAnswer("x", "smtp", "220", auth_mechanisms=frozenset({"PLAIN"})))
+    ['AUTH PLAIN']
+    """
+    return [f"AUTH {m}" for m in sorted(answer.auth_mechanisms)]
+
+
+def classify(code: int, text: str) -> AuthOutcome:
+    """The outcome of the final reply to AUTH (RFC 4954).
+
+    >>> classify(535, "5.7.8 Error: authentication failed: authentication failure")
+    <AuthOutcome.REJECTED: 'credentials rejected'>
+    >>> classify(503, "5.5.1 Error: authentication not enabled")
+    <AuthOutcome.NOT_OFFERED: 'mechanism not offered'>
+    """
+    if code in _OUTCOMES:
+        return _OUTCOMES[code]
+    if code == 503 and "not enabled" in text.lower():
+        return AuthOutcome.NOT_OFFERED
+    return AuthOutcome.REFUSED
+
+
+def authenticate(
+    conversation: Conversation, answer: ServiceAnswer, method: str, user: str, password: str
+) -> AuthReply:
+    """`AUTH <mechanism>` on a `ready` conversation; nothing else.
+
+    When EHLO lists no AUTH at all the command is sent anyway: the server's
+    answer tells "TLS required first" (530/538) from "not enabled" (503).
+    The credentials go to the server only; neither the reply nor an error names them.
+    """
+    mechanism = method.removeprefix("AUTH ").upper()
+    if answer.auth_mechanisms and mechanism not in answer.auth_mechanisms:
+        offered = " ".join(sorted(answer.auth_mechanisms))
+        return AuthReply(AuthOutcome.NOT_OFFERED, f"EHLO offers AUTH {offered}")
+    responses = sasl_responses(mechanism, user, password) or []
+    if mechanism == "PLAIN" and responses:  # the initial response saves a round trip
+        conversation.send(f"AUTH PLAIN {responses.pop(0)}", "sending AUTH PLAIN")
+    else:
+        conversation.send(f"AUTH {mechanism}", f"sending {method}")
+    for _ in range(20):
+        code, lines = _reply(conversation, f"reading the {method} reply")
+        if code != 334:
+            return AuthReply(classify(code, lines[-1]), f"{code} {lines[-1][:200]}")
+        conversation.send(responses.pop(0) if responses else "*", f"continuing {method}")
+    raise ProbeError(f"{conversation.where} kept asking for more during {method}")

@@ -1,0 +1,345 @@
+"""Mail clients notice nothing: every account logs in as before, POP3 UIDLs are unchanged.
+
+The reference is the old server: live on the old IP while it still answers
+there (preflight, which records it into the baseline), afterwards the
+preflight baseline. Each account is observed once per run (its logins one
+after another, accounts concurrently); the checks only judge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from checks.support import inventory_of, no_problems, parametrize
+from cutover.baseline import Baseline, BaselineError
+from cutover.inventory import Inventory
+from cutover.mailauth import (
+    SECTION,
+    STOPS_AN_IP,
+    AccountLogins,
+    AccountTarget,
+    LoginAttempt,
+    login_plan,
+    login_services,
+    observe_logins,
+    offered_methods,
+)
+from cutover.net import ProbeError
+from cutover.phases import PhaseExpectations, Side
+from cutover.pop3uidl import (
+    LoginRefused,
+    Maildrop,
+    PopTarget,
+    UidlDiff,
+    baseline_maildrop,
+    compare,
+    pop3_targets,
+    read_maildrop,
+    record_maildrop,
+)
+from cutover.protocols import Observations, ProbeSettings, ServiceAnswer, serving_ip
+from cutover.protocols.base import AuthOutcome
+from cutover.targets import Endpoint, endpoint_of
+
+Record = Callable[..., None]
+Services = Observations[Endpoint, ServiceAnswer]
+# Mailboxes up to this size are recorded UIDL by UIDL in the report; larger ones as a digest.
+RECORD_UIDLS = 1000
+SHOWN = 10  # evidence lines per kind of problem
+
+HINTS = {
+    AuthOutcome.REJECTED: (
+        "the new server does not accept this account's password, which the old one "
+        "accepts: the account is missing from the new passdb, its password hash is in a "
+        "scheme the new server cannot verify (Dovecot logs 'Unknown scheme'; `doveadm pw -l` "
+        "lists the supported ones), or the password differs; `doveadm auth test USER` on the "
+        "new host tells which"
+    ),
+    AuthOutcome.TEMPORARY: (
+        "the new server's passdb failed while checking the password (Dovecot logs "
+        "'Unknown scheme' for a hash it cannot verify, or the passdb is unreachable)"
+    ),
+    AuthOutcome.NOT_OFFERED: (
+        "enable the mechanism on the new server (Dovecot auth_mechanisms; Postfix "
+        "smtpd_sasl_auth_enable and smtpd_sasl_security_options): clients keep the one "
+        "they were configured with"
+    ),
+    AuthOutcome.TLS_REQUIRED: (
+        "the new server wants TLS before login where the old one did not (Dovecot "
+        "disable_plaintext_auth / ssl = required, Postfix smtpd_tls_auth_only)"
+    ),
+    AuthOutcome.NO_STARTTLS: "STARTTLS does not work on that port (PORT01 has the details)",
+}
+TIMEOUT_HINT = (
+    "a login that times out may have been delayed on purpose: Dovecot waits 4-15 s before "
+    "checking any login from a client IP whose previous login failed (auth penalty); fix the "
+    "rejected accounts first, or raise timeouts.operation"
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    inventory = inventory_of(metafunc.config)
+    if "mail_account" in metafunc.fixturenames:
+        targets = [AccountTarget(account) for account in inventory.mail.accounts]
+        parametrize(metafunc, "mail_account", targets if login_services(inventory) else [])
+    if "pop_account" in metafunc.fixturenames:
+        parametrize(metafunc, "pop_account", pop3_targets(inventory))
+
+
+# --- AUTH01 -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def old_login_methods(
+    inventory: Inventory, expect: PhaseExpectations, services: Services, baseline: Baseline
+) -> dict[str, list[str] | str]:
+    """Per login service, the methods the old server offered (or why they are unknown)."""
+    side = serving_ip(expect, Side.OLD)
+    methods: dict[str, list[str] | str] = {}
+    for service in login_services(inventory):
+        if side is None:
+            recorded = baseline.get(SECTION, service.label)
+            methods[service.label] = (
+                list(recorded)
+                if recorded is not None
+                else f"{service.label}: no record of the old server's login methods in "
+                f"{baseline.path}: run the preflight phase first (it records them)"
+            )
+            continue
+        endpoint = endpoint_of(inventory, service, side)
+        answer = services.outcome(endpoint)
+        if isinstance(answer, ProbeError):
+            methods[service.label] = (
+                f"{service.label}: the old server's login methods are unknown: "
+                f"{endpoint.where} did not answer ({answer})"
+            )
+        else:
+            methods[service.label] = offered_methods(service.protocol, answer)
+    if side is not None and expect.records_baseline:
+        baseline.record_many(SECTION, {k: v for k, v in methods.items() if isinstance(v, list)})
+    return methods
+
+
+@pytest.fixture(scope="session")
+def account_logins(
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    old_login_methods: dict[str, list[str] | str],
+) -> Observations[AccountTarget, AccountLogins]:
+    known = {label: m for label, m in old_login_methods.items() if isinstance(m, list)}
+    plan = login_plan(inventory, expect, known)
+    settings = ProbeSettings.from_inventory(inventory)
+    return Observations(
+        [AccountTarget(account) for account in inventory.mail.accounts],
+        lambda target: observe_logins(target.account, plan, settings),
+        workers=16,
+    )
+
+
+def _login_problems(failures: list[LoginAttempt]) -> list[str]:
+    problems: list[str] = []
+    not_tried: dict[str, list[str]] = {}
+    for attempt in failures:
+        if attempt.outcome is None and attempt.detail.startswith("not tried after"):
+            not_tried.setdefault(attempt.detail, []).append(
+                f"{attempt.endpoint.id} {attempt.method}"
+            )
+            continue
+        what = attempt.outcome.value if attempt.outcome is not None else "no login"
+        problems.append(f"{attempt.label}: {what}: {attempt.detail}")
+    for reason, which in not_tried.items():
+        problems.append(
+            f"{reason} (each further failed login would make Dovecot delay every login "
+            f"from this client IP): {', '.join(which)}"
+        )
+    return problems
+
+
+def test_account_logs_in_everywhere(
+    mail_account: AccountTarget,
+    account_logins: Observations[AccountTarget, AccountLogins],
+    old_login_methods: dict[str, list[str] | str],
+    record: Record,
+) -> None:
+    """AUTH01: every account logs in on every mail port, with every method the old server offered.
+
+    Why: clients keep their configured port and mechanism. A password hash
+    scheme the new server cannot verify, or an account missing from its
+    passdb, shows up only as a failed login: the user is locked out.
+    Inputs: mail.accounts; IMAP (LOGIN, AUTHENTICATE), POP3 (USER/PASS, AUTH)
+    and SMTP AUTH on the submission ports (465, 587), after TLS where the port
+    uses it, on every IP that must answer in this phase; the methods the old
+    server offered (CAPABILITY, CAPA, EHLO: live in preflight, the baseline
+    later). PLAIN and LOGIN are tried; other mechanisms the old server offered
+    must be offered by the new one. Nothing is fetched, no mail is sent.
+    Fix: copy the passdb with its hashes in a scheme the new server supports
+    (`doveadm pw -l` lists them), add missing accounts, enable the old
+    mechanisms (Dovecot auth_mechanisms, Postfix smtpd_sasl_*).
+    """
+    logins = account_logins.get(mail_account)
+    record(
+        logins="; ".join(attempt.summary() for attempt in logins.attempts),
+        login_seconds=f"{logins.seconds:.3f}",
+    )
+    user = mail_account.id
+    problems = [m for m in old_login_methods.values() if isinstance(m, str)]
+    failures = logins.failures()
+    problems += _login_problems(failures)
+    causes = dict.fromkeys(a.outcome for a in failures if a.outcome is not None)
+    problems += [f"likely cause: {HINTS[cause]}" for cause in causes if cause in HINTS]
+    if any(a.outcome is None and "timed out" in a.detail for a in failures):
+        problems.append(f"likely cause: {TIMEOUT_HINT}")
+    no_problems(
+        problems,
+        f"{user} cannot log in everywhere the old server let it "
+        f"({len(failures)} of {len(logins.attempts)} logins fail)",
+    )
+
+
+# --- POP01 --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PopContinuity:
+    reference: Maildrop
+    reference_side: str  # "old" or "baseline"
+    subjects: list[tuple[str, Maildrop, UidlDiff]]  # per IP the new server answers on
+
+
+def _observe_pop(
+    target: PopTarget,
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    baseline: Baseline,
+    settings: ProbeSettings,
+) -> PopContinuity:
+    if expect.served_by[Side.OLD] is Side.OLD:
+        reference, reference_side = read_maildrop(target, Side.OLD, inventory, settings), "old"
+        if expect.records_baseline:
+            record_maildrop(baseline, target.id, reference)
+    else:
+        reference, reference_side = baseline_maildrop(baseline, target.id), "baseline"
+    subjects = []
+    for side in (Side.NEW, Side.OLD):
+        if expect.served_by[side] is Side.NEW:
+            drop = read_maildrop(target, side, inventory, settings)
+            subjects.append((side.value, drop, compare(reference.messages, drop.messages)))
+    return PopContinuity(reference, reference_side, subjects)
+
+
+@pytest.fixture(scope="session")
+def pop3_continuity(
+    inventory: Inventory, expect: PhaseExpectations, baseline: Baseline
+) -> Observations[PopTarget, PopContinuity]:
+    settings = ProbeSettings.from_inventory(inventory)
+
+    def observe(target: PopTarget) -> PopContinuity:
+        try:
+            return _observe_pop(target, inventory, expect, baseline, settings)
+        except BaselineError as exc:  # reported like a probe that could not observe
+            raise ProbeError(str(exc)) from None
+
+    return Observations(pop3_targets(inventory), observe, workers=16)
+
+
+def _uidls_property(drop: Maildrop) -> str:
+    uidls = drop.uidls
+    if len(uidls) <= RECORD_UIDLS:
+        return json.dumps(uidls)
+    digest = hashlib.sha256("\n".join(uidls).encode()).hexdigest()[:16]
+    return f"{len(uidls)} UIDLs, sha256 {digest}"
+
+
+def _shown(lines: list[str]) -> list[str]:
+    extra = len(lines) - SHOWN
+    return lines[:SHOWN] + ([f"... and {extra} more"] if extra > 0 else [])
+
+
+def _uidl_problems(continuity: PopContinuity) -> list[str]:
+    problems = []
+    reference = continuity.reference
+    for _side, drop, diff in continuity.subjects:
+        against = f"on {drop.where} against the old server ({reference.where})"
+        if diff.changed:
+            problems.append(
+                f"{len(diff.changed)} of {len(reference.messages)} messages have a new UIDL "
+                f"{against}; every POP3 client downloads them again:"
+            )
+            problems += _shown(
+                [
+                    f"  message {new.number} ({new.size} octets): UIDL {old.uidl!r} -> {new.uidl!r}"
+                    for old, new in diff.changed
+                ]
+            )
+        if diff.reused:
+            problems.append(
+                f"{len(diff.reused)} UIDLs name another message {against}; clients skip "
+                "those messages as already downloaded:"
+            )
+            problems += _shown(
+                [
+                    f"  UIDL {old.uidl!r}: message {new.number} ({new.size} octets) is not the "
+                    f"one it named ({old.size} octets)"
+                    for old, new in diff.reused
+                ]
+            )
+        if diff.missing:
+            note = f" ({drop.note or reference.note})" if (drop.note or reference.note) else ""
+            problems.append(
+                f"{len(diff.missing)} UIDLs are gone {against}: the message is missing or its "
+                f"UIDL changed{note}:"
+            )
+            problems += _shown([f"  UIDL {m.uidl!r} ({m.size} octets)" for m in diff.missing])
+        if diff.invalid:
+            problems.append(f"UIDLs that are not RFC 1939 unique-ids on {drop.where}:")
+            problems += _shown([f"  message {m.number}: {m.uidl!r}" for m in diff.invalid])
+    if problems:
+        problems.append(
+            "likely cause: pop3_uidl_format differs from the old server's (Dovecot's default "
+            "is %08Xu%08Xv, built from UID and UIDVALIDITY), or UIDs/UIDVALIDITY changed "
+            "(IMAP02/IMAP03); UIDLs a previous server generated must be migrated "
+            "(dsync keeps them; Dovecot stores them in dovecot-uidlist)"
+        )
+    return problems
+
+
+def test_pop3_uidls_unchanged(
+    pop_account: PopTarget,
+    pop3_continuity: Observations[PopTarget, PopContinuity],
+    record: Record,
+) -> None:
+    """POP01: every message in each account's INBOX keeps its POP3 UIDL; new mail is reported.
+
+    Why: POP3 clients remember which messages they downloaded by UIDL (RFC 1939).
+    A changed UIDL format or changed UIDs make every POP3 client download the
+    whole mailbox again; a UIDL that now names another message makes clients
+    skip it. Messages only on the new server (delivered since the sync) are
+    allowed and reported.
+    Inputs: mail.accounts; USER/PASS, UIDL and LIST (sizes) on the POP3 port
+    (implicit TLS preferred) of the old server (live in preflight, the
+    baseline later) and of every IP the new server answers on; the IMAP
+    Message-ID of each message (EXAMINE, BODY.PEEK) to tell a changed UIDL
+    from a missing message. No RETR, TOP or DELE.
+    Fix: keep pop3_uidl_format as on the old server (Dovecot default
+    %08Xu%08Xv); migrate with dsync, which keeps UIDs, UIDVALIDITY and stored
+    POP3 UIDLs.
+    """
+    try:
+        continuity = pop3_continuity.get(pop_account)
+    except LoginRefused as refused:
+        if refused.outcome in STOPS_AN_IP:
+            pytest.skip(f"{pop_account.id}: no UIDLs to compare: {refused} (AUTH01 reports it)")
+        pytest.fail(f"{pop_account.id}: {refused}", pytrace=False)
+    except ProbeError as exc:
+        pytest.fail(f"{pop_account.id}: {exc}", pytrace=False)
+    record(**{f"uidls_{continuity.reference_side}": _uidls_property(continuity.reference)})
+    for side, drop, diff in continuity.subjects:
+        record(**{f"uidls_{side}": _uidls_property(drop)})
+        if diff.added:
+            record(**{f"new_messages_{side}": ", ".join(m.uidl for m in diff.added[:50])})
+    no_problems(_uidl_problems(continuity), f"{pop_account.id}: POP3 UIDLs changed")

@@ -1,0 +1,411 @@
+"""Outbound mail keeps being delivered: SPF, reverse DNS, HELO, DKIM and MX follow the move.
+
+Semantics: ../shared/design/CHECKS.md "Outbound deliverability". Every name is
+asked of the authoritative servers of its zone (all of them must agree), as
+in the DNS checks; SPF is evaluated by pyspf, DKIM keys parsed by dkimpy.
+MX targets and where they point are DNS05's; MAIL04 only guards preferences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from checks.support import inventory_of, no_problems, observed, parametrize, skip_unless
+from cutover.baseline import Baseline
+from cutover.inventory import Inventory
+from cutover.net import ProbeError
+from cutover.outbound import (
+    AuthoritativeLookup,
+    DkimRecord,
+    MxRecord,
+    SigningKey,
+    SpfRecords,
+    SpfVerdict,
+    evaluate_spf,
+    helo_service,
+    lookup_for,
+    mail_domains,
+    observe_dkim_record,
+    observe_mx,
+    observe_reverse,
+    observe_signing_key,
+    observe_spf_records,
+    parse_mx,
+)
+from cutover.phases import PhaseExpectations, Side
+from cutover.protocols import Observations, ProbeSettings, ServiceAnswer, observe
+from cutover.targets import endpoint_of
+
+Record = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class MailDomain:
+    """A mail domain as a check parameter: id `example.test`."""
+
+    name: str
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+    def junit_properties(self) -> Iterator[tuple[str, str]]:
+        yield "domain", self.name
+
+
+@dataclass(frozen=True)
+class DkimSelector:
+    """One selector of one domain: id `mail._domainkey.example.test`."""
+
+    domain: str
+    selector: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+    def junit_properties(self) -> Iterator[tuple[str, str]]:
+        yield "domain", self.domain
+        yield "selector", self.selector
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    inventory = inventory_of(metafunc.config)
+    domains = mail_domains(inventory)
+    if "mail_domain" in metafunc.fixturenames:
+        parametrize(metafunc, "mail_domain", [MailDomain(d) for d in domains])
+    if "dkim_selector" in metafunc.fixturenames:
+        selectors = inventory.outbound.dkim_selectors
+        parametrize(
+            metafunc, "dkim_selector", [DkimSelector(d, s) for d in domains for s in selectors]
+        )
+
+
+@pytest.fixture(scope="session")
+def outbound_names(inventory: Inventory) -> AuthoritativeLookup | ProbeError:
+    """Answers from each zone's authoritative servers (shared, cached), or why there are none."""
+    try:
+        return lookup_for(inventory)
+    except ProbeError as exc:
+        return exc
+
+
+def _names(found: AuthoritativeLookup | ProbeError) -> AuthoritativeLookup:
+    __tracebackhide__ = True
+    if isinstance(found, ProbeError):
+        pytest.fail(f"cannot find the authoritative servers: {found}", pytrace=False)
+    return found
+
+
+def _sender_ips(inventory: Inventory, expect: PhaseExpectations) -> dict[str, str]:
+    """IP -> role of every address mail may leave from in this phase."""
+    ips = {str(inventory.new.address): "new IP"}
+    if expect.served_by[Side.OLD] is not None:
+        # The old host still sends (preflight), or still forwards and may hold queued mail.
+        ips[str(inventory.old.address)] = "old IP"
+    return ips
+
+
+SpfSeen = tuple[SpfRecords, dict[str, SpfVerdict]]
+
+
+@pytest.fixture(scope="session")
+def spf_observations(
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    outbound_names: AuthoritativeLookup | ProbeError,
+) -> Observations[MailDomain, SpfSeen]:
+    """Each domain's SPF records and verdicts for every sending IP: once per run, concurrently."""
+
+    def observe_domain(domain: MailDomain) -> SpfSeen:
+        if isinstance(outbound_names, ProbeError):
+            raise outbound_names
+        records = observe_spf_records(domain.name, outbound_names)
+        ips = _sender_ips(inventory, expect)
+        return records, {ip: evaluate_spf(domain.name, ip, outbound_names) for ip in ips}
+
+    return Observations([MailDomain(d) for d in mail_domains(inventory)], observe_domain)
+
+
+# --- MAIL01 ----------------------------------------------------------------------
+
+SPF_CAUSES = {
+    "fail": "the record does not list this IP (add ip4:/ip6: for it, or a: for a name of it)",
+    "softfail": "the record ends in ~all without listing this IP: receivers junk its mail",
+    "neutral": "the record makes no statement about this IP (?all): receivers may junk it",
+    "none": "no SPF record at all",
+    "permerror": "the record is broken: receivers treat it as no authorisation at all",
+    "temperror": "the record could not be read (DNS): receivers defer or junk the mail",
+}
+
+
+def test_spf_authorises_the_senders(
+    mail_domain: MailDomain,
+    spf_observations: Observations[MailDomain, SpfSeen],
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    record: Record,
+) -> None:
+    """MAIL01: the domain has exactly one SPF record and it authorises the new IP (and the old one).
+
+    Why: once the new server sends, receivers reject or junk its mail unless the
+    domain's SPF record authorises its IP; the old IP must stay authorised while
+    the old host still sends or forwards. Two records, more than 10 DNS-causing
+    terms (include, a, mx, ptr, exists, redirect) or more than 2 lookups that
+    find nothing make the record a permerror: no authorisation at all (RFC 7208).
+    Inputs: outbound.domains (default: dns.zones); old/new addresses; the phase
+    (the old IP while it answers); every authoritative server of each zone.
+    Fix: publish one `v=spf1` TXT per domain listing both IPs (ip4:), on every
+    server; flatten includes to stay within 10 lookups; remove the old IP only
+    once the old host is gone.
+    """
+    seen = observed(spf_observations, mail_domain, f"SPF of {mail_domain.name}")
+    records, verdicts = seen
+    record(spf_records=" || ".join(records.records) or "none", asked=records.asked)
+    problems = []
+    if len(records.records) != 1:
+        listing = "; ".join(f"{r!r}" for r in records.records) or "none"
+        problems.append(
+            f"{len(records.records)} SPF records instead of exactly one ({listing}) on "
+            f"{records.asked}" + (": a permerror for every receiver" if records.records else "")
+        )
+    roles = _sender_ips(inventory, expect)
+    for ip, verdict in verdicts.items():
+        record(**{f"spf@{ip}": verdict.summary})
+        if verdict.result != "pass":
+            cause = SPF_CAUSES.get(verdict.result, "")
+            problems.append(
+                f"mail from {ip} ({roles[ip]}): {verdict.summary} — expected pass; {cause}"
+            )
+    no_problems(
+        problems,
+        f"{mail_domain.name}: SPF does not authorise every sending IP "
+        f"({', '.join(f'{ip} {role}' for ip, role in roles.items())}; "
+        f"record {' || '.join(records.records) or 'none'})",
+    )
+
+
+# --- MAIL02 ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def helo_answer(inventory: Inventory) -> ServiceAnswer | ProbeError | None:
+    """The new server's SMTP greeting on the new IP (its HELO name), or why there is none."""
+    service = helo_service(inventory)
+    if service is None:
+        return None
+    try:
+        return observe(
+            endpoint_of(inventory, service, Side.NEW), ProbeSettings.from_inventory(inventory)
+        )
+    except ProbeError as exc:
+        return exc
+
+
+def test_reverse_dns_matches_helo(
+    inventory: Inventory,
+    outbound_names: AuthoritativeLookup | ProbeError,
+    helo_answer: ServiceAnswer | ProbeError | None,
+    record: Record,
+) -> None:
+    """MAIL02: the new IP's PTR name resolves back to it and is the new Postfix's HELO name.
+
+    Why: receivers reject or junk mail from an IP without forward-confirmed
+    reverse DNS, and many compare the PTR name with the HELO name (Postfix
+    `myhostname`, what its SMTP greeting shows).
+    Inputs: new.address; the SMTP service (port 25 first) on the new IP;
+    outbound.reverse_nameservers (or dns.resolver) for the PTR; dns.zones for
+    the forward lookup.
+    Fix: have whoever runs the reverse zone (usually the hosting provider) set the
+    new IP's PTR to the HELO name, give that name an A/AAAA record of the new IP,
+    or set Postfix `myhostname` to the PTR name.
+    """
+    ip = str(inventory.new.address)
+    skip_unless(helo_answer is not None, "inventory lists no SMTP service")
+    if isinstance(helo_answer, ProbeError):
+        pytest.fail(f"SMTP on the new IP {ip}: no answer: {helo_answer}", pytrace=False)
+    assert helo_answer is not None
+    helo = (helo_answer.identity or "").rstrip(".").lower()
+    record(helo=helo or "none", greeting=helo_answer.greeting)
+    try:
+        reverse = observe_reverse(ip, _names(outbound_names))
+    except ProbeError as exc:
+        pytest.fail(f"reverse DNS of the new IP {ip}: {exc}", pytrace=False)
+    record(ptr=",".join(reverse.names) or "none", ptr_asked=reverse.asked)
+    problems = []
+    if not reverse.names:
+        problems.append(f"{reverse.pointer} has no PTR record (asked {reverse.asked})")
+    for name in reverse.names:
+        if name in reverse.forward_errors:
+            problems.append(f"PTR name {name}: {reverse.forward_errors[name]}")
+        elif ip not in reverse.forward[name]:
+            found = ", ".join(reverse.forward[name]) or "no address"
+            chain = reverse.forward_chains.get(name, (name,))
+            via = f" (via {' -> '.join(chain)})" if len(chain) > 1 else ""
+            problems.append(
+                f"PTR name {name} resolves to {found}{via}, not to {ip}: not forward-confirmed"
+            )
+    if not helo:
+        problems.append(f"the SMTP greeting names no host: {helo_answer.greeting!r}")
+    elif reverse.names and helo not in reverse.confirmed:
+        problems.append(
+            f"HELO name {helo} (SMTP greeting {helo_answer.greeting!r} on {helo_answer.where}) "
+            f"is not a forward-confirmed PTR name of {ip} "
+            f"(PTR: {', '.join(reverse.names)})"
+        )
+    no_problems(
+        problems,
+        f"reverse DNS of the new IP {ip} does not match its HELO name {helo or '(none)'}",
+    )
+
+
+# --- MAIL03 ----------------------------------------------------------------------
+
+
+def _key_file(inventory: Inventory, target: DkimSelector) -> str | None:
+    template = inventory.outbound.dkim_key_file
+    return template.format(selector=target.selector, domain=target.domain) if template else None
+
+
+@pytest.fixture(scope="session")
+def signing_keys(inventory: Inventory) -> Observations[str, SigningKey]:
+    """The public half of each signing key file on the new host: read once per run."""
+    domains = mail_domains(inventory)
+    paths = {
+        path
+        for d in domains
+        for s in inventory.outbound.dkim_selectors
+        if (path := _key_file(inventory, DkimSelector(d, s))) is not None
+    }
+
+    def read(path: str) -> SigningKey:
+        if not inventory.new.ssh:
+            raise ProbeError("no new.ssh in the inventory")
+        return observe_signing_key(
+            inventory.new.ssh, path, inventory.ssh_config, inventory.timeouts.operation
+        )
+
+    return Observations(sorted(paths), read, key=lambda path: path, workers=4)
+
+
+def _fingerprint(rsa: tuple[int, int]) -> str:
+    modulus, exponent = rsa
+    digest = hashlib.sha256(modulus.to_bytes((modulus.bit_length() + 7) // 8, "big"))
+    return f"modulus sha256:{digest.hexdigest()[:16]}, e={exponent}"
+
+
+def test_dkim_key_published_and_matching(
+    dkim_selector: DkimSelector,
+    inventory: Inventory,
+    outbound_names: AuthoritativeLookup | ProbeError,
+    signing_keys: Observations[str, SigningKey],
+    record: Record,
+) -> None:
+    """MAIL03: each DKIM selector's key record parses, and it is the new server's signing key.
+
+    Why: mail signed with a key whose public half is not the one published at
+    SELECTOR._domainkey.DOMAIN fails DKIM at every receiver (and with it DMARC);
+    a record that does not parse fails all signatures.
+    Inputs: outbound.dkim_selectors, outbound.domains; outbound.dkim_key_file on
+    the new host, read over new.ssh with `openssl pkey -pubout` (only the public
+    half leaves the host; compared where new.ssh and the key file are given).
+    Fix: copy the signing key from the old server (the published one) to the new
+    one, or publish the new key's public half (`v=DKIM1; k=rsa; p=...`) on every
+    authoritative server before the new server signs with it.
+    """
+    try:
+        published: DkimRecord = observe_dkim_record(
+            dkim_selector.domain, dkim_selector.selector, _names(outbound_names)
+        )
+    except ProbeError as exc:
+        pytest.fail(f"{dkim_selector.id}: {exc}", pytrace=False)
+    record(dkim_asked=published.asked, dkim_key_type=published.key_type or "none")
+    problems = []
+    if published.error is not None:
+        problems.append(f"key record does not parse (dkimpy): {published.error}")
+    if len(published.texts) > 1:
+        problems.append(f"{len(published.texts)} TXT records instead of one: {published.texts}")
+    key_file = _key_file(inventory, dkim_selector)
+    if published.error is None and key_file is not None and inventory.new.ssh:
+        where = f"{key_file} on the new host ({inventory.new.ssh})"
+        outcome = signing_keys.outcome(key_file)
+        if isinstance(outcome, ProbeError):
+            problems.append(f"cannot read the signing key: {outcome}")
+        elif published.rsa is None or outcome.rsa is None:
+            problems.append(
+                f"cannot compare a {published.key_type} published key with {where} "
+                f"({'RSA' if outcome.rsa else 'not RSA'}): only RSA keys are compared"
+            )
+        else:
+            record(published_key=_fingerprint(published.rsa), signing_key=_fingerprint(outcome.rsa))
+            if outcome.rsa != published.rsa:
+                problems.append(
+                    f"published key ({published.bits}-bit RSA, {_fingerprint(published.rsa)}) "
+                    f"is not the public half of {where} ({_fingerprint(outcome.rsa)}): "
+                    "the new server signs with another key than the one in DNS"
+                )
+    elif key_file is None or not inventory.new.ssh:
+        record(signing_key="not compared (give outbound.dkim_key_file and new.ssh)")
+    no_problems(problems, f"{dkim_selector.id}: DKIM key (asked {published.asked})")
+
+
+# --- MAIL04 ----------------------------------------------------------------------
+
+
+def record_text(mx: tuple[MxRecord, ...]) -> str:
+    return ", ".join(map(str, mx)) or "none"
+
+
+def test_mx_preferences_unchanged(
+    mail_domain: MailDomain,
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    outbound_names: AuthoritativeLookup | ProbeError,
+    baseline: Baseline,
+    record: Record,
+) -> None:
+    """MAIL04: the domain's MX exchanges and preferences are those preflight recorded.
+
+    Why: a changed preference sends mail to the backup MX (or away from the new
+    server) without anyone noticing; where each target points is DNS05's check,
+    this one guards the set of (preference, exchange) pairs.
+    Inputs: outbound.domains (default: dns.zones); every authoritative server;
+    the baseline (preflight records it).
+    Fix: restore the preferences on every server, or re-run preflight if the
+    change is intended.
+    """
+    try:
+        mx = observe_mx(mail_domain.name, _names(outbound_names))
+    except ProbeError as exc:
+        pytest.fail(f"{mail_domain.name} MX: {exc}", pytrace=False)
+    now = [[r.preference, r.exchange] for r in mx]
+    record(mx=record_text(mx))
+    if expect.records_baseline:
+        baseline.record("mx", mail_domain.name, now)
+        return
+    recorded = baseline.get("mx", mail_domain.name)
+    if recorded is None:
+        pytest.skip(
+            f"{mail_domain.name}: no MX recorded (run preflight before the cutover to record it)"
+        )
+    before = parse_mx(recorded)
+    before_by = {r.exchange: r.preference for r in before}
+    now_by = {r.exchange: r.preference for r in mx}
+    problems = [
+        f"{e}: preference {before_by[e]} -> {now_by[e]}"
+        for e in sorted(before_by.keys() & now_by.keys())
+        if before_by[e] != now_by[e]
+    ]
+    problems += [
+        f"{e} (preference {before_by[e]}) removed" for e in sorted(before_by.keys() - now_by.keys())
+    ]
+    problems += [f"{e} (preference {now_by[e]}) added" for e in sorted(now_by.keys() - before_by)]
+    then = ", ".join(map(str, before)) or "none"
+    no_problems(
+        problems,
+        f"{mail_domain.name}: MX changed since preflight (then: {then}; now: {record_text(mx)})",
+    )
