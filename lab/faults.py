@@ -475,10 +475,18 @@ class CapabilityMissing(Fault):
 
     def apply(self, data: dict[str, Any], arg: str | None) -> Saved:
         _dovecot_override("fault-capability", "auth_mechanisms = plain\n")
+        _refresh_smtpd_sasl()
         return {}
 
     def undo(self, data: dict[str, Any], arg: str | None, saved: Saved) -> None:
         _dovecot_override("fault-capability", None)
+        _refresh_smtpd_sasl()
+
+
+def _refresh_smtpd_sasl() -> None:
+    # Running smtpd processes keep the mechanism list Dovecot gave them when
+    # they connected; a reload replaces them so EHLO shows the new list.
+    daemons.reload(NEW, "postfix", 0)
 
 
 @register

@@ -115,10 +115,15 @@ def create_host_namespaces(host: Host) -> None:
         steps.append("mount -t tmpfs -o mode=755,size=64m lab-run /run")
         # /var/lock is /run/lock on Debian; apachectl's envvars mktemp there.
         steps.append("mkdir -m 1777 /run/lock")
-        # A private /tmp would hide the lab's own files when the checkout
-        # itself lives under /tmp (CI clones do): then the host shares it.
-        if Path("/tmp") not in STATE.resolve().parents:
-            steps.append("mount -t tmpfs -o mode=1777,size=256m lab-tmp /tmp")
+        repo = shlex.quote(str(STATE.resolve().parent))
+        under_tmp = Path("/tmp") in STATE.resolve().parents
+        if under_tmp:
+            # A private /tmp would hide a checkout that lives under /tmp (CI
+            # clones may): carry it across the new /tmp at the same path.
+            steps.append(f"mkdir /run/lab-repo && mount --bind {repo} /run/lab-repo")
+        steps.append("mount -t tmpfs -o mode=1777,size=256m lab-tmp /tmp")
+        if under_tmp:
+            steps.append(f"mkdir -p {repo} && mount --bind /run/lab-repo {repo}")
         binds.update(SERVER_BINDS)
     steps += [
         f"mount --bind {shlex.quote(str(host.root / src))} {shlex.quote(dst)}"

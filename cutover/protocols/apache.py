@@ -68,7 +68,11 @@ def observe_config(
         )
         check = host.run(f"timeout {seconds} {shlex.quote(command)} -t -D DUMP_INCLUDES")
     except Exception as exc:  # testinfra raises plain RuntimeError/OSError subclasses
-        raise ProbeError(f"cannot run {command} on {hostspec}: {exc}") from None
+        # testinfra's message can be a whole CommandResult repr: keep the gist.
+        gist = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        raise ProbeError(
+            f"cannot run {command} on {hostspec} within {seconds} s (ssh): {gist}"
+        ) from None
     if check.rc == 255:
         raise ProbeError(f"ssh to {hostspec} failed: {check.stderr.strip()[:200]}")
     if check.rc == 124:

@@ -26,8 +26,10 @@ CHECKS = [str(REPO / "checks" / "test_outbound.py"), str(REPO / "checks" / "test
 KEY_FILE = "/etc/ssl/private/dkim-{selector}.key"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Session-wide: the story order interleaves modules, and the later phases
+    # need the baseline the preflight tests recorded here.
     return tmp_path_factory.mktemp("outbound")
 
 
