@@ -30,8 +30,10 @@ CHECKS = str(REPO / "checks" / "test_dns.py")
 HISTORY: dict[str, bool] = {}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def preflight_reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Session-wide: the story order interleaves modules, and later tests need
+    # the TTL history the first preflight run recorded here.
     return tmp_path_factory.mktemp("dns-preflight")
 
 
