@@ -239,6 +239,29 @@ class AuthReply:
     reply: str
 
 
+def say_goodbye(conversation: Conversation, command: str) -> None:
+    """Send LOGOUT/QUIT; the exchange is complete already, so a failure here changes nothing."""
+    with contextlib.suppress(ProbeError):
+        conversation.send(command, f"sending {command.split()[-1]}")
+
+
+def observe_with(
+    endpoint: Endpoint,
+    settings: ProbeSettings,
+    ready: Callable[[Conversation], ServiceAnswer],
+    goodbye: Callable[[Conversation], None],
+) -> ServiceAnswer:
+    """A protocol's greeting exchange: `ready` (greeting, capabilities, STARTTLS), then goodbye."""
+
+    def exchange(conversation: Conversation) -> ServiceAnswer:
+        answer = ready(conversation)
+        if answer.starttls_error is None:
+            goodbye(conversation)
+        return answer
+
+    return converse(endpoint, settings, exchange)
+
+
 def sasl_responses(mechanism: str, user: str, password: str) -> list[str] | None:
     """The base64 client responses of a SASL mechanism, or None when not implemented.
 

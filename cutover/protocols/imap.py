@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 
 from cutover.inventory import TlsMode
@@ -17,8 +16,9 @@ from cutover.protocols.base import (
     Conversation,
     ProbeSettings,
     ServiceAnswer,
-    converse,
+    observe_with,
     sasl_responses,
+    say_goodbye,
 )
 from cutover.targets import Endpoint
 
@@ -104,21 +104,12 @@ def ready(conversation: Conversation) -> ServiceAnswer:
 
 
 def goodbye(conversation: Conversation) -> None:
-    """Say goodbye; the exchange is complete already, so a failure here changes nothing."""
-    with contextlib.suppress(ProbeError):
-        conversation.send("c4 LOGOUT", "sending LOGOUT")
-
-
-def _exchange(conversation: Conversation) -> ServiceAnswer:
-    answer = ready(conversation)
-    if answer.starttls_error is None:
-        goodbye(conversation)
-    return answer
+    say_goodbye(conversation, "c4 LOGOUT")
 
 
 def observe(endpoint: Endpoint, settings: ProbeSettings) -> ServiceAnswer:
     """Greeting, CAPABILITY (STARTTLS + CAPABILITY again where the port uses it), LOGOUT."""
-    return converse(endpoint, settings, _exchange)
+    return observe_with(endpoint, settings, ready, goodbye)
 
 
 # --- login -------------------------------------------------------------------

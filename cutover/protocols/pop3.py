@@ -8,8 +8,6 @@ Nothing is ever retrieved or deleted: no RETR, TOP or DELE.
 
 from __future__ import annotations
 
-import contextlib
-
 from cutover.inventory import TlsMode
 from cutover.net import ProbeError
 from cutover.protocols.base import (
@@ -18,8 +16,9 @@ from cutover.protocols.base import (
     Conversation,
     ProbeSettings,
     ServiceAnswer,
-    converse,
+    observe_with,
     sasl_responses,
+    say_goodbye,
 )
 from cutover.targets import Endpoint
 
@@ -107,21 +106,12 @@ def ready(conversation: Conversation) -> ServiceAnswer:
 
 
 def goodbye(conversation: Conversation) -> None:
-    """Say goodbye; the exchange is complete already, so a failure here changes nothing."""
-    with contextlib.suppress(ProbeError):
-        conversation.send("QUIT", "sending QUIT")
-
-
-def _exchange(conversation: Conversation) -> ServiceAnswer:
-    answer = ready(conversation)
-    if answer.starttls_error is None:
-        goodbye(conversation)
-    return answer
+    say_goodbye(conversation, "QUIT")
 
 
 def observe(endpoint: Endpoint, settings: ProbeSettings) -> ServiceAnswer:
     """Greeting, CAPA (STLS + CAPA again where the port uses it), QUIT."""
-    return converse(endpoint, settings, _exchange)
+    return observe_with(endpoint, settings, ready, goodbye)
 
 
 # --- login and the maildrop's listing (read-only) ----------------------------

@@ -9,8 +9,6 @@ AUTH on request, then QUIT: no mail is ever sent.
 
 from __future__ import annotations
 
-import contextlib
-
 from cutover.inventory import TlsMode
 from cutover.net import ProbeError
 from cutover.protocols.base import (
@@ -19,8 +17,9 @@ from cutover.protocols.base import (
     Conversation,
     ProbeSettings,
     ServiceAnswer,
-    converse,
+    observe_with,
     sasl_responses,
+    say_goodbye,
 )
 from cutover.targets import Endpoint
 
@@ -118,21 +117,12 @@ def ready(conversation: Conversation) -> ServiceAnswer:
 
 
 def goodbye(conversation: Conversation) -> None:
-    """Say goodbye; the exchange is complete already, so a failure here changes nothing."""
-    with contextlib.suppress(ProbeError):
-        conversation.send("QUIT", "sending QUIT")
-
-
-def _exchange(conversation: Conversation) -> ServiceAnswer:
-    answer = ready(conversation)
-    if answer.starttls_error is None:
-        goodbye(conversation)
-    return answer
+    say_goodbye(conversation, "QUIT")
 
 
 def observe(endpoint: Endpoint, settings: ProbeSettings) -> ServiceAnswer:
     """Greeting, EHLO (and STARTTLS + EHLO again where the port uses it), then QUIT."""
-    return converse(endpoint, settings, _exchange)
+    return observe_with(endpoint, settings, ready, goodbye)
 
 
 # --- login (AUTH, then QUIT: never MAIL FROM) ---------------------------------
