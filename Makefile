@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cutover-installed
 
-.PHONY: all install system demo test lint bench lab-up lab-down lab-status docs clean
+.PHONY: all install system demo test lint bench matrix lab-up lab-down lab-status docs clean
 
 all: test
 
@@ -45,6 +45,11 @@ lint: $(STAMP)
 
 bench: install
 	$(PY) -m bench
+
+# Rewrite docs/detection-matrix.md from a real run (every lab fault, every VFIO/VM scenario).
+matrix: install
+	CUTOVER_WRITE_MATRIX=1 $(LAB_LOCK) $(PY) -m pytest -p no:cacheprovider \
+	    tests/vfio/test_scenarios.py tests/trust/test_detection_matrix.py
 
 docs: $(STAMP)
 	$(PY) -m cutover checks --markdown > docs/checks.md

@@ -130,13 +130,20 @@ def account_logins(
     inventory: Inventory,
     expect: PhaseExpectations,
     old_login_methods: dict[str, list[str] | str],
+    services: Services,
 ) -> Observations[AccountTarget, AccountLogins]:
     known = {label: m for label, m in old_login_methods.items() if isinstance(m, list)}
     plan = login_plan(inventory, expect, known)
     settings = ProbeSettings.from_inventory(inventory)
+    # Endpoints that did not answer the service probe (PORT01 fails there): no logins.
+    silent = {
+        endpoint.id: str(outcome)
+        for endpoint, _ in plan
+        if isinstance(outcome := services.outcome(endpoint), ProbeError)
+    }
     return Observations(
         [AccountTarget(account) for account in inventory.mail.accounts],
-        lambda target: observe_logins(target.account, plan, settings),
+        lambda target: observe_logins(target.account, plan, settings, silent),
         workers=16,
     )
 
@@ -144,14 +151,22 @@ def account_logins(
 def _login_problems(failures: list[LoginAttempt]) -> list[str]:
     problems: list[str] = []
     not_tried: dict[str, list[str]] = {}
+    unanswered: dict[tuple[str, str], list[str]] = {}  # (where, why) -> methods
     for attempt in failures:
         if attempt.outcome is None and attempt.detail.startswith("not tried after"):
             not_tried.setdefault(attempt.detail, []).append(
                 f"{attempt.endpoint.id} {attempt.method}"
             )
             continue
+        if attempt.outcome is None and attempt.detail.startswith("no answer"):
+            unanswered.setdefault((attempt.endpoint.where, attempt.detail), []).append(
+                attempt.method
+            )
+            continue
         what = attempt.outcome.value if attempt.outcome is not None else "no login"
         problems.append(f"{attempt.label}: {what}: {attempt.detail}")
+    for (where, why), methods in unanswered.items():
+        problems.append(f"{where}: {why} (no login with {', '.join(methods)})")
     for reason, which in not_tried.items():
         problems.append(
             f"{reason} (each further failed login would make Dovecot delay every login "

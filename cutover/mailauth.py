@@ -21,7 +21,7 @@ and add nothing to the evidence.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -199,15 +199,32 @@ def _attempt(
 
 
 def observe_logins(
-    account: Account, plan: Sequence[tuple[Endpoint, Sequence[str]]], settings: ProbeSettings
+    account: Account,
+    plan: Sequence[tuple[Endpoint, Sequence[str]]],
+    settings: ProbeSettings,
+    silent: Mapping[str, str] | None = None,
 ) -> AccountLogins:
-    """Try every planned login of one account, one after another."""
+    """Try every planned login of one account, one after another.
+
+    `silent` maps endpoint ids already known not to answer (the session's
+    service observation) to why: no login is tried there, so a dead host
+    costs no timeouts here. An endpoint that gives no answer to one login
+    is not asked again for the account's other methods.
+    """
     started = time.monotonic()
     attempts: list[LoginAttempt] = []
     stopped: dict[str, LoginAttempt] = {}  # IP -> the attempt that was rejected there
+    unanswered = dict(silent or {})  # endpoint id -> why it gives no answer
     for endpoint, methods in plan:
         for method in methods:
             first = stopped.get(str(endpoint.address))
+            if endpoint.id in unanswered:
+                attempts.append(
+                    LoginAttempt(
+                        endpoint, method, False, None, f"no answer: {unanswered[endpoint.id]}"
+                    )
+                )
+                continue
             if first is not None:
                 attempts.append(
                     LoginAttempt(
@@ -223,4 +240,6 @@ def observe_logins(
             attempts.append(attempt)
             if attempt.outcome in STOPS_AN_IP:
                 stopped[str(endpoint.address)] = attempt
+            elif attempt.outcome is None and attempt.detail.startswith("no answer: "):
+                unanswered[endpoint.id] = attempt.detail.removeprefix("no answer: ")
     return AccountLogins(account.user, tuple(attempts), time.monotonic() - started)

@@ -16,12 +16,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.suite import REPO, SuiteRun, run_suite
 
@@ -117,6 +119,35 @@ class Lab:
             *args,
             namespace="cutover-client",
         )
+
+    def inventory_variant(
+        self, directory: Path, change: Callable[[dict[str, Any]], None] | None = None
+    ) -> Path:
+        """A copy of the lab's inventory in `directory`, its file paths made absolute.
+
+        `change` edits the parsed YAML in place (e.g. acknowledge the TTL lowering).
+        """
+        base = self.inventory.parent
+
+        def absolute(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {
+                    key: str(base / value)
+                    if (key.endswith("_file") or key == "ssh_config") and value
+                    else absolute(value)
+                    for key, value in node.items()
+                }
+            if isinstance(node, list):
+                return [absolute(item) for item in node]
+            return node
+
+        data = absolute(yaml.safe_load(self.inventory.read_text(encoding="utf-8")))
+        if change is not None:
+            change(data)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "inventory.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), "utf-8")
+        return path
 
     def down(self) -> None:
         lab_cli("down")

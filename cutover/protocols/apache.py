@@ -53,6 +53,26 @@ def included_files(dump: str) -> list[str]:
     return [m.group(1) for m in re.finditer(r"^\s*\([^)]*\)\s+(\S+)\s*$", dump, re.MULTILINE)]
 
 
+def _gist(exc: Exception) -> str:
+    """One line of what went wrong.
+
+    testinfra raises `RuntimeError(CommandResult)` when ssh itself fails
+    (exit 255): use ssh's own message, not the result's repr.
+
+    >>> class Result:
+    ...     rc, stderr = 255, "ssh: connect to host h port 22: Connection timed out\\r\\n"
+    >>> _gist(RuntimeError(Result()))
+    'ssh: connect to host h port 22: Connection timed out'
+    >>> _gist(OSError("no such file"))
+    'no such file'
+    """
+    result = exc.args[0] if exc.args else None
+    if result is not None and hasattr(result, "stderr") and hasattr(result, "rc"):
+        message = str(result.stderr or "").strip().splitlines()
+        return (message[-1] if message else f"ssh exited with {result.rc}, no message")[:200]
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
 def observe_config(
     hostspec: str, ssh_config: Path | None, timeout: float, command: str = "apachectl"
 ) -> ApacheConfig:
@@ -68,10 +88,8 @@ def observe_config(
         )
         check = host.run(f"timeout {seconds} {shlex.quote(command)} -t -D DUMP_INCLUDES")
     except Exception as exc:  # testinfra raises plain RuntimeError/OSError subclasses
-        # testinfra's message can be a whole CommandResult repr: keep the gist.
-        gist = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
         raise ProbeError(
-            f"cannot run {command} on {hostspec} within {seconds} s (ssh): {gist}"
+            f"cannot run {command} on {hostspec} within {seconds} s (ssh): {_gist(exc)}"
         ) from None
     if check.rc == 255:
         raise ProbeError(f"ssh to {hostspec} failed: {check.stderr.strip()[:200]}")

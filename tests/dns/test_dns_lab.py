@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Lab
 from tests.suite import REPO, SuiteRun, run_suite
@@ -42,26 +41,10 @@ def dns_suite(lab: Lab, phase: str, reports: Path, inventory: Path | None = None
 
 
 def acknowledged(lab: Lab, directory: Path) -> Path:
-    """A copy of the lab inventory that states the TTL lowering (paths made absolute)."""
-    base = lab.inventory.parent
-
-    def absolute(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                key: str(base / value)
-                if key in ("password_file", "ssh_config", "ca_file") and value
-                else absolute(value)
-                for key, value in node.items()
-            }
-        if isinstance(node, list):
-            return [absolute(item) for item in node]
-        return node
-
-    data = absolute(yaml.safe_load(lab.inventory.read_text(encoding="utf-8")))
-    data["dns"]["lowering_acknowledged"] = ACKNOWLEDGEMENT
-    path = directory / "inventory-acknowledged.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    """A copy of the lab inventory that states the TTL lowering."""
+    return lab.inventory_variant(
+        directory, lambda data: data["dns"].update(lowering_acknowledged=ACKNOWLEDGEMENT)
+    )
 
 
 def dns_cases(run: SuiteRun) -> list[Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -211,35 +210,12 @@ def test_cutover_without_baseline_says_run_preflight(cutover_lab: Lab, tmp_path:
         assert "run the preflight phase first" in case.message, case.message
 
 
-def inventory_variant(lab: Lab, tmp_path: Path, change: dict[str, Any]) -> Path:
-    """A copy of the lab's inventory with top-level keys replaced, paths made absolute."""
-    base = lab.inventory.parent
-
-    def absolute(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                key: str(base / value)
-                if key.endswith("_file") or key == "ssh_config"
-                else absolute(value)
-                for key, value in node.items()
-            }
-        if isinstance(node, list):
-            return [absolute(item) for item in node]
-        return node
-
-    data = absolute(yaml.safe_load(lab.inventory.read_text()))
-    data.update(change)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    return path
-
-
 def test_starttls_when_the_inventory_has_no_implicit_tls(
     preflight_lab: Lab, tmp_path: Path
 ) -> None:
     services = yaml.safe_load(preflight_lab.inventory.read_text())["services"]
-    inventory = inventory_variant(
-        preflight_lab, tmp_path, {"services": [s for s in services if s["port"] != 993]}
+    inventory = preflight_lab.inventory_variant(
+        tmp_path, lambda data: data.update(services=[s for s in services if s["port"] != 993])
     )
     run = preflight_lab.suite(
         "preflight", CHECK_FILE, f"--baseline={tmp_path / 'baseline.json'}", inventory=inventory
@@ -251,10 +227,10 @@ def test_starttls_when_the_inventory_has_no_implicit_tls(
 def test_a_wrong_password_fails_without_leaking_it(preflight_lab: Lab, tmp_path: Path) -> None:
     wrong = "Wr0ng-and-Secret-pw"
     (tmp_path / "wrong").write_text(wrong + "\n")
-    inventory = inventory_variant(preflight_lab, tmp_path, {})
-    data = yaml.safe_load(inventory.read_text())
-    data["mail"]["accounts"] = [{"user": FAULTED, "password_file": str(tmp_path / "wrong")}]
-    inventory.write_text(yaml.safe_dump(data, allow_unicode=True))
+    account = {"user": FAULTED, "password_file": str(tmp_path / "wrong")}
+    inventory = preflight_lab.inventory_variant(
+        tmp_path, lambda data: data["mail"].update(accounts=[account])
+    )
     run = preflight_lab.suite(
         "preflight", CHECK_FILE, f"--baseline={tmp_path / 'baseline.json'}", inventory=inventory
     )

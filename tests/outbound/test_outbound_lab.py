@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Lab
 from tests.suite import REPO, SuiteRun, run_suite
@@ -39,29 +38,19 @@ def outbound_inventory(lab: Lab, directory: Path) -> Path:
     The lab's own inventory does not describe DKIM selectors or the reverse
     zone's servers yet; the TTL lowering is acknowledged so DNS03 does not wait.
     """
-    base = lab.inventory.parent
 
-    def absolute(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                key: str(base / value)
-                if key in ("password_file", "ssh_config", "ca_file") and value
-                else absolute(value)
-                for key, value in node.items()
-            }
-        if isinstance(node, list):
-            return [absolute(item) for item in node]
-        return node
+    def change(data: dict[str, Any]) -> None:
+        data.setdefault(
+            "outbound",
+            {
+                "dkim_selectors": ["mail"],
+                "dkim_key_file": KEY_FILE,
+                "reverse_nameservers": [NS1, NS2],
+            },
+        )
+        data["dns"]["lowering_acknowledged"] = "lab: lowered by `lab lower-ttl`, no resolver caches"
 
-    data = absolute(yaml.safe_load(lab.inventory.read_text(encoding="utf-8")))
-    data.setdefault(
-        "outbound",
-        {"dkim_selectors": ["mail"], "dkim_key_file": KEY_FILE, "reverse_nameservers": [NS1, NS2]},
-    )
-    data["dns"]["lowering_acknowledged"] = "lab: lowered by `lab lower-ttl`, no resolver caches"
-    path = directory / "inventory-outbound.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    return lab.inventory_variant(directory / "inventory-outbound", change)
 
 
 def suite(lab: Lab, phase: str, reports: Path) -> SuiteRun:

@@ -17,45 +17,66 @@ PHASES = (PREFLIGHT, CUTOVER, ACCEPTANCE)
 
 _ENDPOINT = frozenset({"PORT01", "PORT02", "TLS01", "TLS02", "TLS03"})
 _IMAP_ALL = frozenset({"IMAP01", "IMAP02", "IMAP03", "IMAP04", "IMAP05"})
+# An account that cannot log in on new: AUTH01, and its mailboxes cannot be compared.
+_LOGIN_AND_IMAP = _IMAP_ALL | {"AUTH01"}
 
 # fault spec (as given to `python -m lab fault`) -> {phase: failing check IDs}
 EXPECTED: dict[str, dict[str, frozenset[str]]] = {
-    "forward-drop:993": {CUTOVER: _ENDPOINT},
-    "forward-wrong-backend:143": {CUTOVER: _ENDPOINT},
+    "forward-drop:993": {CUTOVER: _ENDPOINT | _LOGIN_AND_IMAP},
+    "forward-wrong-backend:143": {CUTOVER: _ENDPOINT | {"AUTH01"}},
     "imap-uidvalidity": {PREFLIGHT: frozenset({"IMAP02"})},
-    "imap-renumbered": {PREFLIGHT: frozenset({"IMAP03"})},
-    "imap-missing-message": {PREFLIGHT: frozenset({"IMAP03"})},
+    "imap-renumbered": {PREFLIGHT: frozenset({"IMAP03", "POP01"})},
+    "imap-missing-message": {PREFLIGHT: frozenset({"IMAP03", "POP01"})},
     "imap-flags-lost": {PREFLIGHT: frozenset({"IMAP04"})},
     "mysql-skip-name-resolve": {PREFLIGHT: frozenset({"MYSQL03"})},
     "mysql-grant-missing": {PREFLIGHT: frozenset({"MYSQL04"})},
     "mysql-tunnel-down": {CUTOVER: frozenset({"MYSQL01"})},
-    "dns-ttl-high:ns2": {PREFLIGHT: frozenset({"DNS02", "DNS03"})},
+    "dns-ttl-high:ns2": {PREFLIGHT: frozenset({"DNS02"})},
     "dns-serial-mismatch": {PREFLIGHT: frozenset({"DNS04"})},
     "dns-a-stale": {ACCEPTANCE: frozenset({"DNS05"})},
-    "tls-cert-expired": {PREFLIGHT: frozenset({"TLS01", "TLS03"})},
-    "tls-cert-wrong-name": {PREFLIGHT: frozenset({"TLS02", "TLS04"})},
+    "tls-cert-expired": {PREFLIGHT: frozenset({"TLS01", "TLS03"}) | _IMAP_ALL},
+    "tls-cert-wrong-name": {PREFLIGHT: frozenset({"TLS02", "TLS04"}) | _IMAP_ALL},
     "starttls-off:587": {
-        PREFLIGHT: frozenset({"PORT01", "TLS01", "TLS02", "TLS03", "TLS04", "CAP01"})
+        PREFLIGHT: frozenset({"PORT01", "TLS01", "TLS02", "TLS03", "TLS04", "CAP01", "AUTH01"})
     },
-    "capability-missing": {PREFLIGHT: frozenset({"CAP01"})},
+    "capability-missing": {PREFLIGHT: frozenset({"CAP01", "AUTH01"})},
     "vhost-missing": {PREFLIGHT: frozenset({"HTTP01"})},
     "service-down:new:imap": {
-        PREFLIGHT: _ENDPOINT | {"TLS04", "CAP01"} | _IMAP_ALL,
+        PREFLIGHT: _ENDPOINT | {"TLS04", "CAP01"} | _LOGIN_AND_IMAP,
     },
+    "auth-hash-broken": {PREFLIGHT: _LOGIN_AND_IMAP},
+    "user-missing": {PREFLIGHT: _LOGIN_AND_IMAP},
+    "pop3-uidl-changed": {PREFLIGHT: frozenset({"POP01"})},
+    "spf-missing-new-ip": {PREFLIGHT: frozenset({"MAIL01"})},
+    "spf-too-many-lookups": {PREFLIGHT: frozenset({"MAIL01"})},
+    "ptr-mismatch": {PREFLIGHT: frozenset({"MAIL02"})},
+    "dkim-key-mismatch": {PREFLIGHT: frozenset({"MAIL03"})},
 }
 
-# Why a fault fails more than one property (the matrix doc prints these).
+# Why a fault fails more than one check (the matrix doc prints these).
 REASONS: dict[str, str] = {
-    "forward-drop:993": "the old IP's port 993 is closed: the endpoint answers nothing, "
-    "so neither its identity nor its certificate can be judged",
-    "forward-wrong-backend:143": "the old IP's 143 answers POP3: no IMAP greeting, no STARTTLS",
-    "dns-ttl-high:ns2": "a high TTL is also a lowering that has not been live long enough",
-    "tls-cert-expired": "an expired certificate neither verifies nor outlasts the margin",
-    "tls-cert-wrong-name": "the new certificate misses the client names the old one covered",
-    "starttls-off:587": "no STARTTLS on new's 587: no TLS, so no certificate to judge, "
-    "and the capability STARTTLS is gone",
+    "forward-drop:993": "the old IP's port 993 is closed: the endpoint answers nothing, so "
+    "neither its identity nor its certificate can be judged, logins there fail, and the "
+    "mailboxes cannot be compared through the old IP",
+    "forward-wrong-backend:143": "the old IP's 143 answers POP3: no IMAP greeting, no STARTTLS, "
+    "no IMAP login on 143 (the mailbox comparison uses 993, which is fine)",
+    "imap-renumbered": "POP3 UIDLs are built from IMAP UIDs (Dovecot's %08Xu%08Xv): renumbered "
+    "messages get new UIDLs, so POP3 clients download them again",
+    "imap-missing-message": "the missing message is missing from the POP3 UIDL list too",
+    "tls-cert-expired": "an expired certificate neither verifies nor outlasts the margin, and "
+    "no IMAP session to new can be opened to compare the mailboxes",
+    "tls-cert-wrong-name": "the new certificate misses the client names the old one covered, "
+    "so IMAP sessions to new by the client name fail verification",
+    "starttls-off:587": "no STARTTLS on new's 587: no TLS, so no certificate to judge, the "
+    "capability STARTTLS is gone, and clients cannot log in on 587 without TLS",
+    "capability-missing": "AUTH LOGIN is gone: it is missing from the capabilities, and "
+    "clients set up for it cannot log in",
     "service-down:new:imap": "new's IMAP is down: both IMAP ports on the new IP answer nothing, "
-    "and mailbox continuity cannot be observed on new",
+    "no IMAP login works there, and mailbox continuity cannot be observed on new",
+    "auth-hash-broken": "bob cannot log in on new: his logins fail and his mailboxes cannot "
+    "be compared",
+    "user-missing": "carol cannot log in on new: her logins fail and her mailboxes cannot "
+    "be compared (POP01 skips her: AUTH01 says why)",
 }
 
 # The healthy lab is fully green in every phase.

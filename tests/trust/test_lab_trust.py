@@ -9,16 +9,24 @@ PowerDNS rows on ns1/ns2), the Postfix queue, the Apache docroots.
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import time
 from pathlib import Path
+
+import yaml
 
 from tests.conftest import Lab, lab_cli
 from tests.suite import SuiteRun, run_suite
 from tests.trust.expected import ACCEPTANCE, CUTOVER, PREFLIGHT
+from tests.trust.matrix import matrix_inventory, run_whole_suite
 
 NEW = "198.51.100.20"
 SERVERS, NAMESERVERS = ("old", "new"), ("ns1", "ns2")
 # pytest start, collection, reports, in the client namespace on a loaded CI machine.
 STARTUP_ALLOWANCE = 60.0
+# Observation stages that may each wait a connect and an operation timeout in
+# turn: services, vhosts, IMAP sessions, logins, POP3, MySQL, DNS, outbound.
+OBSERVATION_STAGES = 8
 DUMP = (
     "mariadb-dump --all-databases --skip-dump-date --skip-comments --order-by-primary "
     "--ignore-table=mysql.innodb_index_stats --ignore-table=mysql.innodb_table_stats "
@@ -131,3 +139,72 @@ def test_parallel_equals_serial(preflight_lab: Lab, tmp_path: Path) -> None:
     assert serial.cases, serial.summary()
     assert verdicts(parallel) == verdicts(serial), parallel.summary()
     assert parallel.returncode == serial.returncode
+
+
+# --- bounded: the new host answers nobody ------------------------------------
+
+# The new host's address answered by nobody: the client and the old host send
+# its frames to a MAC address no one has (a static neighbour entry), so
+# connections to it are neither refused nor unreachable: they go unanswered,
+# as to a host that hangs or behind a firewall that drops. (This machine's
+# kernel has no tc classifiers or netem to drop packets on the new host.)
+NOBODY_MAC = "02:00:00:00:00:99"
+SILENCED_FROM = ("cutover-client", "cutover-old")
+
+
+def silence_new_host(silent: bool) -> None:
+    for namespace in SILENCED_FROM:
+        neigh = ["ip", "-n", namespace, "neigh"]
+        if silent:
+            command = [*neigh, "replace", NEW, "lladdr", NOBODY_MAC, "nud", "permanent"]
+        else:
+            command = [*neigh, "del", NEW]
+        subprocess.run([*command, "dev", "eth0"], check=True, timeout=30, capture_output=True)
+
+
+def test_whole_run_is_bounded_when_the_new_host_answers_nobody(
+    cutover_lab: Lab, tmp_path: Path
+) -> None:
+    """Every check that needs the new host fails with "timed out after N s ...", in bounded time.
+
+    During cutover the new host serves both IPs (the old one forwards to it),
+    so with the new host silent every mail, web and MySQL check fails: on the
+    new IP with "timed out after 5 s connecting to ...", on the old IP as the
+    forwarder behaves (socat accepts, then waits on the new host or gives up).
+    The bound: pytest's start, plus one connect and one operation timeout for
+    each observation stage that may wait its turn (areas observe one after
+    another; inside an area all targets wait concurrently) and for each mail
+    account (its mailboxes are compared when its checks run).
+    """
+    baseline = cutover_lab.reports / "trust-baseline.json"
+    assert baseline.exists(), "run the module whole: the preflight tests record the baseline"
+    inventory = matrix_inventory(cutover_lab, tmp_path / "inventory")
+    data = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+    per_stage = float(data["timeouts"]["connect"]) + float(data["timeouts"]["operation"])
+    waits = OBSERVATION_STAGES + len(data["mail"]["accounts"])
+    bound = STARTUP_ALLOWANCE + waits * per_stage
+    silence_new_host(True)
+    try:
+        started = time.monotonic()
+        run = run_whole_suite(cutover_lab, CUTOVER, tmp_path / "run", baseline)
+        took = time.monotonic() - started
+    finally:
+        silence_new_host(False)
+    print(f"whole cutover run with the new host silent: {took:.1f} s (bound {bound:.0f} s)")
+    assert run.cases, run.summary()
+    assert took < bound, f"the run took {took:.1f} s, over the bound of {bound:.0f} s"
+    assert not [c for c in run.cases if c.outcome == "error"], run.summary()
+    for check_id in ("PORT01", "AUTH01", "IMAP01", "MYSQL01"):
+        cases = [c for c in run.cases if c.check_id == check_id]
+        assert cases and all(c.outcome == "failed" for c in cases), (check_id, run.summary())
+    for case in run.failing():
+        # One clean line of evidence: no pytest-timeout, no traceback, no object repr.
+        for junk in ("Timeout (>", "Traceback", " object at 0x"):
+            assert junk not in case.message, f"{case.name}: {case.message}"
+        talks_to_new = case.properties.get("address") == NEW or case.check_id in (
+            "AUTH01",
+            "IMAP01",
+        )
+        if talks_to_new:
+            assert "timed out after 5 s connecting to" in case.message, case.message
+            assert NEW in case.message, case.message

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from tests.conftest import Lab
-from tests.imap.test_imap_lab import inventory_variant
 from tests.trust import peers
 from tests.trust.peers import Peer
 from tests.trust.support import junit_names, lab_secret_values, leaks, suite_with_cache
@@ -90,7 +89,7 @@ def test_no_secret_from_refused_logins_and_unreachable_servers(
 
 def wrong_secrets_inventory(lab: Lab, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """The lab's inventory with every password file replaced by a wrong, recognisable one."""
-    inventory = inventory_variant(lab, tmp_path, {})
+    inventory = lab.inventory_variant(tmp_path)
     data = yaml.safe_load(inventory.read_text())
     wrong: dict[str, str] = {}
 

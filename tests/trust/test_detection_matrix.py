@@ -1,0 +1,123 @@
+"""The detection matrix: every lab fault fails exactly its expected checks; healthy is green.
+
+For each phase (in story order) the whole suite runs once on the healthy lab,
+then once per fault that matters in that phase, with exactly that fault
+applied (`lab fault NAME`, undone afterwards). The set of check IDs with a
+failing testcase must equal the table in tests/trust/expected.py: no miss, no
+collateral failure. The last test renders docs/detection-matrix.md from
+these actual results and the VFIO/VM scenario runs and compares it with the
+file (`make matrix` rewrites it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, Lab, lab_cli
+from tests.trust.expected import ACCEPTANCE, CUTOVER, EXPECTED, PREFLIGHT, phase_of
+from tests.trust.matrix import (
+    DOC,
+    HEALTHY_ROW,
+    OBSERVED,
+    expected_for,
+    explain,
+    failing_ids,
+    lab_rows,
+    render,
+    run_whole_suite,
+)
+from tests.vfio.support import generate
+
+
+@pytest.fixture(scope="session")
+def matrix_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Session-wide: the story order interleaves modules; cutover and acceptance
+    # read the baseline the healthy preflight run recorded here.
+    return tmp_path_factory.mktemp("matrix")
+
+
+def check_row(lab: Lab, phase: str, row: str, directory: Path) -> None:
+    baseline = directory / "baseline.json"
+    keep = phase == PREFLIGHT and row == HEALTHY_ROW
+    run_dir = directory / phase / row.replace(":", "-").strip("()").replace(" ", "-")
+    if row == HEALTHY_ROW:
+        run = run_whole_suite(lab, phase, run_dir, baseline, keep_baseline=keep)
+    else:
+        with lab.fault(row):
+            run = run_whole_suite(lab, phase, run_dir, baseline)
+    assert run.cases, run.summary()
+    assert not [c for c in run.cases if c.outcome == "error"], explain(frozenset(), run)
+    OBSERVED.lab[(phase, row)] = failing_ids(run)
+    OBSERVED.lab_totals[(phase, row)] = len({c.check_id for c in run.cases})
+    expected = expected_for(phase, row)
+    assert failing_ids(run) == expected, f"{phase} / {row}:\n" + explain(expected, run)
+    assert run.returncode == (1 if expected else 0), run.summary()
+
+
+def faults_of(phase: str) -> list[str]:
+    return [fault for fault in EXPECTED if phase_of(fault) == phase]
+
+
+def test_preflight_healthy_is_green(preflight_lab: Lab, matrix_dir: Path) -> None:
+    check_row(preflight_lab, PREFLIGHT, HEALTHY_ROW, matrix_dir)
+
+
+@pytest.mark.parametrize("fault", faults_of(PREFLIGHT))
+def test_preflight_fault(preflight_lab: Lab, matrix_dir: Path, fault: str) -> None:
+    check_row(preflight_lab, PREFLIGHT, fault, matrix_dir)
+
+
+def test_cutover_healthy_is_green(cutover_lab: Lab, matrix_dir: Path) -> None:
+    check_row(cutover_lab, CUTOVER, HEALTHY_ROW, matrix_dir)
+
+
+@pytest.mark.parametrize("fault", faults_of(CUTOVER))
+def test_cutover_fault(cutover_lab: Lab, matrix_dir: Path, fault: str) -> None:
+    check_row(cutover_lab, CUTOVER, fault, matrix_dir)
+
+
+def test_acceptance_healthy_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
+    check_row(acceptance_lab, ACCEPTANCE, HEALTHY_ROW, matrix_dir)
+
+
+@pytest.mark.parametrize("fault", faults_of(ACCEPTANCE))
+def test_acceptance_fault(acceptance_lab: Lab, matrix_dir: Path, fault: str) -> None:
+    check_row(acceptance_lab, ACCEPTANCE, fault, matrix_dir)
+
+
+def test_every_lab_fault_is_in_the_matrix(lab: Lab) -> None:
+    listed = {
+        line.split()[0].split(":")[0]
+        for line in lab_cli("fault", "--list").stdout.splitlines()
+        if line.strip()
+    }
+    covered = {fault.split(":")[0] for fault in EXPECTED}
+    assert listed == covered, (
+        f"not in the matrix: {sorted(listed - covered)}; "
+        f"not a lab fault: {sorted(covered - listed)}"
+    )
+
+
+def test_matrix_doc_is_current(acceptance_lab: Lab, matrix_dir: Path) -> None:
+    missing = [row for row in lab_rows() if row not in OBSERVED.lab]
+    if missing:
+        message = f"the matrix did not run {missing}: run the whole module"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    descriptions = {
+        name: generate.load_scenario(name).get("description", "")
+        for name in generate.scenario_names()
+    }
+    rendered = render(OBSERVED, descriptions)
+    (matrix_dir / "detection-matrix.md").write_text(rendered, encoding="utf-8")
+    if os.environ.get("CUTOVER_WRITE_MATRIX") == "1":
+        DOC.write_text(rendered, encoding="utf-8")
+    current = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    assert current == rendered, (
+        f"{DOC} is not what this run found (rendered: {matrix_dir / 'detection-matrix.md'}); "
+        "run `make matrix`"
+    )
