@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from checks.support import INVENTORY_KEY, PHASE_KEY, expectations_of
-from cutover.baseline import Baseline
+from cutover.baseline import Baseline, BaselineError
 from cutover.inventory import Inventory, InventoryError, load_inventory
 from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
 from cutover.protocols import Observations, ProbeSettings, ServiceAnswer, observe
@@ -176,9 +176,17 @@ def expect(pytestconfig: pytest.Config) -> PhaseExpectations:
 
 
 @pytest.fixture(scope="session")
-def baseline(pytestconfig: pytest.Config) -> Baseline:
-    """The baseline file: written in preflight, read by later phases."""
-    return Baseline(Path(pytestconfig.getoption("baseline")))
+def baseline(pytestconfig: pytest.Config) -> Iterator[Baseline]:
+    """The baseline file: written in preflight, read by later phases.
+
+    Records are buffered and written once, when the session ends.
+    """
+    recorded = Baseline(Path(pytestconfig.getoption("baseline")))
+    yield recorded
+    try:
+        recorded.flush()
+    except BaselineError as exc:
+        pytest.fail(f"the baseline was not saved: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
