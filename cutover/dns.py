@@ -19,6 +19,7 @@ over TCP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import secrets
 from collections.abc import Container, Iterable, Iterator, Sequence
@@ -206,6 +207,8 @@ class ZoneTarget:
 # --- names ------------------------------------------------------------------
 
 
+# Every zone id, JUnit property and SQL row asks again for the same few names.
+@functools.lru_cache(maxsize=1 << 16)
 def absolute_text(name: str) -> str:
     """`Example.TEST.` -> `example.test` (how names are compared and shown here)."""
     return dns.name.from_text(name).to_text(omit_final_dot=True).lower()
