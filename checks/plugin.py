@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from checks.progress import ProgressDisplay, Stage
 from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
 
 # The plugin is loaded by every pytest run in this environment (`pytest
@@ -224,15 +225,28 @@ def baseline(pytestconfig: pytest.Config) -> Iterator[Baseline]:
 
 
 @pytest.fixture(scope="session")
+def observing(pytestconfig: pytest.Config) -> Callable[[str, str], Stage]:
+    """A progress line for one observation stage: `observing("DNS: 400 zones", "questions")`.
+
+    Pass it as an engine's `progress`; see checks/progress.py for where it shows.
+    """
+    return ProgressDisplay.for_config(pytestconfig).stage
+
+
+@pytest.fixture(scope="session")
 def services(
-    inventory: Inventory, expect: PhaseExpectations
+    inventory: Inventory, expect: PhaseExpectations, observing: Callable[[str, str], Stage]
 ) -> Observations[Endpoint, ServiceAnswer]:
     """Every service on every IP of the phase: observed once per run, concurrently, on first use."""
     from cutover.protocols import Observations, ProbeSettings, observe
     from cutover.targets import endpoints
 
     settings = ProbeSettings.from_inventory(inventory)
-    return Observations(endpoints(inventory, expect), lambda endpoint: observe(endpoint, settings))
+    return Observations(
+        endpoints(inventory, expect),
+        lambda endpoint: observe(endpoint, settings),
+        progress=observing("services", "endpoints"),
+    )
 
 
 @pytest.fixture(scope="session")
