@@ -9,20 +9,27 @@ go to `reports/` and the terminal ends with a services x IPs matrix.
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from checks.support import INVENTORY_KEY, PHASE_KEY, expectations_of
-from cutover.baseline import Baseline
-from cutover.inventory import Inventory, InventoryError, load_inventory
+from checks.progress import ProgressDisplay, Stage
 from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
-from cutover.protocols import Observations, ProbeSettings, ServiceAnswer, observe
-from cutover.targets import Endpoint, endpoints
+
+# The plugin is loaded by every pytest run in this environment (`pytest
+# --version`, the self-tests): the inventory models (pydantic), the probes
+# and the baseline are imported only where a run with `--phase` needs them.
+if TYPE_CHECKING:
+    from cutover.baseline import Baseline
+    from cutover.inventory import Inventory
+    from cutover.protocols import Observations, ServiceAnswer
+    from cutover.targets import Endpoint
 
 CHECKS_DIR = Path(__file__).resolve().parent
 
@@ -63,6 +70,9 @@ def pytest_configure(config: pytest.Config) -> None:
     phase_name = config.getoption("phase")
     if not phase_name:
         return
+    from checks.support import INVENTORY_KEY, PHASE_KEY
+    from cutover.inventory import InventoryError, load_inventory
+
     phase = Phase(phase_name)
     try:
         inventory = load_inventory(config.getoption("inventory"))
@@ -88,8 +98,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
-    if PHASE_KEY not in config.stash:
+    if not config.getoption("phase"):
         return None
+    from checks.support import INVENTORY_KEY, PHASE_KEY, expectations_of
+
     inventory = config.stash[INVENTORY_KEY]
     phase = config.stash[PHASE_KEY]
     return [
@@ -107,7 +119,12 @@ def check_id_of(item: pytest.Item) -> str | None:
 
 
 def _is_check(item: pytest.Item) -> bool:
-    return CHECKS_DIR in Path(str(item.path)).parents
+    return _in_checks_dir(item.path)
+
+
+@functools.cache  # one answer per test file, not per item (10,000 items)
+def _in_checks_dir(path: Path) -> bool:
+    return CHECKS_DIR in path.parents
 
 
 def pytest_collection_modifyitems(
@@ -116,6 +133,8 @@ def pytest_collection_modifyitems(
     checks = [item for item in items if _is_check(item)]
     if not checks:
         return
+    from checks.support import INVENTORY_KEY, PHASE_KEY
+
     if PHASE_KEY not in config.stash:
         raise pytest.UsageError("the checks need a phase: --phase preflight|cutover|acceptance")
     phase = config.stash[PHASE_KEY]
@@ -148,6 +167,14 @@ def pytest_collection_modifyitems(
         items[:] = selected
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.getoption("phase"):
+        # What collection built (items, inventory, modules) lives until the end: keep it out
+        # of the garbage collector's full passes, which otherwise walk it again and again,
+        # five times over at exit (pytest's unraisable-exception check).
+        gc.freeze()
+
+
 def _param_properties(item: pytest.Item) -> Iterator[tuple[str, str]]:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
@@ -161,33 +188,65 @@ def _param_properties(item: pytest.Item) -> Iterator[tuple[str, str]]:
 @pytest.fixture(scope="session")
 def inventory(pytestconfig: pytest.Config) -> Inventory:
     """The loaded, validated inventory of this run."""
-    return pytestconfig.stash[INVENTORY_KEY]
+    from checks.support import inventory_of
+
+    return inventory_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def phase(pytestconfig: pytest.Config) -> Phase:
-    return pytestconfig.stash[PHASE_KEY]
+    from checks.support import phase_of
+
+    return phase_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def expect(pytestconfig: pytest.Config) -> PhaseExpectations:
     """What must hold in this run's phase (cutover.phases)."""
+    from checks.support import expectations_of
+
     return expectations_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
-def baseline(pytestconfig: pytest.Config) -> Baseline:
-    """The baseline file: written in preflight, read by later phases."""
-    return Baseline(Path(pytestconfig.getoption("baseline")))
+def baseline(pytestconfig: pytest.Config) -> Iterator[Baseline]:
+    """The baseline file: written in preflight, read by later phases.
+
+    Records are buffered and written once, when the session ends.
+    """
+    from cutover.baseline import Baseline, BaselineError
+
+    recorded = Baseline(Path(pytestconfig.getoption("baseline")))
+    yield recorded
+    try:
+        recorded.flush()
+    except BaselineError as exc:
+        pytest.fail(f"the baseline was not saved: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def observing(pytestconfig: pytest.Config) -> Callable[[str, str], Stage]:
+    """A progress line for one observation stage: `observing("DNS: 400 zones", "questions")`.
+
+    Pass it as an engine's `progress`; see checks/progress.py for where it shows.
+    """
+    return ProgressDisplay.for_config(pytestconfig).stage
 
 
 @pytest.fixture(scope="session")
 def services(
-    inventory: Inventory, expect: PhaseExpectations
+    inventory: Inventory, expect: PhaseExpectations, observing: Callable[[str, str], Stage]
 ) -> Observations[Endpoint, ServiceAnswer]:
     """Every service on every IP of the phase: observed once per run, concurrently, on first use."""
+    from cutover.protocols import Observations, ProbeSettings, observe
+    from cutover.targets import endpoints
+
     settings = ProbeSettings.from_inventory(inventory)
-    return Observations(endpoints(inventory, expect), lambda endpoint: observe(endpoint, settings))
+    return Observations(
+        endpoints(inventory, expect),
+        lambda endpoint: observe(endpoint, settings),
+        progress=observing("services", "endpoints"),
+    )
 
 
 @pytest.fixture(scope="session")

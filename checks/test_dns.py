@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from checks.progress import Stage
 from checks.support import inventory_of, no_problems, parametrize
 from cutover.baseline import Baseline
 from cutover.dns import (
@@ -52,11 +53,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def zone_observations(inventory: Inventory) -> dict[str, ZoneObservation]:
+def zone_observations(
+    inventory: Inventory, observing: Callable[[str, str], Stage]
+) -> dict[str, ZoneObservation]:
     """Every zone on every authoritative server, observed once, concurrently."""
-    return observe_zones(
-        inventory.dns.zones, resolver=inventory.dns.resolver, timeout=inventory.timeouts.operation
-    )
+    zones = inventory.dns.zones
+    listed = {str(a) for zone in zones for a in zone.nameservers}
+    servers = f"{len(listed)} server{'s' * (len(listed) != 1)}"
+    if not all(zone.nameservers for zone in zones):
+        servers = "their NS servers"
+    with observing(f"DNS: {len(zones)} zones on {servers}", "questions") as progress:
+        return observe_zones(
+            zones,
+            resolver=inventory.dns.resolver,
+            timeout=inventory.timeouts.operation,
+            progress=progress,
+        )
 
 
 def _observed(seen: ZoneObservation, record: Callable[..., None]) -> None:
@@ -468,6 +480,7 @@ def sql_served(
     inventory: Inventory,
     zone_observations: dict[str, ZoneObservation],
     sql_zones: dict[tuple[str, str], SqlZone | str],
+    observing: Callable[[str, str], Stage],
 ) -> dict[tuple[str, Question], Answer]:
     """What each SQL-backed server serves for every (name, type) its rows hold."""
     known = {k: a for seen in zone_observations.values() for k, a in seen.answers.items()}
@@ -478,7 +491,9 @@ def sql_served(
         for row in rows.records
         if (key := (rows.nameserver, (row.name, row.rdtype))) not in known
     ]
-    return {**known, **observe_answers(requests, timeout=inventory.timeouts.operation)}
+    progress = observing("DNS: SQL rows", "questions")
+    served = observe_answers(requests, timeout=inventory.timeouts.operation, progress=progress)
+    return {**known, **served}
 
 
 def test_sql_rows_are_served(

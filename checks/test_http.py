@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from checks.progress import Stage
 from checks.support import expectations_of, inventory_of, observed, parametrize
 from cutover.baseline import Baseline
 from cutover.inventory import Inventory, Protocol, Vhost
@@ -52,13 +53,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture(scope="session")
 def vhost_responses(
-    inventory: Inventory, expect: PhaseExpectations
+    inventory: Inventory, expect: PhaseExpectations, observing: Callable[[str, str], Stage]
 ) -> Observations[VhostTarget, HttpResponse]:
     """Every vhost on every IP: fetched once per run, concurrently, on first use."""
     settings = ProbeSettings.from_inventory(inventory)
     return Observations(
         vhost_targets(inventory, expect),
         lambda t: fetch(t.endpoint, settings, t.vhost.host, t.vhost.path),
+        progress=observing("HTTP vhosts", "fetches"),
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from checks.progress import Stage
 from checks.support import inventory_of, no_problems, parametrize
 from cutover.baseline import Baseline, BaselineError
 from cutover.inventory import Inventory
@@ -131,6 +132,7 @@ def account_logins(
     expect: PhaseExpectations,
     old_login_methods: dict[str, list[str] | str],
     services: Services,
+    observing: Callable[[str, str], Stage],
 ) -> Observations[AccountTarget, AccountLogins]:
     known = {label: m for label, m in old_login_methods.items() if isinstance(m, list)}
     plan = login_plan(inventory, expect, known)
@@ -145,6 +147,7 @@ def account_logins(
         [AccountTarget(account) for account in inventory.mail.accounts],
         lambda target: observe_logins(target.account, plan, settings, silent),
         workers=16,
+        progress=observing("logins", "accounts"),
     )
 
 
@@ -249,7 +252,10 @@ def _observe_pop(
 
 @pytest.fixture(scope="session")
 def pop3_continuity(
-    inventory: Inventory, expect: PhaseExpectations, baseline: Baseline
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    baseline: Baseline,
+    observing: Callable[[str, str], Stage],
 ) -> Observations[PopTarget, PopContinuity]:
     settings = ProbeSettings.from_inventory(inventory)
 
@@ -259,7 +265,9 @@ def pop3_continuity(
         except BaselineError as exc:  # reported like a probe that could not observe
             raise ProbeError(str(exc)) from None
 
-    return Observations(pop3_targets(inventory), observe, workers=16)
+    return Observations(
+        pop3_targets(inventory), observe, workers=16, progress=observing("POP3", "accounts")
+    )
 
 
 def _uidls_property(drop: Maildrop) -> str:

@@ -1,11 +1,16 @@
 """The baseline: what preflight observed, kept for the later phases.
 
 One JSON file (default `reports/baseline.json`) of sections, each a mapping
-of keys to plain JSON values. Writes take a lock, re-read the file, merge and
-replace it atomically, so pytest-xdist workers can record concurrently.
+of keys to plain JSON values. Records are kept in memory and written by
+`flush()`: once at the end of a run (the pytest plugin does it), or earlier
+when a section with unwritten records is read. A flush takes a file lock,
+re-reads the file, merges and replaces it atomically, so pytest-xdist
+workers can record concurrently; the file is read again only when it has
+changed since this process last saw it.
 
 >>> b = Baseline(Path("/tmp/doctest-baseline.json"))
 >>> b.record("identity", "imaps-993/old", "old.example.test")
+'old.example.test'
 >>> b.get("identity", "imaps-993/old")
 'old.example.test'
 """
@@ -18,11 +23,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 __all__ = ["Baseline", "BaselineError"]
 
 FORMAT = 1
+
+# (inode, mtime, size) of the file as last read or written: unchanged means the cache holds.
+_Signature = tuple[int, int, int] | None
 
 
 class BaselineError(Exception):
@@ -33,8 +41,13 @@ class Baseline:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = FileLock(str(path) + ".lock", timeout=30)
+        self._cache: dict[str, dict[str, Any]] | None = None
+        self._cached_signature: _Signature = None
+        # section -> key -> (value, keep_existing), not yet in the file.
+        self._pending: dict[str, dict[str, tuple[Any, bool]]] = {}
 
     def load(self) -> dict[str, dict[str, Any]]:
+        """The sections as written in the file now (unwritten records not included)."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -52,43 +65,90 @@ class Baseline:
             raise BaselineError(f"{self.path}: 'sections' is not a mapping")
         return sections
 
+    # Reads share the cached values: callers must not change what they get.
+
     def section(self, name: str) -> dict[str, Any]:
-        return dict(self.load().get(name, {}))
+        return dict(self._read(name).get(name, {}))
 
     def get(self, section: str, key: str, default: Any = None) -> Any:
-        return self.load().get(section, {}).get(key, default)
+        return self._read(section).get(section, {}).get(key, default)
 
     def record(self, section: str, key: str, value: Any, *, keep_existing: bool = False) -> Any:
         """Store `value`; with `keep_existing`, the first value ever recorded wins.
 
-        Returns the value now stored.
+        Returns the value now stored (with `keep_existing`, as far as this
+        process knows: `flush` keeps a value another process wrote first).
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            sections = self.load()
-            entries = sections.setdefault(section, {})
-            if keep_existing and key in entries:
-                return entries[key]
-            entries[key] = value
-            self._write(sections)
-            return value
+        return self.record_many(section, {key: value}, keep_existing=keep_existing)[key]
 
     def record_many(
         self, section: str, values: dict[str, Any], *, keep_existing: bool = False
     ) -> dict[str, Any]:
-        """`record` for many keys under one lock and one write (1,000 zones: one file rewrite).
+        """`record` for many keys at once.
 
-        Returns the values now stored for those keys.
+        Returns the values now stored for those keys. Values are copied as
+        JSON when recorded (a value that JSON cannot hold fails here).
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            sections = self.load()
-            entries = sections.setdefault(section, {})
-            for key, value in values.items():
-                if not (keep_existing and key in entries):
-                    entries[key] = value
-            self._write(sections)
-            return {key: entries[key] for key in values}
+        values = json.loads(json.dumps(values))
+        pending = self._pending.setdefault(section, {})
+        stored: dict[str, Any] = {}
+        written = self._sections().get(section, {}) if keep_existing else {}
+        for key, value in values.items():
+            if keep_existing and key in pending:
+                stored[key] = pending[key][0]
+            elif keep_existing and key in written:
+                stored[key] = written[key]
+            else:
+                pending[key] = (value, keep_existing)
+                stored[key] = value
+        return stored
+
+    def flush(self) -> None:
+        """Write the pending records: one locked read-merge-replace of the file.
+
+        A `keep_existing` record loses to a value that reached the file first
+        (from another process).
+        """
+        if not any(self._pending.values()):
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                sections = self.load()
+                for name, records in self._pending.items():
+                    entries = sections.setdefault(name, {})
+                    for key, (value, keep_existing) in records.items():
+                        if not (keep_existing and key in entries):
+                            entries[key] = value
+                self._write(sections)
+                self._cache, self._cached_signature = sections, self._signature()
+        except Timeout:
+            raise BaselineError(
+                f"{self.path}: cannot write baseline: {self._lock.lock_file} is held by "
+                "another process"
+            ) from None
+        except OSError as exc:
+            raise BaselineError(f"{self.path}: cannot write baseline: {exc.strerror}") from None
+        self._pending.clear()
+
+    def _read(self, section: str) -> dict[str, dict[str, Any]]:
+        if self._pending.get(section):
+            self.flush()
+        return self._sections()
+
+    def _sections(self) -> dict[str, dict[str, Any]]:
+        """The file's sections, read again only if the file changed since last seen."""
+        signature = self._signature()
+        if self._cache is None or signature != self._cached_signature:
+            self._cache, self._cached_signature = self.load(), signature
+        return self._cache
+
+    def _signature(self) -> _Signature:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def _write(self, sections: dict[str, dict[str, Any]]) -> None:
         payload = json.dumps({"format": FORMAT, "sections": sections}, indent=1, sort_keys=True)

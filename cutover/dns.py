@@ -19,6 +19,7 @@ over TCP.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import secrets
 from collections.abc import Container, Iterable, Iterator, Sequence
@@ -40,6 +41,7 @@ import dns.rrset
 
 from cutover.inventory import DnsZone
 from cutover.net import ProbeError, peer
+from cutover.progress import Progress
 
 __all__ = [
     "MAX_IN_FLIGHT",
@@ -206,6 +208,8 @@ class ZoneTarget:
 # --- names ------------------------------------------------------------------
 
 
+# Every zone id, JUnit property and SQL row asks again for the same few names.
+@functools.lru_cache(maxsize=1 << 16)
 def absolute_text(name: str) -> str:
     """`Example.TEST.` -> `example.test` (how names are compared and shown here)."""
     return dns.name.from_text(name).to_text(omit_final_dot=True).lower()
@@ -473,11 +477,40 @@ class _Engine:
             channel.transport.close()
 
 
+class _Tally:
+    """Questions asked and answered so far, for a `progress` callback (rounds add questions)."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+
+    def asking(self, count: int) -> None:
+        self.total += count
+        if self.progress is not None and count:
+            self.progress(self.done, self.total)
+
+    def answered(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
 async def _answers(
-    engine: _Engine, requests: Iterable[tuple[str, Question]]
+    engine: _Engine, requests: Iterable[tuple[str, Question]], tally: _Tally | None = None
 ) -> dict[tuple[str, Question], Answer]:
     keys = list(dict.fromkeys(requests))
-    results = await asyncio.gather(*(engine.answer(server, q) for server, q in keys))
+    if tally is None or tally.progress is None:
+        results = await asyncio.gather(*(engine.answer(server, q) for server, q in keys))
+        return dict(zip(keys, results, strict=True))
+
+    async def counted(server: str, question: Question) -> Answer:
+        answer = await engine.answer(server, question)
+        tally.answered()
+        return answer
+
+    tally.asking(len(keys))
+    results = await asyncio.gather(*(counted(server, q) for server, q in keys))
     return dict(zip(keys, results, strict=True))
 
 
@@ -487,8 +520,11 @@ def observe_answers(
     timeout: float,
     max_in_flight: int = MAX_IN_FLIGHT,
     port: int = 53,
+    progress: Progress | None = None,
 ) -> dict[tuple[str, Question], Answer]:
     """Ask each (server, (name, type)) directly, all concurrently; never raises for a server.
+
+    `progress` hears (answered, asked) as answers come in.
 
     >>> observe_answers([("198.51.100.53", ("example.test", "SOA"))], timeout=5)  # doctest: +SKIP
     """
@@ -496,7 +532,7 @@ def observe_answers(
     async def run() -> dict[tuple[str, Question], Answer]:
         engine = _Engine(timeout, max_in_flight, port)
         try:
-            return await _answers(engine, requests)
+            return await _answers(engine, requests, _Tally(progress))
         finally:
             engine.close()
 
@@ -556,15 +592,17 @@ def observe_zones(
     resolver: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
     timeout: float,
     max_in_flight: int = MAX_IN_FLIGHT,
+    progress: Progress | None = None,
 ) -> dict[str, ZoneObservation]:
     """Observe every zone on every one of its authoritative servers, concurrently.
 
     Round one asks the fixed questions (`zone_questions`); round two asks for
     the addresses of MX targets that were not asked already, on the servers of
     the inventory zone they belong to. The resolver is used only to find the
-    servers of zones that list none.
+    servers of zones that list none. `progress` hears (answered, asked); round
+    two adds to what is asked.
     """
-    return asyncio.run(_observe_zones(zones, resolver, timeout, max_in_flight))
+    return asyncio.run(_observe_zones(zones, resolver, timeout, max_in_flight, progress))
 
 
 async def _observe_zones(
@@ -572,8 +610,10 @@ async def _observe_zones(
     resolver_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
     timeout: float,
     max_in_flight: int,
+    progress: Progress | None,
 ) -> dict[str, ZoneObservation]:
     engine = _Engine(timeout, max_in_flight)
+    tally = _Tally(progress)
     try:
         servers_of, found_by, errors = await _servers(zones, resolver_address, timeout)
         requests = [
@@ -582,8 +622,8 @@ async def _observe_zones(
             for question in zone_questions(zone.name, zone.names)
             for server in servers_of.get(absolute_text(zone.name), [])
         ]
-        answers = await _answers(engine, requests)
-        answers.update(await _answers(engine, _mx_target_requests(answers, servers_of)))
+        answers = await _answers(engine, requests, tally)
+        answers.update(await _answers(engine, _mx_target_requests(answers, servers_of), tally))
         every_server = sorted({s for servers in servers_of.values() for s in servers})
         names = await asyncio.gather(*(engine.identity(s) for s in every_server))
     finally:

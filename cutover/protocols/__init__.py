@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Generic, TypeVar
 
 from cutover.inventory import Protocol
 from cutover.net import ProbeError
 from cutover.phases import PhaseExpectations, Side
+from cutover.progress import Progress
 from cutover.protocols import http, imap, mysql, pop3, smtp
 from cutover.protocols.base import ProbeSettings, ServiceAnswer
 from cutover.targets import Endpoint
@@ -54,7 +55,8 @@ class Observations(Generic[K, V]):
 
     Targets are told apart by `key` (default: their `id`). A probe's
     `ProbeError` is kept and raised again to every caller that asks for that
-    target; a target not known up front is observed on demand.
+    target; a target not known up front is observed on demand. `progress`
+    hears (done, total) as the first use's probes finish.
     """
 
     def __init__(
@@ -64,11 +66,13 @@ class Observations(Generic[K, V]):
         *,
         key: Callable[[K], Hashable] = lambda target: getattr(target, "id", target),
         workers: int = 32,
+        progress: Progress | None = None,
     ) -> None:
         self._key = key
         self._targets = list({key(t): t for t in targets}.values())
         self._observe = observe
         self._workers = workers
+        self._progress = progress
         self._results: dict[Hashable, V | Exception] = {}
         self._lock = threading.Lock()
 
@@ -82,9 +86,14 @@ class Observations(Generic[K, V]):
         todo = [t for t in self._targets if self._key(t) not in self._results]
         if not todo:
             return
+        if self._progress is not None:
+            self._progress(0, len(todo))
         with ThreadPoolExecutor(max_workers=min(self._workers, len(todo))) as pool:
-            for target, result in zip(todo, pool.map(self._run, todo), strict=True):
-                self._results[self._key(target)] = result
+            running = {pool.submit(self._run, target): target for target in todo}
+            for done, future in enumerate(as_completed(running), 1):
+                self._results[self._key(running[future])] = future.result()
+                if self._progress is not None:
+                    self._progress(done, len(todo))
 
     def get(self, target: K) -> V:
         key = self._key(target)
