@@ -774,6 +774,7 @@ def inventory_schema() -> dict[str, Any]:
         "every top-level section it does not give itself",
     }
     schema["required"] = [key for key in schema.get("required", []) if key not in ("old", "new")]
+    schema["anyOf"] = [{"required": ["old", "new"]}, {"required": ["pairs"]}]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "cutover inventory"
     return schema
