@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.support import inventory_of, parametrize
+from checks.support import NoTargets, parametrize
 from cutover.hostfs import Host, LocalRoot, SnapshotError, TestinfraHost, open_snapshot
 from cutover.inventory import Inventory, VirtHost
 from cutover.vfio import (
@@ -34,14 +34,14 @@ NO_VIRT_HOST = "inventory has no virt_host"
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Checks taking `device` run once per inventory device: `[gpu-0000:01:00.0]`."""
-    if "device" not in metafunc.fixturenames:
-        return
-    virt_host = inventory_of(metafunc.config).virt_host
-    if virt_host is None:
-        skip = pytest.mark.skip(reason=NO_VIRT_HOST)
-        metafunc.parametrize("device", [pytest.param(None, marks=skip)], ids=["no-virt-host"])
-        return
-    parametrize(metafunc, "device", device_targets(virt_host.devices))
+    if "device" in metafunc.fixturenames:
+        parametrize(metafunc, "device", _device_targets)
+
+
+def _device_targets(inventory: Inventory) -> list[DeviceTarget] | NoTargets:
+    if inventory.virt_host is None:
+        return NoTargets(NO_VIRT_HOST, id="no-virt-host")
+    return device_targets(inventory.virt_host.devices)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,12 @@ one stops the run with one line and exit code 4), checks that do not belong
 to the phase are deselected, every testcase gets JUnit properties (check ID,
 phase, side, address, port, what was observed), JUnit XML and an HTML report
 go to `reports/` and the terminal ends with a services x IPs matrix.
+
+An inventory with several pairs (a fleet) runs every check once per pair
+(`--pair NAME` selects): the pair leads each test id, is the testcase's
+`migration` and `pair` property, has its own baseline file, and its checks
+run together (on one xdist worker with `--dist loadgroup`), so each pair's
+session-scoped observations are made once.
 """
 
 from __future__ import annotations
@@ -20,6 +26,18 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from checks.progress import ProgressDisplay, Stage
+from checks.support import (
+    FLEET_KEY,
+    INVENTORY_KEY,
+    PAIR_ARG,
+    PAIRED_KEY,
+    PAIRS_KEY,
+    PHASE_KEY,
+    baseline_path,
+    expectations_for,
+    fleet_of,
+    pairs_of,
+)
 from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
 
 # The plugin is loaded by every pytest run in this environment (`pytest
@@ -27,11 +45,12 @@ from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
 # and the baseline are imported only where a run with `--phase` needs them.
 if TYPE_CHECKING:
     from cutover.baseline import Baseline
-    from cutover.inventory import Inventory
+    from cutover.inventory import Fleet, Inventory
     from cutover.protocols import Observations, ServiceAnswer
     from cutover.targets import Endpoint
 
 CHECKS_DIR = Path(__file__).resolve().parent
+SNAPSHOTS_KEY = pytest.StashKey[dict[str, Path]]()  # pair name ("" = every pair) -> tarball
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,8 +79,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--host-snapshot",
+        action="append",
         default=None,
-        help="check a host tarball from `python -m cutover capture-host` instead of a live host",
+        metavar="[PAIR=]FILE",
+        help="check a host tarball from `python -m cutover capture-host` instead of a live host "
+        "(repeatable as PAIR=FILE: one pair's host)",
+    )
+    group.addoption(
+        "--pair",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="check only this pair of a fleet inventory (repeatable; default: every pair)",
     )
 
 
@@ -70,45 +99,81 @@ def pytest_configure(config: pytest.Config) -> None:
     phase_name = config.getoption("phase")
     if not phase_name:
         return
-    from checks.support import INVENTORY_KEY, PHASE_KEY
-    from cutover.inventory import InventoryError, load_inventory
+    from cutover.inventory import InventoryError, load_fleet
 
     phase = Phase(phase_name)
     try:
-        inventory = load_inventory(config.getoption("inventory"))
+        fleet = load_fleet(config.getoption("inventory"))
     except InventoryError as exc:
         raise pytest.UsageError(str(exc)) from None
-    config.stash[INVENTORY_KEY] = inventory
+    selected = _selected_pairs(config, fleet)
+    config.stash[FLEET_KEY] = fleet
+    config.stash[PAIRS_KEY] = selected
+    if not fleet.several:
+        config.stash[INVENTORY_KEY] = fleet.pairs[0]
+    config.stash[SNAPSHOTS_KEY] = _host_snapshots(config, fleet)
     config.stash[PHASE_KEY] = phase
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(VerdictSummary(phase), "cutover-verdict-summary")
+        config.pluginmanager.register(VerdictSummary(phase, selected), "cutover-verdict-summary")
 
     reports = Path(config.getoption("reports_dir"))
     if not hasattr(config, "workerinput"):
         reports.mkdir(parents=True, exist_ok=True)
-        # Per-phase reports unless the operator chose their own paths.
+        # Per-phase reports unless the operator chose their own paths; one
+        # pair of a fleet (a CI matrix job) gets its own: preflight-web07.xml.
+        stem = phase.value + (f"-{selected[0]}" if fleet.several and len(selected) == 1 else "")
         if getattr(config.option, "xmlpath", None) is None:
-            config.option.xmlpath = str(reports / f"{phase.value}.xml")
+            config.option.xmlpath = str(reports / f"{stem}.xml")
         if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
-            config.option.htmlpath = str(reports / f"{phase.value}.html")
+            config.option.htmlpath = str(reports / f"{stem}.html")
             config.option.self_contained_html = True
     # pytest-timeout: the inventory's per-check backstop unless given on the command line.
     if getattr(config.option, "timeout", None) in (None, 0):
-        config.option.timeout = inventory.timeouts.test
+        config.option.timeout = max(fleet.pair(name).timeouts.test for name in selected)
+
+
+def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
+    wanted = config.getoption("pair") or []
+    unknown = [name for name in wanted if name not in fleet.names]
+    if unknown:
+        raise pytest.UsageError(
+            f"--pair {unknown[0]}: {fleet.source} has no such pair (it has: "
+            f"{', '.join(fleet.names)})"
+        )
+    return [name for name in fleet.names if not wanted or name in wanted]
+
+
+def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for value in config.getoption("host_snapshot") or []:
+        pair, sep, path = value.partition("=")
+        if sep and pair in fleet.names:
+            found[pair] = Path(path)
+        else:
+            found[""] = Path(value)
+    return found
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not config.getoption("phase"):
         return None
-    from checks.support import INVENTORY_KEY, PHASE_KEY, expectations_of
-
-    inventory = config.stash[INVENTORY_KEY]
     phase = config.stash[PHASE_KEY]
-    return [
-        f"cutover: phase {phase.value} — {expectations_of(config).summary}",
-        f"cutover: inventory {inventory.source} ({inventory.name}: "
-        f"old {inventory.old.address} -> new {inventory.new.address})",
-    ]
+    pairs = pairs_of(config)
+    lines = [f"cutover: phase {phase.value} — {expectations_for(config, pairs[0]).summary}"]
+    if not fleet_of(config).several:
+        inventory = pairs[0]
+        return [
+            *lines,
+            f"cutover: inventory {inventory.source} ({inventory.name}: "
+            f"old {inventory.old.address} -> new {inventory.new.address})",
+        ]
+    fleet = fleet_of(config)
+    lines.append(
+        f"cutover: inventory {fleet.source} ({fleet.name}: {len(pairs)} of "
+        f"{len(fleet.pairs)} pairs)"
+    )
+    lines += [f"cutover: pair {p.name}: old {p.old.address} -> new {p.new.address}" for p in pairs]
+    return lines
 
 
 def check_id_of(item: pytest.Item) -> str | None:
@@ -127,18 +192,50 @@ def _in_checks_dir(path: Path) -> bool:
     return CHECKS_DIR in path.parents
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> Iterator[None]:
+    """In a fleet, a check without a target parameter still runs once per pair: `[web07]`."""
+    yield  # the area modules' own parametrisation first
+    config = metafunc.config
+    if (
+        FLEET_KEY in config.stash
+        and fleet_of(config).several
+        and _is_check(metafunc.definition)
+        and not metafunc.definition.stash.get(PAIRED_KEY, False)
+    ):
+        names = config.stash[PAIRS_KEY]
+        metafunc.parametrize(PAIR_ARG, names, ids=names, scope="session")
+        metafunc.definition.stash[PAIRED_KEY] = True
+
+
+def pair_of(item: pytest.Item) -> str | None:
+    """The pair a check item runs for (None in a one-pair run)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(PAIR_ARG) if callspec is not None else None
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
+) -> Iterator[None]:
+    _select_and_describe(config, items)
+    position = {id(item): index for index, item in enumerate(items)}
+    yield  # pytest reorders items by (session-scoped) parameters here
+    if FLEET_KEY in config.stash and fleet_of(config).several:
+        # Each pair's checks together, in collection order: a pair's session
+        # fixtures are set up once, then torn down before the next pair.
+        rank = {name: index for index, name in enumerate(config.stash[PAIRS_KEY])}
+        items.sort(key=lambda item: (rank.get(pair_of(item) or "", -1), position[id(item)]))
+
+
+def _select_and_describe(config: pytest.Config, items: list[pytest.Item]) -> None:
     checks = [item for item in items if _is_check(item)]
     if not checks:
         return
-    from checks.support import INVENTORY_KEY, PHASE_KEY
-
     if PHASE_KEY not in config.stash:
         raise pytest.UsageError("the checks need a phase: --phase preflight|cutover|acceptance")
     phase = config.stash[PHASE_KEY]
-    inventory = config.stash[INVENTORY_KEY]
+    fleet = fleet_of(config)
     selected: list[pytest.Item] = []
     deselected: list[pytest.Item] = []
     for item in items:
@@ -155,10 +252,15 @@ def pytest_collection_modifyitems(
             continue
         item.add_marker(getattr(pytest.mark, phase.value))
         item.add_marker(getattr(pytest.mark, area_of(check_id)))
+        pair = pair_of(item) or fleet.pairs[0].name
+        if fleet.several:
+            # `-n auto --dist loadgroup`: one pair's checks on one worker.
+            item.add_marker(pytest.mark.xdist_group(pair))
         item.user_properties[:0] = [
             ("check_id", check_id),
             ("phase", phase.value),
-            ("migration", inventory.name),
+            ("migration", pair),
+            *([("pair", pair)] if fleet.explicit else []),
             *_param_properties(item),
         ]
         selected.append(item)
@@ -185,12 +287,20 @@ def _param_properties(item: pytest.Item) -> Iterator[tuple[str, str]]:
             yield from describe()
 
 
-@pytest.fixture(scope="session")
-def inventory(pytestconfig: pytest.Config) -> Inventory:
-    """The loaded, validated inventory of this run."""
-    from checks.support import inventory_of
+@pytest.fixture(scope="session", autouse=True)
+def cutover_pair(pytestconfig: pytest.Config) -> str | None:
+    """The name of the pair being checked (parametrized per pair in a fleet)."""
+    if FLEET_KEY not in pytestconfig.stash:
+        return None
+    return pytestconfig.stash[PAIRS_KEY][0]
 
-    return inventory_of(pytestconfig)
+
+@pytest.fixture(scope="session")
+def inventory(pytestconfig: pytest.Config, cutover_pair: str | None) -> Inventory:
+    """The loaded, validated inventory of the pair being checked."""
+    if cutover_pair is None:
+        raise pytest.UsageError("the checks need a phase: --phase preflight|cutover|acceptance")
+    return fleet_of(pytestconfig).pair(cutover_pair)
 
 
 @pytest.fixture(scope="session")
@@ -201,22 +311,20 @@ def phase(pytestconfig: pytest.Config) -> Phase:
 
 
 @pytest.fixture(scope="session")
-def expect(pytestconfig: pytest.Config) -> PhaseExpectations:
+def expect(pytestconfig: pytest.Config, inventory: Inventory) -> PhaseExpectations:
     """What must hold in this run's phase (cutover.phases)."""
-    from checks.support import expectations_of
-
-    return expectations_of(pytestconfig)
+    return expectations_for(pytestconfig, inventory)
 
 
 @pytest.fixture(scope="session")
-def baseline(pytestconfig: pytest.Config) -> Iterator[Baseline]:
-    """The baseline file: written in preflight, read by later phases.
+def baseline(pytestconfig: pytest.Config, inventory: Inventory) -> Iterator[Baseline]:
+    """The pair's baseline file: written in preflight, read by later phases.
 
     Records are buffered and written once, when the session ends.
     """
     from cutover.baseline import Baseline, BaselineError
 
-    recorded = Baseline(Path(pytestconfig.getoption("baseline")))
+    recorded = Baseline(baseline_path(pytestconfig, inventory.name))
     yield recorded
     try:
         recorded.flush()
@@ -250,9 +358,10 @@ def services(
 
 
 @pytest.fixture(scope="session")
-def host_snapshot(pytestconfig: pytest.Config) -> Path | None:
-    value = pytestconfig.getoption("host_snapshot")
-    return Path(value) if value else None
+def host_snapshot(pytestconfig: pytest.Config, inventory: Inventory) -> Path | None:
+    """The pair's `--host-snapshot` tarball (`PAIR=FILE`, or FILE for every pair), or None."""
+    snapshots = pytestconfig.stash.get(SNAPSHOTS_KEY, {})
+    return snapshots.get(inventory.name, snapshots.get(""))
 
 
 @pytest.fixture
@@ -273,13 +382,23 @@ _MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL"}
 
 
 class VerdictSummary:
-    """Collects each check's outcome (on the xdist controller too) for the closing matrix."""
+    """Collects each check's outcome (on the xdist controller too) for the closing matrix.
 
-    def __init__(self, phase: Phase) -> None:
+    Registered on the controller only (never on an xdist worker).
+    """
+
+    def __init__(self, phase: Phase, pairs: list[str] | None = None) -> None:
         self.phase = phase
+        self.pairs = pairs or []
         self.results: list[tuple[dict[str, str], str]] = []
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # xdist's loadgroup appends `@PAIR` to a fleet's node ids (the workers
+        # need it); reports and JUnit names stay those of a serial run.
+        pair = dict(report.user_properties).get("pair")
+        if pair is not None and report.nodeid.endswith(f"]@{pair}"):
+            report.nodeid = report.nodeid[: -len(pair) - 1]
         if report.when == "call" or (report.when == "setup" and not report.passed):
             props = {str(k): str(v) for k, v in report.user_properties}
             if "check_id" in props:
@@ -290,12 +409,24 @@ class VerdictSummary:
             return
         write = terminalreporter.write_line
         terminalreporter.section(f"cutover {self.phase.value}: services x IPs")
-        for line in self.matrix_lines() + self.area_lines():
-            write(line)
-
-    def matrix_lines(self) -> list[str]:
-        cells: dict[tuple[str, str], str] = {}
+        by_pair: dict[str, list[tuple[dict[str, str], str]]] = defaultdict(list)
         for props, outcome in self.results:
+            by_pair[props.get("pair", "")].append((props, outcome))
+        if list(by_pair) == [""]:
+            for line in self.matrix_lines() + self.area_lines():
+                write(line)
+            return
+        order = {name: index for index, name in enumerate(self.pairs)}
+        for pair in sorted(by_pair, key=lambda name: order.get(name, len(order))):
+            results = by_pair[pair]  # a fleet: one block per pair
+            failed = any(outcome == "failed" for _, outcome in results)
+            write(f"pair {pair}: {'FAIL' if failed else 'ok'}", bold=True)
+            for line in self.matrix_lines(results) + self.area_lines(results):
+                write(f"  {line}")
+
+    def matrix_lines(self, results: list[tuple[dict[str, str], str]] | None = None) -> list[str]:
+        cells: dict[tuple[str, str], str] = {}
+        for props, outcome in self.results if results is None else results:
             if "service" in props and "side" in props:
                 key = (props["service"], props["side"])
                 if _RANK[outcome] >= _RANK[cells.get(key, "passed")]:
@@ -308,10 +439,10 @@ class VerdictSummary:
             lines.append(f"{service:<18}{marks[0]:<8}{marks[1]:<8}")
         return lines
 
-    def area_lines(self) -> list[str]:
+    def area_lines(self, results: list[tuple[dict[str, str], str]] | None = None) -> list[str]:
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         failing: dict[str, set[str]] = defaultdict(set)
-        for props, outcome in self.results:
+        for props, outcome in self.results if results is None else results:
             area = area_of(props["check_id"])
             counts[area][outcome] += 1
             if outcome == "failed":

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from checks.progress import Stage
-from checks.support import inventory_of, no_problems, parametrize
+from checks.support import no_problems, parametrize
 from cutover.baseline import Baseline
 from cutover.dns import (
     Answer,
@@ -48,8 +48,7 @@ MOVING_TYPES = ("A", "AAAA", "MX", "CNAME")
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "dns_zone" in metafunc.fixturenames:
-        inventory = inventory_of(metafunc.config)
-        parametrize(metafunc, "dns_zone", [ZoneTarget(z) for z in inventory.dns.zones])
+        parametrize(metafunc, "dns_zone", lambda inv: [ZoneTarget(z) for z in inv.dns.zones])
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from checks.progress import Stage
-from checks.support import expectations_of, inventory_of, observed, parametrize
+from checks.support import expectations_for, observed, parametrize
 from cutover.baseline import Baseline
 from cutover.inventory import Inventory, Protocol, Vhost
 from cutover.net import ProbeError
@@ -48,7 +48,9 @@ def vhost_targets(inventory: Inventory, expect: PhaseExpectations) -> list[Vhost
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "vhost" in metafunc.fixturenames:
         config = metafunc.config
-        parametrize(metafunc, "vhost", vhost_targets(inventory_of(config), expectations_of(config)))
+        parametrize(
+            metafunc, "vhost", lambda inv: vhost_targets(inv, expectations_for(config, inv))
+        )
 
 
 @pytest.fixture(scope="session")

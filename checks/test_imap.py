@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from checks.support import inventory_of, parametrize
+from checks.support import parametrize
 from cutover.baseline import Baseline, BaselineError
 from cutover.imap import ImapSession, ImapTarget, imap_targets
 from cutover.imapbaseline import BaselineSource, UidMapWriter
@@ -28,7 +28,7 @@ from cutover.phases import PhaseExpectations, Side
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "imap_account" in metafunc.fixturenames:
-        parametrize(metafunc, "imap_account", imap_targets(inventory_of(metafunc.config)))
+        parametrize(metafunc, "imap_account", imap_targets)
 
 
 @dataclass(frozen=True)

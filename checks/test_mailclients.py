@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from checks.progress import Stage
-from checks.support import inventory_of, no_problems, parametrize
+from checks.support import no_problems, parametrize
 from cutover.baseline import Baseline, BaselineError
 from cutover.inventory import Inventory
 from cutover.mailauth import (
@@ -84,12 +84,16 @@ TIMEOUT_HINT = (
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    inventory = inventory_of(metafunc.config)
     if "mail_account" in metafunc.fixturenames:
-        targets = [AccountTarget(account) for account in inventory.mail.accounts]
-        parametrize(metafunc, "mail_account", targets if login_services(inventory) else [])
+        parametrize(metafunc, "mail_account", _account_targets)
     if "pop_account" in metafunc.fixturenames:
-        parametrize(metafunc, "pop_account", pop3_targets(inventory))
+        parametrize(metafunc, "pop_account", pop3_targets)
+
+
+def _account_targets(inventory: Inventory) -> list[AccountTarget]:
+    if not login_services(inventory):
+        return []
+    return [AccountTarget(account) for account in inventory.mail.accounts]
 
 
 # --- AUTH01 -------------------------------------------------------------------------

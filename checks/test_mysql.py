@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
-from checks.support import expectations_of, inventory_of, parametrize, phase_of
+from checks.support import baseline_path, expectations_for, parametrize, phase_of
 from cutover.baseline import Baseline, BaselineError
 from cutover.inventory import Inventory
 from cutover.mysql import (
@@ -88,19 +87,20 @@ def _recorded_grants(baseline: Baseline) -> Grants:
     }
 
 
-def _grantees_to_check(config: pytest.Config) -> list[Grantee] | list[Unavailable]:
+def _grantees_to_check(
+    config: pytest.Config, inventory: Inventory
+) -> list[Grantee] | list[Unavailable]:
     """Every account of old and new, listed at collection (bounded by the timeouts)."""
-    inventory = inventory_of(config)
     if inventory.mysql.admin is None or not runs_in("MYSQL04", phase_of(config)):
         return []
     servers = mysql_servers(inventory)
     calls: dict[Side, Callable[[], Any]] = {
         Side.NEW: lambda: list_grantees(servers[Side.NEW], inventory)
     }
-    if _old_is_live(expectations_of(config)):
+    if _old_is_live(expectations_for(config, inventory)):
         calls[Side.OLD] = lambda: list_grantees(servers[Side.OLD], inventory)
     else:
-        baseline = Baseline(Path(config.getoption("baseline")))
+        baseline = Baseline(baseline_path(config, inventory.name))
         calls[Side.OLD] = lambda: list(_recorded_grants(baseline))
     found = run_concurrently(calls)
     errors = [str(v) for v in found.values() if isinstance(v, Exception)]
@@ -110,14 +110,19 @@ def _grantees_to_check(config: pytest.Config) -> list[Grantee] | list[Unavailabl
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    inventory = inventory_of(metafunc.config)
+    config = metafunc.config
     if "socket_account" in metafunc.fixturenames:
-        parametrize(metafunc, "socket_account", socket_accounts(inventory))
+        parametrize(metafunc, "socket_account", socket_accounts)
     if "database" in metafunc.fixturenames:
-        databases = [DatabaseTarget(name) for name in inventory.mysql.databases]
-        parametrize(metafunc, "database", databases if inventory.mysql.admin else [])
+        parametrize(metafunc, "database", _database_targets)
     if "grantee" in metafunc.fixturenames:
-        parametrize(metafunc, "grantee", _grantees_to_check(metafunc.config))
+        parametrize(metafunc, "grantee", lambda inv: _grantees_to_check(config, inv))
+
+
+def _database_targets(inventory: Inventory) -> list[DatabaseTarget]:
+    if inventory.mysql.admin is None:
+        return []
+    return [DatabaseTarget(name) for name in inventory.mysql.databases]
 
 
 def _fail(message: str) -> NoReturn:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from checks.support import inventory_of, no_problems, observed, parametrize, skip_unless
+from checks.support import no_problems, observed, parametrize, skip_unless
 from cutover.baseline import Baseline
 from cutover.inventory import Inventory
 from cutover.net import ProbeError
@@ -74,15 +74,15 @@ class DkimSelector:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    inventory = inventory_of(metafunc.config)
-    domains = mail_domains(inventory)
     if "mail_domain" in metafunc.fixturenames:
-        parametrize(metafunc, "mail_domain", [MailDomain(d) for d in domains])
+        parametrize(metafunc, "mail_domain", lambda inv: [MailDomain(d) for d in mail_domains(inv)])
     if "dkim_selector" in metafunc.fixturenames:
-        selectors = inventory.outbound.dkim_selectors
-        parametrize(
-            metafunc, "dkim_selector", [DkimSelector(d, s) for d in domains for s in selectors]
-        )
+        parametrize(metafunc, "dkim_selector", _selector_targets)
+
+
+def _selector_targets(inventory: Inventory) -> list[DkimSelector]:
+    selectors = inventory.outbound.dkim_selectors
+    return [DkimSelector(d, s) for d in mail_domains(inventory) for s in selectors]
 
 
 @pytest.fixture(scope="session")

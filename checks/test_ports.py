@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from checks.support import expectations_of, inventory_of, observed, parametrize
+from checks.support import expectations_for, observed, parametrize
 from cutover.baseline import Baseline
 from cutover.inventory import Inventory, Protocol, Service, TlsMode
 from cutover.net import ProbeError
@@ -27,10 +27,13 @@ MAIL_PROTOCOLS = (Protocol.SMTP, Protocol.IMAP, Protocol.POP3)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     if "endpoint" in metafunc.fixturenames:
-        parametrize(metafunc, "endpoint", endpoints(inventory_of(config), expectations_of(config)))
+        parametrize(metafunc, "endpoint", lambda inv: endpoints(inv, expectations_for(config, inv)))
     if "mail_service" in metafunc.fixturenames:
-        mail = [s for s in inventory_of(config).services if s.protocol in MAIL_PROTOCOLS]
-        parametrize(metafunc, "mail_service", [ServiceTarget(s) for s in mail])
+        parametrize(metafunc, "mail_service", _mail_services)
+
+
+def _mail_services(inventory: Inventory) -> list[ServiceTarget]:
+    return [ServiceTarget(s) for s in inventory.services if s.protocol in MAIL_PROTOCOLS]
 
 
 def test_port_answers(endpoint: Endpoint, services: Services, record: Record) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from checks.support import expectations_of, inventory_of, observed, parametrize
+from checks.support import expectations_for, observed, parametrize
 from cutover.baseline import Baseline
 from cutover.inventory import Inventory, TlsMode
 from cutover.phases import PhaseExpectations, Side
@@ -25,15 +25,22 @@ Record = Callable[..., None]
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
-    inventory = inventory_of(config)
     if "tls_endpoint" in metafunc.fixturenames:
-        found = endpoints(inventory, expectations_of(config))
         parametrize(
-            metafunc, "tls_endpoint", [e for e in found if e.service.tls is not TlsMode.NONE]
+            metafunc,
+            "tls_endpoint",
+            lambda inv: [
+                e
+                for e in endpoints(inv, expectations_for(config, inv))
+                if e.service.tls is not TlsMode.NONE
+            ],
         )
     if "tls_service" in metafunc.fixturenames:
-        tls = [ServiceTarget(s) for s in inventory.services if s.tls is not TlsMode.NONE]
-        parametrize(metafunc, "tls_service", tls)
+        parametrize(
+            metafunc,
+            "tls_service",
+            lambda inv: [ServiceTarget(s) for s in inv.services if s.tls is not TlsMode.NONE],
+        )
 
 
 def certificate(services: Services, endpoint: Endpoint) -> TlsFacts:

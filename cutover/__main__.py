@@ -1,6 +1,6 @@
 """`python -m cutover COMMAND` — the suite's command line.
 
-run PHASE [-i INVENTORY] [PYTEST ARGS...]   run the checks of a phase
+run PHASE [-i INVENTORY] [--pair NAME]... [PYTEST ARGS...]   run the checks of a phase
 validate [INVENTORY]                        check an inventory and say what it describes
 schema                                      the inventory's JSON Schema, for editors
 checks [--markdown]                         the check catalogue
@@ -18,7 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cutover.catalogue import CatalogueError, load_catalogue, render_markdown, render_text
-from cutover.inventory import InventoryError, inventory_schema, load_inventory
+from cutover.inventory import (
+    Inventory,
+    InventoryError,
+    inventory_schema,
+    load_fleet,
+    load_inventory,
+)
 from cutover.phases import Phase
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,19 +57,28 @@ def cmd_checks(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    try:
-        inventory = load_inventory(args.inventory)
-    except InventoryError as exc:
-        print(f"cutover: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    print(
-        f"{args.inventory}: ok — migration {inventory.name}: "
+def _describe(inventory: Inventory) -> str:
+    return (
         f"old {inventory.old.address} -> new {inventory.new.address}, "
         f"{len(inventory.services)} services, {len(inventory.mail.accounts)} mail accounts, "
         f"{len(inventory.mysql.accounts)} MySQL accounts, {len(inventory.dns.zones)} DNS zones"
         + (", a virtualization host" if inventory.virt_host else "")
     )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        fleet = load_fleet(args.inventory)
+    except InventoryError as exc:
+        print(f"cutover: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not fleet.explicit:
+        inventory = fleet.pairs[0]
+        print(f"{args.inventory}: ok — migration {inventory.name}: {_describe(inventory)}")
+        return 0
+    print(f"{args.inventory}: ok — fleet {fleet.name}: {len(fleet.pairs)} pairs")
+    for inventory in fleet.pairs:
+        print(f"  pair {inventory.name}: {_describe(inventory)}")
     return 0
 
 
@@ -79,6 +94,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         f"--rootdir={REPO}",
         f"--phase={args.phase}",
         f"--inventory={Path(args.inventory).resolve()}",
+        *(f"--pair={name}" for name in args.pair),
         *extra,
     ]
     if not any(not a.startswith("-") for a in extra):
@@ -94,7 +110,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from cutover.watch import render_table, run
 
     try:
-        inventory = load_inventory(args.inventory)
+        inventory = load_inventory(args.inventory, pair=args.pair)
     except InventoryError as exc:
         print(f"cutover: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -141,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run the checks of a phase (extra args go to pytest)")
     run.add_argument("phase", choices=[p.value for p in Phase])
     run.add_argument("-i", "--inventory", default=_default_inventory())
+    run.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="check only this pair of a fleet inventory (repeatable)",
+    )
 
     validate = sub.add_parser("validate", help="check an inventory file")
     validate.add_argument("inventory", nargs="?", default=_default_inventory())
@@ -154,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     watch = sub.add_parser("watch", help="probe every service on both IPs until stopped")
     watch.add_argument("-i", "--inventory", default=_default_inventory())
+    watch.add_argument("--pair", default=None, metavar="NAME", help="the pair of a fleet to watch")
     watch.add_argument("--interval", type=float, default=0.2, help="seconds between probes")
     watch.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     watch.add_argument("--output", default="reports/watch.json", help="the JSON report")

@@ -1,8 +1,13 @@
-"""The inventory: one YAML file that describes a migration.
+"""The inventory: one YAML file that describes a migration, or several (a fleet).
 
 Loaded once per run, validated by pydantic, with secrets resolved from
 environment variables or files the inventory points to. Every problem is
 reported as one `InventoryError` line naming the file, the line and the field.
+
+A fleet inventory has a top-level `pairs:` list; each pair (`name`, `old`,
+`new`, and any section that differs) inherits every other top-level section
+whole (a shallow, per-section merge). `load_fleet` returns every pair as an
+`Inventory`; an inventory without `pairs:` is one pair named after `name:`.
 
 >>> inv = load_inventory("fixtures/inventory.example.yaml")  # doctest: +SKIP
 >>> inv.new.address
@@ -14,10 +19,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -38,12 +44,15 @@ from cutover.secrets import Secret, SecretError, resolve_secret
 __all__ = [
     "Account",
     "DnsZone",
+    "Fleet",
     "Inventory",
     "InventoryError",
     "MysqlAccount",
     "Outbound",
+    "Pair",
     "Server",
     "Service",
+    "load_fleet",
     "load_inventory",
 ]
 
@@ -360,10 +369,14 @@ class Acceptance(Strict):
     )
 
 
-class Inventory(Strict):
-    """The whole migration, as the operator describes it."""
+# Names that become part of test ids and report file names.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = "migration"
+
+class Inventory(Strict):
+    """The whole migration (one host pair), as the operator describes it."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "migration"
     old: Server
     new: Server
     ssh_config: Path | None = Field(default=None, description="ssh_config for host-side checks")
@@ -409,6 +422,57 @@ class Inventory(Strict):
             yield f"mysql.accounts[{i}]", maccount
         for i, sql in enumerate(self.dns.sql):
             yield f"dns.sql[{i}]", sql
+
+
+class Pair(Strict):
+    """One migration of a fleet: its own hosts, and any section that differs from the defaults.
+
+    A section given here replaces the top-level one whole (no merging inside it).
+    """
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN, description="the pair's name in test ids")]
+    old: Server
+    new: Server
+    ssh_config: Path | None = None
+    services: list[Service] | None = None
+    hostnames: list[str] | None = None
+    tls: Tls | None = None
+    http: Http | None = None
+    mail: Mail | None = None
+    mysql: Mysql | None = None
+    dns: Dns | None = None
+    outbound: Outbound | None = None
+    virt_host: VirtHost | None = None
+    acceptance: Acceptance | None = None
+    timeouts: Timeouts | None = None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every migration an inventory file describes (one pair without `pairs:`)."""
+
+    name: str
+    source: Path
+    pairs: tuple[Inventory, ...]
+    explicit: bool = False  # the file has a `pairs:` list
+
+    @property
+    def names(self) -> list[str]:
+        return [pair.name for pair in self.pairs]
+
+    @property
+    def several(self) -> bool:
+        """More than one pair: test ids, baselines and reports carry the pair's name."""
+        return len(self.pairs) > 1
+
+    def pair(self, name: str) -> Inventory:
+        for pair in self.pairs:
+            if pair.name == name:
+                return pair
+        raise InventoryError(
+            f"{self.source}: pairs: no pair named {name!r} (the inventory has: "
+            f"{', '.join(self.names)})"
+        )
 
 
 # --- loading -------------------------------------------------------------
@@ -487,12 +551,34 @@ def _resolve_path(base: Path, value: Path | None) -> Path | None:
 
 
 def load_inventory(
-    path: str | os.PathLike[str], *, environ: dict[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: dict[str, str] | None = None,
+    pair: str | None = None,
 ) -> Inventory:
-    """Read, validate and resolve an inventory file, or raise `InventoryError`.
+    """Read, validate and resolve one migration, or raise `InventoryError`.
+
+    A fleet inventory (several pairs) needs `pair`, the name of the one wanted.
 
     >>> load_inventory("inventory.yaml").old.address  # doctest: +SKIP
     IPv4Address('198.51.100.10')
+    """
+    fleet = load_fleet(path, environ=environ)
+    if pair is not None:
+        return fleet.pair(pair)
+    if fleet.several:
+        raise InventoryError(
+            f"{fleet.source}: pairs: the inventory describes {len(fleet.pairs)} migrations "
+            f"({', '.join(fleet.names)}): name one with --pair"
+        )
+    return fleet.pairs[0]
+
+
+def load_fleet(path: str | os.PathLike[str], *, environ: dict[str, str] | None = None) -> Fleet:
+    """Read, validate and resolve an inventory file, every pair of it, or raise `InventoryError`.
+
+    >>> load_fleet("fleet.yaml").names  # doctest: +SKIP
+    ['web07', 'mail02']
     """
     source = Path(path)
     environ = dict(os.environ) if environ is None else environ
@@ -529,32 +615,121 @@ def load_inventory(
     if root is not None:
         _compose_lines(root, (), lines)
 
+    base = source.resolve().parent
+    if "pairs" in data:
+        return _load_pairs(data, source, base, environ, lines)
+    inventory = _validate(Inventory, data, source, lines, _same_place)
+    _finish(inventory, source, base, environ, lines, _same_place)
+    return Fleet(inventory.name, source, (inventory,))
+
+
+Loc = tuple[str | int, ...]
+# Where a location of a pair's merged data was written in the file.
+Locate = Callable[[Loc], Loc]
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _same_place(loc: Loc) -> Loc:
+    return loc
+
+
+def _problem(source: Path, lines: dict[Any, int], loc: Loc, what: str) -> InventoryError:
+    line = _line_for(loc, lines)
+    where = f"{source}:{line}" if line else str(source)
+    return InventoryError(f"{where}: {_field_path(loc)}: {what}")
+
+
+def _validate(
+    model: type[ModelT], data: object, source: Path, lines: dict[Any, int], locate: Locate
+) -> ModelT:
     try:
-        inventory = Inventory.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = _clean_loc(first["loc"])
-        line = _line_for(loc, lines)
-        where = f"{source}:{line}" if line else str(source)
         more = len(exc.errors()) - 1
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise InventoryError(f"{where}: {_field_path(loc)}: {_describe(first)}{tail}") from None
+        loc = locate(_clean_loc(first["loc"]))
+        raise _problem(source, lines, loc, f"{_describe(first)}{tail}") from None
 
-    base = source.resolve().parent
+
+def _finish(
+    inventory: Inventory,
+    source: Path,
+    base: Path,
+    environ: dict[str, str],
+    lines: dict[Any, int],
+    locate: Locate,
+) -> None:
     inventory._source = source
-    _resolve_relative_paths(inventory, base)
+    _resolve_relative_paths(inventory, base, locate)
     for field, ref in inventory.secret_refs():
-        _resolve_secret_ref(ref, field, base, environ, source, lines)
-    return inventory
+        _resolve_secret_ref(ref, field, base, environ, source, lines, locate)
 
 
-def _resolve_relative_paths(inventory: Inventory, base: Path) -> None:
+def _pair_place(at: Loc, own: frozenset[Any], *, whole: bool = False) -> Locate:
+    """A pair's own keys were written under `pairs[i]`, the rest at the top level."""
+
+    def locate(loc: Loc) -> Loc:
+        return (*at, *loc) if whole or not loc or loc[0] in own else loc
+
+    return locate
+
+
+def _load_pairs(
+    data: dict[Any, Any],
+    source: Path,
+    base: Path,
+    environ: dict[str, str],
+    lines: dict[Any, int],
+) -> Fleet:
+    raw_pairs = data["pairs"]
+    if not isinstance(raw_pairs, list) or not raw_pairs:
+        raise _problem(
+            source, lines, ("pairs",), "must be a list of pairs (name, old, new), at least one"
+        )
+    for key in ("old", "new"):
+        if key in data:
+            raise _problem(
+                source, lines, (key,), "with pairs: every pair gives its own old and new"
+            )
+    name = data.get("name", "migration")
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+        raise _problem(source, lines, ("name",), f"must match {NAME_PATTERN} (got {name!r})")
+    defaults = {key: value for key, value in data.items() if key not in ("name", "pairs")}
+    first_use: dict[str, int] = {}
+    pairs = []
+    for index, raw in enumerate(raw_pairs):
+        at: Loc = ("pairs", index)
+        if not isinstance(raw, dict):
+            raise _problem(
+                source, lines, at, f"a pair is a mapping (name, old, new), not {type(raw).__name__}"
+            )
+        pair = _validate(Pair, raw, source, lines, _pair_place(at, frozenset(raw), whole=True))
+        if pair.name in first_use:
+            raise _problem(
+                source,
+                lines,
+                (*at, "name"),
+                f"pair name '{pair.name}' is used twice (first by pairs[{first_use[pair.name]}])",
+            )
+        first_use[pair.name] = index
+        locate = _pair_place(at, frozenset(raw))
+        inventory = _validate(Inventory, {**defaults, **raw}, source, lines, locate)
+        _finish(inventory, source, base, environ, lines, locate)
+        pairs.append(inventory)
+    return Fleet(name, source, tuple(pairs), explicit=True)
+
+
+def _resolve_relative_paths(inventory: Inventory, base: Path, locate: Locate) -> None:
     # Models are frozen for the checks; paths are made absolute once, here.
     object.__setattr__(inventory, "ssh_config", _resolve_path(base, inventory.ssh_config))
     object.__setattr__(inventory.tls, "ca_file", _resolve_path(base, inventory.tls.ca_file))
     if inventory.tls.ca_file is not None and not inventory.tls.ca_file.is_file():
         raise InventoryError(
-            f"{inventory.source}: tls.ca_file: no such file: {inventory.tls.ca_file}"
+            f"{inventory.source}: {_field_path(locate(('tls', 'ca_file')))}: "
+            f"no such file: {inventory.tls.ca_file}"
         )
 
 
@@ -565,8 +740,9 @@ def _resolve_secret_ref(
     environ: dict[str, str],
     source: Path,
     lines: dict[Any, int],
+    locate: Locate = _same_place,
 ) -> None:
-    loc = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", field) if p)
+    loc = locate(tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", field) if p))
     if ref.password_env is None and ref.password_file is None:
         return
     line = _line_for((*loc, "password_env" if ref.password_env else "password_file"), lines)
@@ -579,13 +755,26 @@ def _resolve_secret_ref(
             assert path is not None
             secret = resolve_secret(file=path)
     except SecretError as exc:
-        raise InventoryError(f"{where}: {field}: {exc}") from None
+        raise InventoryError(f"{where}: {_field_path(loc)}: {exc}") from None
     ref._password = secret
 
 
 def inventory_schema() -> dict[str, Any]:
     """JSON Schema of the inventory, for editors (`python -m cutover schema`)."""
     schema = Inventory.model_json_schema(by_alias=True)
+    # A fleet: `pairs:` instead of top-level old/new (each pair inherits the other sections).
+    pair = Pair.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
+    schema.setdefault("$defs", {}).update(pair.pop("$defs", {}))
+    schema["$defs"]["Pair"] = pair
+    schema["properties"]["pairs"] = {
+        "type": "array",
+        "minItems": 1,
+        "items": {"$ref": "#/$defs/Pair"},
+        "description": "several migrations (host pairs) in one inventory; each inherits "
+        "every top-level section it does not give itself",
+    }
+    schema["required"] = [key for key in schema.get("required", []) if key not in ("old", "new")]
+    schema["anyOf"] = [{"required": ["old", "new"]}, {"required": ["pairs"]}]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "cutover inventory"
     return schema

@@ -25,6 +25,24 @@ mail:
     - {user: alice@example.test, password_env: CUTOVER_TEST_ALICE}
 """
 
+FLEET = """\
+name: fleet
+mail:
+  accounts:
+    - {user: alice@example.test, password_env: CUTOVER_TEST_ALICE}
+timeouts: {connect: 2}
+pairs:
+  - name: web07
+    old: {address: 127.0.0.2}
+    new: {address: 127.0.0.3}
+    services:
+      - {name: imaps, port: 993, protocol: imap, tls: implicit}
+  - name: mail02
+    old: {address: 127.0.0.4}
+    new: {address: 127.0.0.5}
+    mail: {accounts: []}
+"""
+
 # (case id, inventory text, extra files {name: content}, expected fragment of the one line)
 BAD_CASES = [
     (
@@ -185,6 +203,68 @@ BAD_CASES = [
         "acceptance.old_ip: Input should be 'forward' or 'closed'",
     ),
     ("missing-ca-file", GOOD + "tls: {ca_file: nowhere.pem}\n", {}, "tls.ca_file: no such file"),
+    # Fleets: several pairs in one inventory.
+    (
+        "fleet-duplicate-pair-name",
+        FLEET.replace("name: mail02", "name: web07"),
+        {},
+        ":12: pairs[1].name: pair name 'web07' is used twice (first by pairs[0])",
+    ),
+    (
+        "fleet-bad-pair-name",
+        FLEET.replace("name: mail02", "name: mail 02"),
+        {},
+        ":12: pairs[1].name: String should match pattern",
+    ),
+    (
+        "fleet-pair-missing-old",
+        FLEET.replace("    old: {address: 127.0.0.4}\n", ""),
+        {},
+        ":12: pairs[1].old: required field is missing",
+    ),
+    (
+        "fleet-pair-missing-new",
+        FLEET.replace("    new: {address: 127.0.0.3}\n", ""),
+        {},
+        ":7: pairs[0].new: required field is missing",
+    ),
+    (
+        "fleet-unknown-key-in-pair",
+        FLEET.replace("    mail: {accounts: []}\n", "    mail: {accounts: []}\n    colour: blue\n"),
+        {},
+        ":16: pairs[1].colour: unknown key",
+    ),
+    (
+        "fleet-unknown-key-in-pair-section",
+        FLEET.replace("mail: {accounts: []}", "mail: {acounts: []}"),
+        {},
+        ":15: pairs[1].mail.acounts: unknown key",
+    ),
+    (
+        "fleet-top-level-old",
+        "old: {address: 127.0.0.9}\n" + FLEET,
+        {},
+        ":1: old: with pairs: every pair gives its own old and new",
+    ),
+    ("fleet-no-pairs", "name: fleet\npairs: []\n", {}, ":2: pairs: must be a list of pairs"),
+    (
+        "fleet-same-addresses-in-pair",
+        FLEET.replace("127.0.0.5", "127.0.0.4"),
+        {},
+        ":12: pairs[1]: old.address and new.address are the same",
+    ),
+    (
+        "fleet-inherited-error-at-its-own-line",
+        FLEET.replace("timeouts: {connect: 2}", "timeouts: {conect: 2}"),
+        {},
+        ":5: timeouts.conect: unknown key",
+    ),
+    (
+        "fleet-secret-in-a-pair",
+        FLEET.replace("mail: {accounts: []}", "mail: {accounts: [{user: b, password_env: NOPE}]}"),
+        {},
+        ":15: pairs[1].mail.accounts[0]: environment variable NOPE is not set",
+    ),
 ]
 
 
