@@ -86,6 +86,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(repeatable as PAIR=FILE: one pair's host)",
     )
     group.addoption(
+        "--probe-mail",
+        action="store_true",
+        default=False,
+        help="cutover phase: send one test message to the old IP's port 25 and wait for it in "
+        "mail.probe_account's INBOX on the new server (PORT03; the only check that writes)",
+    )
+    group.addoption(
         "--pair",
         action="append",
         default=None,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from checks.support import expectations_for, observed, parametrize
+from checks.support import expectations_for, observed, parametrize, skip_unless
 from cutover.baseline import Baseline
 from cutover.inventory import Inventory, Protocol, Service, TlsMode
 from cutover.net import ProbeError
@@ -205,5 +205,60 @@ def test_capabilities_kept(
     if gaps:
         pytest.fail(
             f"{new.where} lacks capabilities that {source} offered — " + "; ".join(gaps),
+            pytrace=False,
+        )
+
+
+def test_mail_relayed_to_new_server(
+    inventory: Inventory, pytestconfig: pytest.Config, record: Record
+) -> None:
+    """PORT03: mail delivered to the old IP's port 25 lands in the INBOX on the new server.
+
+    Why: during cutover other MTAs still deliver to the old IP (cached DNS,
+    MX not yet switched); the forward (or a Postfix relay) must carry that
+    mail to the new server's mailboxes, or it is bounced, queued on a dead
+    server, or delivered to a mailbox nobody reads any more.
+    Opt-in with `--probe-mail`: the one check that writes. It sends one small
+    message (envelope sender <>, Subject "cutover mail-flow probe ... safe to
+    delete") to mail.probe_account through the old IP's port 25, and finds it
+    by Message-ID in that account's INBOX on the new IP, over a read-only IMAP
+    session, within timeouts.mail_delivery. The message stays there.
+    Inputs: mail.probe_account (one of mail.accounts, best a test account),
+    the SMTP service on port 25 and an IMAP service; timeouts.mail_delivery.
+    Fix: forward port 25 on the old host to the new IP (socat) or relay with
+    Postfix (relayhost/transport_maps to the new IP); on the new server, find
+    the queue ID from the message in its mail log (postqueue -p, deferred
+    deliveries, LMTP errors).
+    """
+    if not pytestconfig.getoption("probe_mail"):
+        pytest.skip("opt-in: --probe-mail sends one test message through the old IP's port 25")
+    from cutover.mailprobe import probe_mail_flow, relay_service
+
+    service = relay_service(inventory)
+    skip_unless(service is not None, "the inventory lists no SMTP service on port 25")
+    assert service is not None
+    user = inventory.mail.probe_account
+    skip_unless(user is not None, "the inventory names no mail.probe_account")
+    account = next(a for a in inventory.mail.accounts if a.user == user)
+    deadline = inventory.timeouts.mail_delivery
+    try:
+        flow = probe_mail_flow(inventory, service, account, deadline)
+    except ProbeError as exc:
+        pytest.fail(f"mail flow to {user}: {exc}", pytrace=False)
+    record(
+        probe_message_id=flow.message_id,
+        probe_sent_to=flow.sent_to,
+        probe_greeting=flow.greeting,
+        probe_queued=flow.queued,
+        probe_delivered_uid=str(flow.delivered_uid or ""),
+        probe_seconds=f"{flow.waited:.2f}",
+        probe_received=" | ".join(flow.received),
+    )
+    if flow.delivered_uid is None:
+        pytest.fail(
+            f"mail flow to {user}: {flow.sent_to} (greeting {flow.greeting!r}) accepted the probe "
+            f"message ({flow.queued}), but it is not in the INBOX on {flow.searched} after "
+            f"{flow.waited:.0f} s (Message-ID {flow.message_id}); look up that queue ID in the "
+            "mail log of the server that accepted it",
             pytrace=False,
         )

@@ -329,6 +329,32 @@ class ImapSession:
         value = answer.get(b"HIGHESTMODSEQ")
         return int(value) if value is not None else None
 
+    def search_header(self, mailbox: str, header: str, value: str) -> list[int]:
+        """EXAMINE `mailbox` afresh and `UID SEARCH HEADER header value`: the matching UIDs."""
+        self._call(f"EXAMINE {mailbox!r}", self._client.select_folder, mailbox, readonly=True)
+        found = self._call(
+            f"UID SEARCH HEADER {header}", self._client.search, ["HEADER", header, value]
+        )
+        return [int(uid) for uid in found]
+
+    def received_headers(self, mailbox: str, uid: int) -> tuple[str, ...]:
+        """The message's `Received:` headers (BODY.PEEK: no flag is set), unfolded."""
+        self._call(f"EXAMINE {mailbox!r}", self._client.select_folder, mailbox, readonly=True)
+        item = b"BODY[HEADER.FIELDS (RECEIVED)]"
+        answer = self._call(
+            "UID FETCH (Received)",
+            self._client.fetch,
+            [uid],
+            ["BODY.PEEK[HEADER.FIELDS (RECEIVED)]"],
+        )
+        raw = _bytes(answer.get(uid, {}).get(item, b""))
+        text = _FOLD.sub(b" ", raw).decode("utf-8", "replace")
+        return tuple(
+            " ".join(line.split(":", 1)[1].split())
+            for line in text.splitlines()
+            if line.lower().startswith("received:")
+        )
+
     def close(self) -> None:
         try:
             self._client.logout()

@@ -228,6 +228,22 @@ class Account(SecretRef):
 class Mail(Strict):
     accounts: list[Account] = Field(default_factory=list)
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    probe_account: str | None = Field(
+        default=None,
+        description="the account (one of mail.accounts) whose INBOX receives the opt-in "
+        "mail-flow probe (`--probe-mail`); best a test account",
+    )
+
+    @model_validator(mode="after")
+    def _probe_account_listed(self) -> Mail:
+        if self.probe_account is not None and self.probe_account not in {
+            account.user for account in self.accounts
+        }:
+            raise ValueError(
+                f"probe_account {self.probe_account!r} is not one of mail.accounts "
+                "(its password is needed to find the probe message over IMAP)"
+            )
+        return self
 
 
 class MysqlAccount(SecretRef):
@@ -360,6 +376,10 @@ class Timeouts(Strict):
     connect: Seconds = 5.0
     operation: Seconds = 5.0
     test: Seconds = Field(default=120.0, description="pytest-timeout backstop per check")
+    mail_delivery: Seconds = Field(
+        default=60.0,
+        description="how long the opt-in mail-flow probe waits for its message in the INBOX",
+    )
 
 
 class Acceptance(Strict):

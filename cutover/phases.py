@@ -107,6 +107,7 @@ CHECK_PHASES: dict[str, frozenset[Phase]] = {
     # services (issue: ports, identity, TLS, capabilities, vhosts)
     "PORT01": _ALL,
     "PORT02": _ALL,
+    "PORT03": _CUT,
     "TLS01": _ALL,
     "TLS02": _ALL,
     "TLS03": _ALL,

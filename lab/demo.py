@@ -72,7 +72,8 @@ def gate(phase: str, report: str, *extra: str) -> Gate:
         f"--reports-dir={REPORTS}", f"--junitxml={junit}", f"--html={REPORTS / report}.html",
         "--self-contained-html", "-q", "-p", "no:cacheprovider", *extra,
     ]  # fmt: skip
-    say(f"    $ python -m cutover run {phase} -i {DEMO_INVENTORY.relative_to(REPO)}")
+    shown = " ".join(("", *extra)) if extra else ""
+    say(f"    $ python -m cutover run {phase} -i {DEMO_INVENTORY.relative_to(REPO)}{shown}")
     started = time.monotonic()
     completed = subprocess.run(command, cwd=REPO, text=True, capture_output=True, timeout=900)
     seconds = time.monotonic() - started
@@ -170,7 +171,9 @@ def main() -> int:
         watcher = start_watch("watch-cutover")
         try:
             lab("cutover")
-            ok &= verdict(gate("cutover", "cutover"), expect_pass=True)
+            # --probe-mail: one test message through the old IP's port 25 must reach
+            # carol's INBOX on the new server (PORT03, the one check that writes).
+            ok &= verdict(gate("cutover", "cutover", "--probe-mail"), expect_pass=True)
         finally:
             stop_watch(watcher, "watch-cutover")
         say("\n==> 6. Switch DNS to the new IP on both nameservers")

@@ -490,6 +490,27 @@ def _refresh_smtpd_sasl() -> None:
 
 
 @register
+class MailDeliveryDeferred(Fault):
+    name = "mail-delivery-deferred"
+    needs = "cutover"
+    summary = (
+        "new's Postfix accepts mail but defers every local delivery (defer_transports = lmtp): "
+        "the relay through the old IP answers 250, the message never reaches the INBOX"
+    )
+
+    def apply(self, data: dict[str, Any], arg: str | None) -> Saved:
+        on(NEW, ["postconf", "-e", "defer_transports = lmtp"], timeout=20)
+        daemons.reload(NEW, "postfix", 0)
+        return {}
+
+    def undo(self, data: dict[str, Any], arg: str | None, saved: Saved) -> None:
+        on(NEW, ["postconf", "-X", "defer_transports"], timeout=20)
+        # What was deferred meanwhile (probe messages) is dropped: the queue is as before.
+        on(NEW, ["postsuper", "-d", "ALL"], timeout=20)
+        daemons.reload(NEW, "postfix", 0)
+
+
+@register
 class VhostMissing(Fault):
     name = "vhost-missing"
     needs = "synced"

@@ -48,6 +48,9 @@ _PROTOCOL = {
 }
 
 
+PROBE_ACCOUNT = "carol@example.test"
+
+
 def _secret(name: str) -> str:
     # Relative to the inventory's directory, so the file can be copied along with .lab/.
     return str(secret_path(name).relative_to(STATE))
@@ -80,7 +83,9 @@ def build(
             "accounts": [
                 *({"user": u, "password_file": _secret(f"mail-{u}")} for u in mail_accounts),
                 *({"user": u, "password_file": _secret(name)} for u, name in extra_accounts),
-            ]
+            ],
+            # The opt-in mail-flow probe (--probe-mail, PORT03) delivers to carol's INBOX.
+            "probe_account": PROBE_ACCOUNT if PROBE_ACCOUNT in mail_accounts else None,
         },
         "mysql": {
             "admin": {

@@ -46,6 +46,12 @@ pairs:
 # (case id, inventory text, extra files {name: content}, expected fragment of the one line)
 BAD_CASES = [
     (
+        "probe-account-not-listed",
+        GOOD.replace("  accounts:\n", "  probe_account: mallory@example.test\n  accounts:\n"),
+        {},
+        "mail: probe_account 'mallory@example.test' is not one of mail.accounts",
+    ),
+    (
         "yaml-syntax",
         "old: {address: 127.0.0.2\nnew: {address: 127.0.0.3}\n",
         {},

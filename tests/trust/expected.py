@@ -31,6 +31,7 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
     "mysql-skip-name-resolve": {PREFLIGHT: frozenset({"MYSQL03"})},
     "mysql-grant-missing": {PREFLIGHT: frozenset({"MYSQL04"})},
     "mysql-tunnel-down": {CUTOVER: frozenset({"MYSQL01"})},
+    "mail-delivery-deferred": {CUTOVER: frozenset({"PORT03"})},
     "dns-ttl-high:ns2": {PREFLIGHT: frozenset({"DNS02"})},
     "dns-serial-mismatch": {PREFLIGHT: frozenset({"DNS04"})},
     "dns-a-stale": {ACCEPTANCE: frozenset({"DNS05"})},
@@ -77,6 +78,14 @@ REASONS: dict[str, str] = {
     "be compared",
     "user-missing": "carol cannot log in on new: her logins fail and her mailboxes cannot "
     "be compared (POP01 skips her: AUTH01 says why)",
+}
+
+# Extra suite arguments of a row: the mail-flow probe (PORT03) writes, so it is
+# opt-in; the matrix proves it green on the healthy cutover lab and red when
+# delivery on new is deferred.
+SUITE_ARGS: dict[str, tuple[str, ...]] = {
+    "mail-delivery-deferred": ("--probe-mail",),
+    f"{CUTOVER} healthy": ("--probe-mail",),
 }
 
 # The healthy lab is fully green in every phase.

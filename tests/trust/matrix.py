@@ -17,7 +17,7 @@ from typing import Any
 
 from tests.conftest import Lab
 from tests.suite import REPO, SuiteRun
-from tests.trust.expected import EXPECTED, HEALTHY, PHASES, REASONS, phase_of
+from tests.trust.expected import EXPECTED, HEALTHY, PHASES, REASONS, SUITE_ARGS, phase_of
 
 DOC = REPO / "docs" / "detection-matrix.md"
 HEALTHY_ROW = "(healthy lab)"
@@ -39,14 +39,25 @@ OBSERVED = Observed()
 
 
 def matrix_inventory(lab: Lab, directory: Path) -> Path:
-    """The lab's inventory, TTL lowering acknowledged (DNS03's wait is a separate matter)."""
-    return lab.inventory_variant(
-        directory, lambda data: data["dns"].update(lowering_acknowledged=ACKNOWLEDGEMENT)
-    )
+    """The lab's inventory, TTL lowering acknowledged (DNS03's wait is a separate matter).
+
+    The mail-flow probe waits 5 s for delivery (the lab delivers in well under 1 s).
+    """
+
+    def change(data: dict[str, Any]) -> None:
+        data["dns"]["lowering_acknowledged"] = ACKNOWLEDGEMENT
+        data["timeouts"]["mail_delivery"] = 5
+
+    return lab.inventory_variant(directory, change)
 
 
 def run_whole_suite(
-    lab: Lab, phase: str, directory: Path, baseline: Path, *, keep_baseline: bool = False
+    lab: Lab,
+    phase: str,
+    directory: Path,
+    baseline: Path,
+    *args: str,
+    keep_baseline: bool = False,
 ) -> SuiteRun:
     """Every check of `phase` against the lab, from the client namespace.
 
@@ -64,7 +75,10 @@ def run_whole_suite(
             elif not path.name.endswith(".lock"):
                 shutil.copyfile(path, directory / path.name)
     return lab.suite(
-        phase, f"--baseline={own}", inventory=matrix_inventory(lab, directory / "inventory")
+        phase,
+        f"--baseline={own}",
+        *args,
+        inventory=matrix_inventory(lab, directory / "inventory"),
     )
 
 
@@ -96,6 +110,10 @@ def lab_rows() -> list[tuple[str, str]]:
     return rows
 
 
+def suite_args(phase: str, row: str) -> tuple[str, ...]:
+    return SUITE_ARGS.get(f"{phase} healthy" if row == HEALTHY_ROW else row, ())
+
+
 def expected_for(phase: str, row: str) -> frozenset[str]:
     return HEALTHY[phase] if row == HEALTHY_ROW else EXPECTED[row][phase]
 
@@ -122,6 +140,8 @@ def render(observed: Observed, scenario_expectations: dict[str, Any]) -> str:
         "",
         "## Lab faults",
         "",
+        "`--probe-mail` marks the rows run with the opt-in mail-flow probe (PORT03).",
+        "",
         "| phase | fault | checks run | failing checks | why more than one |",
         "|---|---|---|---|---|",
     ]
@@ -131,6 +151,8 @@ def render(observed: Observed, scenario_expectations: dict[str, Any]) -> str:
         total = observed.lab_totals.get(key, 0)
         reason = REASONS.get(row, "")
         label = row if row == HEALTHY_ROW else f"`{row}`"
+        if suite_args(phase, row):
+            label += " `--probe-mail`"
         out.append(f"| {phase} | {label} | {total} | {failing} | {reason} |")
     out += [
         "",

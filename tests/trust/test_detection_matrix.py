@@ -28,6 +28,7 @@ from tests.trust.matrix import (
     lab_rows,
     render,
     run_whole_suite,
+    suite_args,
 )
 from tests.vfio.support import generate
 
@@ -43,11 +44,12 @@ def check_row(lab: Lab, phase: str, row: str, directory: Path) -> None:
     baseline = directory / "baseline.json"
     keep = phase == PREFLIGHT and row == HEALTHY_ROW
     run_dir = directory / phase / row.replace(":", "-").strip("()").replace(" ", "-")
+    args = suite_args(phase, row)
     if row == HEALTHY_ROW:
-        run = run_whole_suite(lab, phase, run_dir, baseline, keep_baseline=keep)
+        run = run_whole_suite(lab, phase, run_dir, baseline, *args, keep_baseline=keep)
     else:
         with lab.fault(row):
-            run = run_whole_suite(lab, phase, run_dir, baseline)
+            run = run_whole_suite(lab, phase, run_dir, baseline, *args)
     assert run.cases, run.summary()
     assert not [c for c in run.cases if c.outcome == "error"], explain(frozenset(), run)
     OBSERVED.lab[(phase, row)] = failing_ids(run)
