@@ -5,7 +5,7 @@ no pytest is needed). `python -m cutover checks` prints it and
 `docs/checks.md` is generated from it.
 
 >>> entries = load_catalogue()  # doctest: +SKIP
->>> entries[0].check_id
+>>> entries[0].check_id  # doctest: +SKIP
 'DNS01'
 """
 

@@ -10,7 +10,7 @@ whole (a shallow, per-section merge). `load_fleet` returns every pair as an
 `Inventory`; an inventory without `pairs:` is one pair named after `name:`.
 
 >>> inv = load_inventory("fixtures/inventory.example.yaml")  # doctest: +SKIP
->>> inv.new.address
+>>> inv.new.address  # doctest: +SKIP
 IPv4Address('198.51.100.20')
 """
 
