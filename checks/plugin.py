@@ -120,6 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[INVENTORY_KEY] = fleet.pairs[0]
     config.stash[SNAPSHOTS_KEY] = _host_snapshots(config, fleet)
     config.stash[PHASE_KEY] = phase
+    _group_by_area(config)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(VerdictSummary(phase, selected), "cutover-verdict-summary")
 
@@ -235,6 +236,27 @@ def pytest_collection_modifyitems(
         items.sort(key=lambda item: (rank.get(pair_of(item) or "", -1), position[id(item)]))
 
 
+def xdist_group_of(check_id: str, pair: str, several: bool) -> str:
+    """The xdist group of a check: its area (`imap`), per pair in a fleet (`web07.imap`)."""
+    return f"{pair}.{area_of(check_id)}" if several else area_of(check_id)
+
+
+def _group_by_area(config: pytest.Config) -> None:
+    """`-n N` alone distributes by group (loadgroup), unless `--dist` was given.
+
+    With plain `load` every worker would make every session observation
+    (all DNS questions, all IMAP sessions...) for the few checks it gets:
+    more work, not less. Grouped, each area is observed by one worker and
+    the areas run in parallel.
+    """
+    if getattr(config.option, "dist", "no") != "load" or hasattr(config, "workerinput"):
+        return
+    given = config.invocation_params.args
+    if any(str(arg) == "--dist" or str(arg).startswith("--dist=") for arg in given):
+        return
+    config.option.dist = "loadgroup"
+
+
 def _select_and_describe(config: pytest.Config, items: list[pytest.Item]) -> None:
     checks = [item for item in items if _is_check(item)]
     if not checks:
@@ -260,9 +282,9 @@ def _select_and_describe(config: pytest.Config, items: list[pytest.Item]) -> Non
         item.add_marker(getattr(pytest.mark, phase.value))
         item.add_marker(getattr(pytest.mark, area_of(check_id)))
         pair = pair_of(item) or fleet.pairs[0].name
-        if fleet.several:
-            # `-n auto --dist loadgroup`: one pair's checks on one worker.
-            item.add_marker(pytest.mark.xdist_group(pair))
+        # `-n auto` (loadgroup, see _group_by_area): one area of one pair on one worker,
+        # so that area's session observations are made once, and areas run side by side.
+        item.add_marker(pytest.mark.xdist_group(xdist_group_of(check_id, pair, fleet.several)))
         item.user_properties[:0] = [
             ("check_id", check_id),
             ("phase", phase.value),
@@ -401,11 +423,15 @@ class VerdictSummary:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # xdist's loadgroup appends `@PAIR` to a fleet's node ids (the workers
-        # need it); reports and JUnit names stay those of a serial run.
-        pair = dict(report.user_properties).get("pair")
-        if pair is not None and report.nodeid.endswith(f"]@{pair}"):
-            report.nodeid = report.nodeid[: -len(pair) - 1]
+        # xdist's loadgroup appends `@GROUP` to node ids (the workers need
+        # it); reports and JUnit names stay those of a serial run.
+        props = dict(report.user_properties)
+        check_id, pair = props.get("check_id"), props.get("migration")
+        if check_id is not None and pair is not None:
+            for several in (False, True):
+                suffix = "@" + xdist_group_of(str(check_id), str(pair), several)
+                if report.nodeid.endswith(suffix):
+                    report.nodeid = report.nodeid[: -len(suffix)]
         if report.when == "call" or (report.when == "setup" and not report.passed):
             props = {str(k): str(v) for k, v in report.user_properties}
             if "check_id" in props:
