@@ -24,6 +24,10 @@ from cutover.imapdiff import AccountReport, MailSource, Pair, compare_account
 from cutover.inventory import Inventory
 from cutover.net import ProbeError
 from cutover.phases import PhaseExpectations, Side
+from cutover.protocols import Observations, ServiceAnswer
+from cutover.targets import Endpoint, endpoint_of
+
+Services = Observations[Endpoint, ServiceAnswer]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -45,8 +49,20 @@ class Continuity:
             pytest.fail("\n".join(failures), pytrace=False)
 
 
+def _open(target: ImapTarget, side: Side, inventory: Inventory, services: Services) -> ImapSession:
+    """A session on one IP; not even tried where the service probe got no answer."""
+    outcome = services.outcome(endpoint_of(inventory, target.service, side))
+    if isinstance(outcome, ProbeError):
+        raise ProbeError(str(outcome))
+    return ImapSession.open(target, side, inventory)
+
+
 def _observe(
-    target: ImapTarget, inventory: Inventory, expect: PhaseExpectations, baseline: Baseline
+    target: ImapTarget,
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    baseline: Baseline,
+    services: Services,
 ) -> Continuity:
     sources: list[MailSource] = []
     sides: list[str] = []
@@ -54,14 +70,14 @@ def _observe(
     writer: UidMapWriter | None = None
     try:
         if expect.served_by[Side.OLD] is Side.OLD:
-            sessions.append(ImapSession.open(target, Side.OLD, inventory))
+            sessions.append(_open(target, Side.OLD, inventory, services))
             sources.append(sessions[-1])
         else:
             sources.append(BaselineSource(baseline, target.account.user))
         sides.append(Side.OLD.value if sessions else "baseline")
         for side in (Side.NEW, Side.OLD):
             if expect.served_by[side] is Side.NEW:
-                sessions.append(ImapSession.open(target, side, inventory))
+                sessions.append(_open(target, side, inventory, services))
                 sources.append(sessions[-1])
                 sides.append(side.value)
         pairs = [Pair(0, subject) for subject in range(1, len(sources))]
@@ -89,16 +105,20 @@ def _observe(
 
 @pytest.fixture(scope="session")
 def imap_continuity(
-    inventory: Inventory, expect: PhaseExpectations, baseline: Baseline
+    inventory: Inventory, expect: PhaseExpectations, baseline: Baseline, services: Services
 ) -> Callable[[ImapTarget], Continuity]:
-    """Observe each account once per run, whichever check asks first."""
+    """Observe each account once per run, whichever check asks first.
+
+    An IP whose IMAP port gave the session's service probe no answer is not
+    tried again per account: a silent host costs one timeout, not one each.
+    """
     cache: dict[str, Continuity | str] = {}
 
     def observe(target: ImapTarget) -> Continuity:
         __tracebackhide__ = True
         if target.id not in cache:
             try:
-                cache[target.id] = _observe(target, inventory, expect, baseline)
+                cache[target.id] = _observe(target, inventory, expect, baseline, services)
             except (ProbeError, BaselineError) as exc:
                 cache[target.id] = f"{target.id}: {exc}"
         result = cache[target.id]
