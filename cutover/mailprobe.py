@@ -110,6 +110,8 @@ def _send(
     timeouts = inventory.timeouts
     try:
         smtp = smtplib.SMTP(timeout=timeouts.connect)
+        # starttls() names `_host` as the TLS server_hostname; only __init__ sets it.
+        smtp._host = str(address)  # type: ignore[attr-defined]
         code, banner = smtp.connect(str(address), service.port)
     except (smtplib.SMTPException, OSError) as exc:
         if isinstance(exc, TimeoutError | socket.timeout):
@@ -146,7 +148,7 @@ def _send(
     except ProbeError:
         smtp.close()
         raise
-    except (smtplib.SMTPException, OSError) as exc:
+    except (smtplib.SMTPException, OSError, ValueError) as exc:
         smtp.close()
         raise ProbeError(f"sending to {where}: {_smtp_reason(exc)}") from None
     try:
