@@ -1,7 +1,7 @@
 """The raw baselines: bare scripts doing the suite's network operations one after another.
 
 `python -m bench.raw AREA INVENTORY` with AREA one of ports, http, dns,
-imap, mysql, mysql-data, full. Deliberately plain: the inventory read with
+imap, mysql, mysql-data, mailclients, full. Deliberately plain: the inventory read with
 yaml (no pydantic), stdlib clients for the protocols, dnspython, imapclient
 and pymysql called directly, no threads, no error handling beyond what the
 libraries do. This is what "the same work, sequentially, without the
@@ -10,6 +10,7 @@ suite" costs on this machine.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import imaplib
@@ -233,6 +234,141 @@ def mysql(inv: Inventory) -> None:
     mysql_data(inv)
 
 
+def _imap_login(
+    inv: Inventory, ip: str, service: dict[str, Any], user: str, pw: str, how: str
+) -> None:
+    imap: imaplib.IMAP4
+    if service.get("tls") == "implicit":
+        imap = imaplib.IMAP4_SSL(ip, service["port"], ssl_context=inv.context, timeout=inv.timeout)
+    else:
+        imap = imaplib.IMAP4(ip, service["port"], timeout=inv.timeout)
+        if service.get("tls") == "starttls":
+            imap.starttls(inv.context)
+    if how == "LOGIN":
+        imap.login(user, pw)
+    elif how == "AUTHENTICATE PLAIN":
+        imap.authenticate("PLAIN", lambda _: f"\0{user}\0{pw}".encode())
+    else:  # AUTHENTICATE LOGIN: username, then password
+        answers = iter((user.encode(), pw.encode()))
+        imap.authenticate("LOGIN", lambda _: next(answers))
+    imap.logout()
+
+
+def _pop_login(
+    inv: Inventory, ip: str, service: dict[str, Any], user: str, pw: str, how: str
+) -> None:
+    pop: poplib.POP3
+    if service.get("tls") == "implicit":
+        pop = poplib.POP3_SSL(ip, service["port"], context=inv.context, timeout=inv.timeout)
+    else:
+        pop = poplib.POP3(ip, service["port"], timeout=inv.timeout)
+        if service.get("tls") == "starttls":
+            pop.stls(inv.context)
+    if how == "USER/PASS":
+        pop.user(user)
+        pop.pass_(pw)
+    elif how == "AUTH PLAIN":
+        pop._shortcmd("AUTH PLAIN " + base64.b64encode(f"\0{user}\0{pw}".encode()).decode())
+    else:  # AUTH LOGIN
+        pop._shortcmd("AUTH LOGIN")
+        pop._shortcmd(base64.b64encode(user.encode()).decode())
+        pop._shortcmd(base64.b64encode(pw.encode()).decode())
+    pop.quit()
+
+
+def _smtp_login(
+    inv: Inventory, ip: str, service: dict[str, Any], user: str, pw: str, how: str
+) -> None:
+    smtp = (
+        smtplib.SMTP_SSL(ip, service["port"], timeout=inv.timeout, context=inv.context)
+        if service.get("tls") == "implicit"
+        else smtplib.SMTP(ip, service["port"], timeout=inv.timeout)
+    )
+    smtp.ehlo("cutover.invalid")
+    if service.get("tls") == "starttls":
+        smtp.starttls(context=inv.context)
+        smtp.ehlo("cutover.invalid")
+    smtp.user, smtp.password = user, pw
+    mechanism = how.split()[-1]
+    smtp.auth(mechanism, smtp.auth_plain if mechanism == "PLAIN" else smtp.auth_login)
+    smtp.quit()
+
+
+LOGINS = {
+    "imap": (_imap_login, ("LOGIN", "AUTHENTICATE PLAIN", "AUTHENTICATE LOGIN")),
+    "pop3": (_pop_login, ("USER/PASS", "AUTH PLAIN", "AUTH LOGIN")),
+    "smtp": (_smtp_login, ("AUTH PLAIN", "AUTH LOGIN")),
+}
+
+
+def mailclients(inv: Inventory) -> None:
+    """As AUTH01 and POP01: every account logs in on every mail port and IP with each method
+    (SMTP AUTH on the submission ports), one connection per login; then per account and IP
+    the POP3 UIDL and LIST of the maildrop and the INBOX Message-IDs over IMAP."""
+    from imapclient import IMAPClient
+
+    accounts = [(a["user"], inv.secret(a)) for a in inv.data["mail"]["accounts"]]
+
+    def logs_in(service: dict[str, Any]) -> bool:
+        protocol = service["protocol"]
+        return protocol in ("imap", "pop3") or (
+            protocol == "smtp" and service["port"] in (465, 587)
+        )
+
+    services = [s for s in inv.data["services"] if logs_in(s)]
+    for user, pw in accounts:
+        for service in services:
+            login, methods = LOGINS[service["protocol"]]
+            for ip in inv.ips:
+                for how in methods:
+                    login(inv, ip, service, user, pw, how)
+    pop3 = next(
+        (s for s in inv.data["services"] if s["protocol"] == "pop3" and s.get("tls") == "implicit"),
+        None,
+    )
+    imap = next(s for s in inv.data["services"] if s["protocol"] == "imap")
+    for user, pw in accounts:
+        for ip in inv.ips:
+            if pop3 is not None:
+                pop = poplib.POP3_SSL(ip, pop3["port"], context=inv.context, timeout=inv.timeout)
+                pop.user(user)
+                pop.pass_(pw)
+                pop.uidl()
+                pop.list()
+                pop.quit()
+            client = IMAPClient(ip, port=imap["port"], ssl=False, timeout=inv.timeout)
+            client.starttls(inv.context)
+            client.login(user, pw)
+            client.select_folder("INBOX", readonly=True)
+            uids = client.search(["ALL"])
+            if uids:
+                client.fetch(uids, ["RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            client.logout()
+
+
+def outbound(inv: Inventory) -> None:
+    """As MAIL01-04: MX, SPF (TXT), DKIM key (TXT) per zone and server, PTR and A of both IPs."""
+    import dns.message
+    import dns.query
+    import dns.reversename
+
+    selectors = inv.data.get("outbound", {}).get("dkim_selectors", [])
+    for zone in inv.data["dns"]["zones"]:
+        apex = zone["name"].rstrip(".") + "."
+        names = [(apex, "MX"), (apex, "TXT")] + [
+            (f"{s}._domainkey.{apex}", "TXT") for s in selectors
+        ]
+        for server in zone["nameservers"]:
+            for name, rdtype in names:
+                dns.query.udp(
+                    dns.message.make_query(name, rdtype, flags=0), server, timeout=inv.timeout
+                )
+    for server in inv.data.get("outbound", {}).get("reverse_nameservers", []):
+        for ip in inv.ips:
+            name = dns.reversename.from_address(ip)
+            dns.query.udp(dns.message.make_query(name, "PTR", flags=0), server, timeout=inv.timeout)
+
+
 AREAS = {
     "ports": [ports],
     "http": [vhosts],
@@ -240,7 +376,8 @@ AREAS = {
     "imap": [imap],
     "mysql": [mysql],
     "mysql-data": [mysql_data],
-    "full": [ports, vhosts, dns, imap, mysql],
+    "mailclients": [mailclients],
+    "full": [ports, vhosts, dns, imap, mysql, mailclients, outbound],
 }
 
 
