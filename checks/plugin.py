@@ -249,12 +249,25 @@ def _group_by_area(config: pytest.Config) -> None:
     more work, not less. Grouped, each area is observed by one worker and
     the areas run in parallel.
     """
-    if getattr(config.option, "dist", "no") != "load" or hasattr(config, "workerinput"):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        # A worker re-parses the command line, so it does not see the controller's
+        # choice: it is passed on in workerinput (pytest_configure_node below).
+        if workerinput.get("cutover_loadgroup"):
+            config.option.loadgroup = True
+        return
+    if getattr(config.option, "dist", "no") != "load":
         return
     given = config.invocation_params.args
     if any(str(arg) == "--dist" or str(arg).startswith("--dist=") for arg in given):
         return
     config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, on the controller: tell each worker that checks are distributed by group."""
+    node.workerinput["cutover_loadgroup"] = node.config.getoption("dist", "no") == "loadgroup"
 
 
 def _select_and_describe(config: pytest.Config, items: list[pytest.Item]) -> None:
