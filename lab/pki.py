@@ -156,5 +156,10 @@ def dkim_key(key: Path) -> str:
         timeout=30,
     )
     key.chmod(0o600)
+    return dkim_public(key)
+
+
+def dkim_public(key: Path) -> str:
+    """The public half of an existing DKIM key, as the TXT record's p= wants it."""
     pem = run(["openssl", "pkey", "-in", str(key), "-pubout"], timeout=20).stdout
     return "".join(line for line in pem.splitlines() if not line.startswith("-----"))

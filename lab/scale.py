@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 import time
 
-from lab import daemons, inventory, seed, state
-from lab.labctl import lab_state, say
+from lab import daemons, inventory, pki, seed, state
+from lab.labctl import DKIM_KEY, lab_state, say
 from lab.run import run
 from lab.topology import INITIAL_TTL, NEW, OLD, SERVERS, ZONES
 from lab.zones import initial_serial, insert_zone_sql, zone_records
@@ -43,8 +43,13 @@ def scale(domains: int, accounts: int, messages: int, rng_seed: int) -> None:
     names = [f"zone{i:04d}.test" for i in range(1, domains + 1)]
     target = NEW.address if data["story"]["dns"] == "new" else OLD.address
     ttl = data["story"]["ttl"] or INITIAL_TTL
+    # The servers' DKIM key, published in every generated zone as in the lab's own.
+    dkim_public = pki.dkim_public(OLD.root / DKIM_KEY)
     seed.load_zones(
-        [insert_zone_sql(z, zone_records(z, target, ttl, initial_serial())) for z in names]
+        [
+            insert_zone_sql(z, zone_records(z, target, ttl, initial_serial(), dkim_public))
+            for z in names
+        ]
     )
     say(f"scale: {domains} generated zones on ns1 and ns2 (A -> {target}, TTL {ttl})")
 

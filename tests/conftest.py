@@ -192,7 +192,14 @@ def up_lab(lab: Lab) -> Lab:
     return lab
 
 
-_ORDER = {"up_lab": 0, "preflight_lab": 1, "cutover_lab": 2, "acceptance_lab": 3}
+@pytest.fixture
+def scaled_lab(lab: Lab) -> Lab:
+    """The lab after the DNS switch, with `lab scale` data added: runs after every other state."""
+    lab.reach("acceptance")
+    return lab
+
+
+_ORDER = {"up_lab": 0, "preflight_lab": 1, "cutover_lab": 2, "acceptance_lab": 3, "scaled_lab": 4}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
