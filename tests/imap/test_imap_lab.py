@@ -229,7 +229,7 @@ def test_a_wrong_password_fails_without_leaking_it(preflight_lab: Lab, tmp_path:
     (tmp_path / "wrong").write_text(wrong + "\n")
     account = {"user": FAULTED, "password_file": str(tmp_path / "wrong")}
     inventory = preflight_lab.inventory_variant(
-        tmp_path, lambda data: data["mail"].update(accounts=[account])
+        tmp_path, lambda data: data["mail"].update(accounts=[account], probe_account=None)
     )
     run = preflight_lab.suite(
         "preflight", CHECK_FILE, f"--baseline={tmp_path / 'baseline.json'}", inventory=inventory
