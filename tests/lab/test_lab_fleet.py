@@ -21,7 +21,11 @@ def fleet(data: dict[str, Any]) -> None:
     data["name"] = "lab-fleet"
     data["pairs"] = [
         {"name": "good", "old": old, "new": new},
-        {"name": "ghost", "old": old, "new": {**new, "address": GHOST, "ssh": f"ssh://root@{GHOST}"}},
+        {
+            "name": "ghost",
+            "old": old,
+            "new": {**new, "address": GHOST, "ssh": f"ssh://root@{GHOST}"},
+        },
     ]
 
 
