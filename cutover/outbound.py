@@ -44,6 +44,7 @@ import spf
 from cutover.dns import RRset, absolute_text, observe_answers, zone_of, zone_servers
 from cutover.inventory import DnsZone, Inventory, Protocol, Service
 from cutover.net import ProbeError
+from cutover.remote import RemoteHost
 
 __all__ = [
     "AuthoritativeLookup",
@@ -475,25 +476,8 @@ def observe_signing_key(
     runs on the host (bounded by the remote `timeout` command: testinfra has
     no per-command timeout).
     """
-    import testinfra
-
-    seconds = max(1, round(timeout))
-    try:
-        host = testinfra.get_host(
-            hostspec,
-            ssh_config=str(ssh_config) if ssh_config else None,
-            timeout=seconds,
-            ssh_extra_args="-o BatchMode=yes",
-        )
-        out = host.run(f"timeout {seconds} openssl pkey -in {shlex.quote(path)} -pubout")
-    except Exception as exc:  # testinfra raises plain RuntimeError/OSError subclasses
-        raise ProbeError(f"cannot run openssl on {hostspec}: {exc}") from None
-    if out.rc == 255:
-        raise ProbeError(f"ssh to {hostspec} failed: {out.stderr.strip()[:200]}")
-    if out.rc == 124:
-        raise ProbeError(f"openssl pkey on {hostspec} timed out after {seconds} s")
-    if out.rc == 127:
-        raise ProbeError(f"openssl not found on {hostspec}")
+    remote = RemoteHost(hostspec, ssh_config, timeout)
+    out = remote.run(f"openssl pkey -in {shlex.quote(path)} -pubout", "openssl pkey")
     if out.rc != 0:
         reason = (out.stderr.strip().splitlines() or [f"exit {out.rc}"])[0]
         raise ProbeError(f"{hostspec}: cannot read the signing key {path}: {reason[:200]}")

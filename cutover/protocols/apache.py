@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from cutover.net import ProbeError
+from cutover.remote import RemoteHost
 
 __all__ = ["ApacheConfig", "LegacyDirective", "included_files", "observe_config"]
 
@@ -53,55 +53,17 @@ def included_files(dump: str) -> list[str]:
     return [m.group(1) for m in re.finditer(r"^\s*\([^)]*\)\s+(\S+)\s*$", dump, re.MULTILINE)]
 
 
-def _gist(exc: Exception) -> str:
-    """One line of what went wrong.
-
-    testinfra raises `RuntimeError(CommandResult)` when ssh itself fails
-    (exit 255): use ssh's own message, not the result's repr.
-
-    >>> class Result:
-    ...     rc, stderr = 255, "ssh: connect to host h port 22: Connection timed out\\r\\n"
-    >>> _gist(RuntimeError(Result()))
-    'ssh: connect to host h port 22: Connection timed out'
-    >>> _gist(OSError("no such file"))
-    'no such file'
-    """
-    result = exc.args[0] if exc.args else None
-    if result is not None and hasattr(result, "stderr") and hasattr(result, "rc"):
-        message = str(result.stderr or "").strip().splitlines()
-        return (message[-1] if message else f"ssh exited with {result.rc}, no message")[:200]
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-
-
 def observe_config(
     hostspec: str, ssh_config: Path | None, timeout: float, command: str = "apachectl"
 ) -> ApacheConfig:
     """Run `apachectl -t -D DUMP_INCLUDES` on the host and grep its files for 2.2 directives."""
-    import testinfra
-
-    seconds = max(1, round(timeout))
-    try:
-        host = testinfra.get_host(
-            hostspec,
-            ssh_config=str(ssh_config) if ssh_config else None,
-            timeout=seconds,
-        )
-        check = host.run(f"timeout {seconds} {shlex.quote(command)} -t -D DUMP_INCLUDES")
-    except Exception as exc:  # testinfra raises plain RuntimeError/OSError subclasses
-        raise ProbeError(
-            f"cannot run {command} on {hostspec} within {seconds} s (ssh): {_gist(exc)}"
-        ) from None
-    if check.rc == 255:
-        raise ProbeError(f"ssh to {hostspec} failed: {check.stderr.strip()[:200]}")
-    if check.rc == 124:
-        raise ProbeError(f"{command} -t on {hostspec} timed out after {seconds} s")
-    if check.rc == 127:
-        raise ProbeError(f"{command} not found on {hostspec}")
+    remote = RemoteHost(hostspec, ssh_config, timeout)
+    check = remote.run(f"{shlex.quote(command)} -t -D DUMP_INCLUDES", command)
     files = included_files(check.stdout)
     legacy: list[LegacyDirective] = []
     if files:
         quoted = " ".join(shlex.quote(f) for f in files)
-        found = host.run(f"timeout {seconds} grep -nHiE {shlex.quote(LEGACY)} {quoted}")
+        found = remote.run(f"grep -nHiE {shlex.quote(LEGACY)} {quoted}", "grep")
         for line in found.stdout.splitlines():
             path, _, rest = line.partition(":")
             number, _, text = rest.partition(":")
