@@ -112,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         fleet = load_fleet(config.getoption("inventory"))
     except InventoryError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(*exc.problems) from None  # one `ERROR:` line each
     selected = _selected_pairs(config, fleet)
     config.stash[FLEET_KEY] = fleet
     config.stash[PAIRS_KEY] = selected
@@ -138,6 +138,31 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-timeout: the inventory's per-check backstop unless given on the command line.
     if getattr(config.option, "timeout", None) in (None, 0):
         config.option.timeout = max(fleet.pair(name).timeouts.test for name in selected)
+
+
+# The inventory sections that give each area module something to check. A module
+# none of whose sections any selected pair configures is not collected: no MySQL
+# checks without `mysql:`. The modules not named here check `services`, which
+# always has a value (the default nine ports).
+AREA_SECTIONS: dict[str, tuple[str, ...]] = {
+    "test_http.py": ("http",),
+    "test_imap.py": ("mail",),
+    "test_mailclients.py": ("mail",),
+    "test_mysql.py": ("mysql",),
+    "test_dns.py": ("dns",),
+    "test_outbound.py": ("dns", "outbound"),
+    "test_vfio.py": ("virt_host",),
+    "test_vm.py": ("virt_host",),
+}
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave out an area module the inventory does not configure (in no selected pair)."""
+    sections = AREA_SECTIONS.get(collection_path.name)
+    if sections is None or PAIRS_KEY not in config.stash or not _in_checks_dir(collection_path):
+        return None
+    configured = any(pair.configures(s) for pair in pairs_of(config) for s in sections)
+    return None if configured else True
 
 
 def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:

@@ -1,7 +1,7 @@
 """`python -m cutover COMMAND` — the suite's command line.
 
 run PHASE [-i INVENTORY] [--pair NAME]... [PYTEST ARGS...]   run the checks of a phase
-validate [INVENTORY]                        check an inventory and say what it describes
+validate [--no-secrets] [INVENTORY]         check an inventory and say what it describes
 schema                                      the inventory's JSON Schema, for editors
 checks [--markdown]                         the check catalogue
 capture-host [...]                          snapshot a VFIO/KVM host for offline checks
@@ -68,15 +68,17 @@ def _describe(inventory: Inventory) -> str:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        fleet = load_fleet(args.inventory)
+        fleet = load_fleet(args.inventory, secrets=not args.no_secrets)
     except InventoryError as exc:
-        print(f"cutover: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"cutover: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    ok = "ok (secrets not read)" if args.no_secrets else "ok"
     if not fleet.explicit:
         inventory = fleet.pairs[0]
-        print(f"{args.inventory}: ok — migration {inventory.name}: {_describe(inventory)}")
+        print(f"{args.inventory}: {ok} — migration {inventory.name}: {_describe(inventory)}")
         return 0
-    print(f"{args.inventory}: ok — fleet {fleet.name}: {len(fleet.pairs)} pairs")
+    print(f"{args.inventory}: {ok} — fleet {fleet.name}: {len(fleet.pairs)} pairs")
     for inventory in fleet.pairs:
         print(f"  pair {inventory.name}: {_describe(inventory)}")
     return 0
@@ -167,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
 
     validate = sub.add_parser("validate", help="check an inventory file")
     validate.add_argument("inventory", nargs="?", default=_default_inventory())
+    validate.add_argument(
+        "--no-secrets",
+        action="store_true",
+        help="check secret references for their shape only: the environment variables and "
+        "files they name need not exist (check a file on a laptop)",
+    )
 
     sub.add_parser("schema", help="print the inventory's JSON Schema")
 

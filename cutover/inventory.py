@@ -1,8 +1,11 @@
 """The inventory: one YAML file that describes a migration, or several (a fleet).
 
 Loaded once per run, validated by pydantic, with secrets resolved from
-environment variables or files the inventory points to. Every problem is
-reported as one `InventoryError` line naming the file, the line and the field.
+environment variables or files the inventory points to. The shape is
+checked first (pydantic: types, unknown keys), then the meaning (nothing
+listed twice, every cross-reference holds, secrets resolve). Every problem
+found is one line of the `InventoryError`, naming the file, the line and the
+field; all of them are reported at once.
 
 A fleet inventory has a top-level `pairs:` list; each pair (`name`, `old`,
 `new`, and any section that differs) inherits every other top-level section
@@ -19,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -54,6 +57,7 @@ __all__ = [
     "Service",
     "load_fleet",
     "load_inventory",
+    "meaning_problems",
 ]
 
 
@@ -71,10 +75,14 @@ IPAddress = Annotated[
     ipaddress.IPv4Address | ipaddress.IPv6Address,
     PlainValidator(_ip_address),
     PlainSerializer(str),
-    WithJsonSchema({"type": "string", "format": "ip-address"}),
+    WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
 ]
-Port = Annotated[int, Field(ge=1, le=65535)]
-Seconds = Annotated[float, Field(gt=0, le=3600)]
+# Numbers are taken as written: a quoted "993" is a string, as the JSON Schema says.
+Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
+Seconds = Annotated[float, Field(gt=0, le=3600, strict=True)]
+Count = Annotated[int, Field(ge=1, strict=True)]
+# An environment variable's name, as a shell would accept it.
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 # Keys that would carry a secret inline. The inventory is often committed to
 # git and copied into CI artifacts, so these are refused outright.
@@ -82,7 +90,18 @@ INLINE_SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "key_pa
 
 
 class InventoryError(Exception):
-    """A problem with the inventory, as one line an operator can act on."""
+    """Problems with the inventory, each one line an operator can act on.
+
+    >>> str(InventoryError("inv.yaml:3: old.address: not a valid IP address: 'x'"))
+    "inv.yaml:3: old.address: not a valid IP address: 'x'"
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems: tuple[str, ...] = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
 
 
 class Protocol(StrEnum):
@@ -117,11 +136,30 @@ class Strict(BaseModel):
         return data
 
 
+_ONE_SECRET_REFERENCE: dict[str, Any] = {
+    "oneOf": [
+        {"required": ["password_env"]},
+        {"required": ["password_file"]},
+        {"not": {"anyOf": [{"required": ["password_env"]}, {"required": ["password_file"]}]}},
+    ]
+}
+
+
 class SecretRef(Strict):
     """Mixin for objects that carry a password by reference."""
 
-    password_env: str | None = None
-    password_file: Path | None = None
+    model_config = ConfigDict(json_schema_extra=_ONE_SECRET_REFERENCE)
+
+    password_env: Annotated[str | None, Field(pattern=ENV_NAME_PATTERN)] = Field(
+        default=None,
+        description="name of the environment variable holding the password "
+        "(not both password_env and password_file)",
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="file whose first line is the password; relative to the inventory, "
+        "~ is expanded (not both password_env and password_file)",
+    )
     _password: Secret | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
@@ -145,8 +183,12 @@ class SecretRef(Strict):
 class Server(Strict):
     """One side of the migration: the old or the new host."""
 
-    address: IPAddress
-    hostname: str | None = None
+    address: IPAddress = Field(description="the host's public IP address, as clients reach it")
+    hostname: str | None = Field(
+        default=None,
+        description="the host's own name (shown in messages; compared with SMTP "
+        "banners and MySQL @@hostname)",
+    )
     ssh: str | None = Field(
         default=None,
         description="testinfra host spec for host-side checks, e.g. ssh://root@old.example.net",
@@ -156,10 +198,14 @@ class Server(Strict):
 class Service(Strict):
     """A client-facing service: one port, one protocol."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-    port: Port
-    protocol: Protocol
-    tls: TlsMode = TlsMode.NONE
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")] = Field(
+        description="the service's name in test ids (imaps-993-old); unique"
+    )
+    port: Port = Field(description="TCP port, an integer 1-65535")
+    protocol: Protocol = Field(description="what speaks on the port")
+    tls: TlsMode = Field(
+        default=TlsMode.NONE, description="none, starttls (upgrade in the protocol) or implicit"
+    )
     hostnames: list[str] = Field(
         default_factory=list,
         description="client-facing names this service's certificate must cover "
@@ -189,14 +235,18 @@ def _default_services() -> list[Service]:
 
 class Tls(Strict):
     ca_file: Path | None = Field(
-        default=None, description="CA bundle to verify against (default: the system store)"
+        default=None,
+        description="CA bundle to verify against (default: the system store); relative to the "
+        "inventory, ~ is expanded",
     )
-    expiry_margin_days: Annotated[int, Field(ge=0, le=3650)] = 20
+    expiry_margin_days: Annotated[int, Field(ge=0, le=3650, strict=True)] = Field(
+        default=20, description="a certificate expiring within this many days fails"
+    )
 
 
 class Vhost(Strict):
-    host: str
-    path: str = "/"
+    host: str = Field(description="the Host header the vhost answers to")
+    path: str = Field(default="/", description="the path requested")
     ignore: list[str] = Field(
         default_factory=list, description="regexes removed from the body before digesting"
     )
@@ -213,7 +263,9 @@ class Vhost(Strict):
 
 
 class Http(Strict):
-    vhosts: list[Vhost] = Field(default_factory=list)
+    vhosts: list[Vhost] = Field(
+        default_factory=list, description="name-based virtual hosts that must answer the same"
+    )
     identity_header: str | None = Field(
         default=None, description="response header naming the server that answered"
     )
@@ -222,12 +274,16 @@ class Http(Strict):
 class Account(SecretRef):
     """A mail account (IMAP/POP3/SMTP AUTH login)."""
 
-    user: str
+    user: str = Field(description="the login name; listed once")
 
 
 class Mail(Strict):
-    accounts: list[Account] = Field(default_factory=list)
-    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    accounts: list[Account] = Field(
+        default_factory=list, description="accounts whose mailboxes must survive the move"
+    )
+    batch_size: Annotated[int, Field(ge=1, le=100_000, strict=True)] = Field(
+        default=1000, description="messages fetched per IMAP command"
+    )
     probe_account: str | None = Field(
         default=None,
         description="the account (one of mail.accounts) whose INBOX receives the opt-in "
@@ -247,11 +303,14 @@ class Mail(Strict):
 
 
 class MysqlAccount(SecretRef):
-    user: str
-    host: str = "localhost"
-    via_socket: bool = Field(
+    user: str = Field(description="the account's user name")
+    host: str = Field(
+        default="localhost", description="the account's host part ('app'@'localhost')"
+    )
+    via_socket: Annotated[bool, Field(strict=True)] = Field(
         default=False,
-        description="an application on the old host logs in through the old socket",
+        description="an application on the old host logs in through the old socket "
+        "(needs old.ssh: the tunnel is tested from there)",
     )
 
 
@@ -259,26 +318,40 @@ class Mysql(Strict):
     admin: MysqlAccount | None = Field(
         default=None, description="a read-only account that can read mysql.user and the databases"
     )
-    accounts: list[MysqlAccount] = Field(default_factory=list)
-    databases: list[str] = Field(default_factory=list)
-    socket: str = "/run/mysqld/mysqld.sock"
-    chunk_rows: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
+    accounts: list[MysqlAccount] = Field(
+        default_factory=list, description="accounts whose logins must work after the move"
+    )
+    databases: list[str] = Field(
+        default_factory=list, description="databases whose rows must be the same on new"
+    )
+    socket: str = Field(
+        default="/run/mysqld/mysqld.sock", description="the MySQL socket on the old host"
+    )
+    chunk_rows: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = Field(
+        default=10_000, description="rows digested per query when comparing data"
+    )
 
 
 class DnsSql(SecretRef):
     """Read access to one nameserver's SQL backend."""
 
-    nameserver: IPAddress
-    schema_: Literal["powerdns", "mydns"] = Field(default="powerdns", alias="schema")
-    host: str = "localhost"
-    port: Port = 3306
-    socket: str | None = None
-    database: str = "pdns"
-    user: str
+    nameserver: IPAddress = Field(description="the nameserver whose backend this is")
+    schema_: Literal["powerdns", "mydns"] = Field(
+        default="powerdns", alias="schema", description="the backend's table layout"
+    )
+    host: str = Field(
+        default="localhost",
+        description="the SQL server's address as seen from the machine running the suite "
+        "(localhost is that machine, not the nameserver)",
+    )
+    port: Port = Field(default=3306, description="the SQL server's TCP port")
+    socket: str | None = Field(default=None, description="a local socket instead of host and port")
+    database: str = Field(default="pdns", description="the database holding the zones")
+    user: str = Field(description="a read-only SQL user")
 
 
 class DnsZone(Strict):
-    name: str
+    name: str = Field(description="the zone's apex, e.g. example.test; listed once")
     nameservers: list[IPAddress] = Field(
         default_factory=list, description="authoritative servers (default: the zone's NS set)"
     )
@@ -286,12 +359,16 @@ class DnsZone(Strict):
         default_factory=lambda: ["www", "mail"],
         description="names below the apex whose TTL and target matter",
     )
-    cname_to_apex: list[str] = Field(default_factory=list)
+    cname_to_apex: list[str] = Field(
+        default_factory=list, description="names that must be a CNAME to the apex"
+    )
 
 
 class Dns(Strict):
-    ttl: Annotated[int, Field(ge=0, le=86400)] = 300
-    zones: list[DnsZone] = Field(default_factory=list)
+    ttl: Annotated[int, Field(ge=0, le=86400, strict=True)] = Field(
+        default=300, description="the lowered TTL (seconds) the records must have before the move"
+    )
+    zones: list[DnsZone] = Field(default_factory=list, description="the zones that move")
     resolver: IPAddress | None = Field(
         default=None, description="resolver used only to find NS addresses, never for TTLs"
     )
@@ -300,7 +377,9 @@ class Dns(Strict):
         description="operator's statement that TTLs were lowered long enough ago "
         "(skips the wait; recorded in the report)",
     )
-    sql: list[DnsSql] = Field(default_factory=list)
+    sql: list[DnsSql] = Field(
+        default_factory=list, description="read access to nameservers' SQL backends (DNS06)"
+    )
 
 
 class Outbound(Strict):
@@ -341,11 +420,17 @@ class Outbound(Strict):
 
 
 class PciDevice(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["address"]}, {"required": ["id"]}]}
+    )
+
     address: Annotated[
         str | None, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
-    ] = None
-    id: Annotated[str | None, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{4}$")] = None
-    name: str | None = None
+    ] = Field(default=None, description="PCI address, e.g. 0000:01:00.0")
+    id: Annotated[str | None, Field(pattern=r"^[0-9a-f]{4}:[0-9a-f]{4}$")] = Field(
+        default=None, description="vendor:device, e.g. 1002:6810"
+    )
+    name: str | None = Field(default=None, description="a name for test ids, e.g. gpu")
 
     @model_validator(mode="after")
     def _named(self) -> PciDevice:
@@ -355,26 +440,53 @@ class PciDevice(Strict):
 
 
 class Topology(Strict):
-    sockets: Annotated[int, Field(ge=1)] = 1
-    cores: Annotated[int, Field(ge=1)]
-    threads: Annotated[int, Field(ge=1, le=8)] = 1
+    sockets: Count = Field(default=1, description="the VM's CPU sockets")
+    cores: Count = Field(description="cores per socket")
+    threads: Annotated[int, Field(ge=1, le=8, strict=True)] = Field(
+        default=1, description="threads per core"
+    )
 
 
 class VirtHost(Strict):
-    ssh: str | None = Field(default=None, description="testinfra host spec; default local://")
-    cpu_vendor: Literal["intel", "amd"] | None = None
-    devices: list[PciDevice] = Field(default_factory=list)
-    vfio_bind_file: str = "/etc/sysconfig/vfio-bind"
-    vm: str | None = None
-    libvirt_uri: str = "qemu:///system"
-    topology: Topology | None = None
-    reserved_cpus: list[int] = Field(default_factory=list)
-    gpu_vendor: Literal["nvidia", "amd", "intel", "other"] | None = None
+    ssh: str = Field(
+        min_length=1,
+        description="the host to check, as a testinfra host spec: ssh://root@kvm1, or local:// "
+        "for the machine running the suite (said explicitly, never assumed)",
+    )
+    cpu_vendor: Literal["intel", "amd"] | None = Field(
+        default=None, description="expected CPU vendor (default: read from the host)"
+    )
+    devices: list[PciDevice] = Field(
+        default_factory=list, description="PCI functions passed through to the VM"
+    )
+    vfio_bind_file: str = Field(
+        default="/etc/sysconfig/vfio-bind",
+        description="the host's file listing the functions bound to vfio-pci at boot",
+    )
+    vm: str | None = Field(default=None, description="the libvirt domain (VM) to check")
+    libvirt_uri: str = Field(default="qemu:///system", description="libvirt connection URI")
+    topology: Topology | None = Field(default=None, description="the VM's expected CPU topology")
+    reserved_cpus: list[Annotated[int, Field(ge=0, strict=True)]] = Field(
+        default_factory=list, description="host CPUs kept for the host (emulator threads)"
+    )
+    gpu_vendor: Literal["nvidia", "amd", "intel", "other"] | None = Field(
+        default=None, description="the passed-through GPU's vendor (NVIDIA needs KVM hidden)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _says_where(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "ssh" not in data:
+            raise ValueError(
+                "no ssh: name the host to check (ssh: ssh://root@kvm1), or write "
+                "ssh: local:// to check the machine running the suite"
+            )
+        return data
 
 
 class Timeouts(Strict):
-    connect: Seconds = 5.0
-    operation: Seconds = 5.0
+    connect: Seconds = Field(default=5.0, description="seconds to open a connection")
+    operation: Seconds = Field(default=5.0, description="seconds for one exchange on it")
     test: Seconds = Field(default=120.0, description="pytest-timeout backstop per check")
     mail_delivery: Seconds = Field(
         default=60.0,
@@ -392,25 +504,51 @@ class Acceptance(Strict):
 # Names that become part of test ids and report file names.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
+_SECTION_DOCS = {
+    "ssh_config": "ssh_config for host-side checks; relative to the inventory, ~ is expanded",
+    "services": "the client-facing ports the old host forwards (default: the nine of the "
+    "mail/web/MySQL playbook: 110 995 143 993 25 465 587 80 3306)",
+    "hostnames": "names clients type: every certificate must cover them",
+    "tls": "how certificates are verified",
+    "http": "name-based virtual hosts (the HTTP checks run when this section says anything)",
+    "mail": "mail accounts (the IMAP/POP3 checks run when this section says anything)",
+    "mysql": "MySQL/MariaDB accounts and databases (the MySQL checks run when this section "
+    "says anything)",
+    "dns": "zones and their nameservers (the DNS checks run when this section says anything)",
+    "outbound": "outbound mail: SPF, reverse DNS, DKIM and MX (checked with dns:)",
+    "virt_host": "a VFIO/KVM host (the VFIO and VM checks run when it is given)",
+    "acceptance": "what the acceptance phase expects of the old IP",
+    "timeouts": "per-connection and per-check time limits (seconds)",
+}
+
+
+def _documented(field: str, default: Any = None, factory: Any = None) -> Any:
+    if factory is not None:
+        return Field(default_factory=factory, description=_SECTION_DOCS[field])
+    return Field(default=default, description=_SECTION_DOCS[field])
+
 
 class Inventory(Strict):
     """The whole migration (one host pair), as the operator describes it."""
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN)] = "migration"
-    old: Server
-    new: Server
-    ssh_config: Path | None = Field(default=None, description="ssh_config for host-side checks")
-    services: list[Service] = Field(default_factory=_default_services)
-    hostnames: list[str] = Field(default_factory=list)
-    tls: Tls = Field(default_factory=Tls)
-    http: Http = Field(default_factory=Http)
-    mail: Mail = Field(default_factory=Mail)
-    mysql: Mysql = Field(default_factory=Mysql)
-    dns: Dns = Field(default_factory=Dns)
-    outbound: Outbound = Field(default_factory=Outbound)
-    virt_host: VirtHost | None = None
-    acceptance: Acceptance = Field(default_factory=Acceptance)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = Field(
+        default="migration",
+        description="the migration's name: in reports, JUnit properties and baseline files",
+    )
+    old: Server = Field(description="the old host (the IP clients use today)")
+    new: Server = Field(description="the new host")
+    ssh_config: Path | None = _documented("ssh_config")
+    services: list[Service] = _documented("services", factory=_default_services)
+    hostnames: list[str] = _documented("hostnames", factory=list)
+    tls: Tls = _documented("tls", factory=Tls)
+    http: Http = _documented("http", factory=Http)
+    mail: Mail = _documented("mail", factory=Mail)
+    mysql: Mysql = _documented("mysql", factory=Mysql)
+    dns: Dns = _documented("dns", factory=Dns)
+    outbound: Outbound = _documented("outbound", factory=Outbound)
+    virt_host: VirtHost | None = _documented("virt_host")
+    acceptance: Acceptance = _documented("acceptance", factory=Acceptance)
+    timeouts: Timeouts = _documented("timeouts", factory=Timeouts)
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -418,11 +556,6 @@ class Inventory(Strict):
     def _distinct(self) -> Inventory:
         if self.old.address == self.new.address:
             raise ValueError("old.address and new.address are the same")
-        seen: set[str] = set()
-        for service in self.services:
-            if service.name in seen:
-                raise ValueError(f"service name '{service.name}' is used twice")
-            seen.add(service.name)
         return self
 
     @property
@@ -431,6 +564,16 @@ class Inventory(Strict):
 
     def service_hostnames(self, service: Service) -> list[str]:
         return service.hostnames or self.hostnames
+
+    def configures(self, section: str) -> bool:
+        """The section says something beyond its defaults: its area has something to check.
+
+        >>> inventory.configures("mysql")  # doctest: +SKIP
+        False
+        """
+        value = getattr(self, section)
+        default = type(self).model_fields[section].get_default(call_default_factory=True)
+        return _plain(value) != _plain(default)
 
     def secret_refs(self) -> Iterator[tuple[str, SecretRef]]:
         """Every object that carries a password reference, with its field path."""
@@ -444,27 +587,33 @@ class Inventory(Strict):
             yield f"dns.sql[{i}]", sql
 
 
+def _plain(value: object) -> object:
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
 class Pair(Strict):
     """One migration of a fleet: its own hosts, and any section that differs from the defaults.
 
     A section given here replaces the top-level one whole (no merging inside it).
     """
 
-    name: Annotated[str, Field(pattern=NAME_PATTERN, description="the pair's name in test ids")]
-    old: Server
-    new: Server
-    ssh_config: Path | None = None
-    services: list[Service] | None = None
-    hostnames: list[str] | None = None
-    tls: Tls | None = None
-    http: Http | None = None
-    mail: Mail | None = None
-    mysql: Mysql | None = None
-    dns: Dns | None = None
-    outbound: Outbound | None = None
-    virt_host: VirtHost | None = None
-    acceptance: Acceptance | None = None
-    timeouts: Timeouts | None = None
+    name: Annotated[str, Field(pattern=NAME_PATTERN)] = Field(
+        description="the pair's name in test ids; unique in the fleet"
+    )
+    old: Server = Field(description="the pair's old host")
+    new: Server = Field(description="the pair's new host")
+    ssh_config: Path | None = _documented("ssh_config")
+    services: list[Service] | None = _documented("services")
+    hostnames: list[str] | None = _documented("hostnames")
+    tls: Tls | None = _documented("tls")
+    http: Http | None = _documented("http")
+    mail: Mail | None = _documented("mail")
+    mysql: Mysql | None = _documented("mysql")
+    dns: Dns | None = _documented("dns")
+    outbound: Outbound | None = _documented("outbound")
+    virt_host: VirtHost | None = _documented("virt_host")
+    acceptance: Acceptance | None = _documented("acceptance")
+    timeouts: Timeouts | None = _documented("timeouts")
 
 
 @dataclass(frozen=True)
@@ -495,27 +644,138 @@ class Fleet:
         )
 
 
+# --- meaning: what the shape cannot say ------------------------------------------
+
+Loc = tuple[str | int, ...]
+
+
+def _items(data: object, *path: str) -> list[Any]:
+    """The list at `path` in the raw data, or [] if missing or mis-shaped (pydantic says so)."""
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data if isinstance(data, list) else []
+
+
+def _listed_twice(
+    items: list[Any], key: Callable[[Any], Hashable | None], at: Loc, what: Callable[[Any], str]
+) -> Iterator[tuple[Loc, str]]:
+    """The second (third...) item of `items` with the same key, located at that item."""
+    first: dict[Hashable, int] = {}
+    for index, item in enumerate(items):
+        value = key(item)
+        if value is None:
+            continue
+        if value in first:
+            yield (
+                (*at, index),
+                f"{what(item)} is listed twice (first as {_field_path((*at, first[value]))})",
+            )
+        else:
+            first[value] = index
+
+
+def _text(item: Any, field: str, default: str | None = None) -> str | None:
+    value = item.get(field, default) if isinstance(item, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _account_key(item: Any) -> tuple[str, str] | None:
+    user, host = _text(item, "user"), _text(item, "host", "localhost")
+    return None if user is None or host is None else (user, host.casefold())
+
+
+def meaning_problems(data: dict[str, Any]) -> Iterator[tuple[Loc, str]]:
+    """Every rule the shape cannot say, checked on the raw data: (field location, problem).
+
+    Each is something the run would get wrong, not only fail on: a duplicate
+    account becomes two test ids for one account, a via_socket account
+    without old.ssh has no host to test its tunnel from. Read from the raw
+    data, so they are reported even beside shape problems elsewhere.
+
+    >>> [what for _, what in meaning_problems({"mysql": {"databases": ["app", "app"]}})]
+    ["database 'app' is listed twice (first as mysql.databases[0])"]
+    """
+    yield from _listed_twice(
+        _items(data, "services"),
+        lambda s: _text(s, "name"),
+        ("services",),
+        lambda s: f"service name {s['name']!r}",
+    )
+    yield from _listed_twice(
+        _items(data, "mail", "accounts"),
+        lambda a: (_text(a, "user") or "").casefold() or None,
+        ("mail", "accounts"),
+        lambda a: f"mail account {a['user']!r}",
+    )
+    yield from _listed_twice(
+        _items(data, "mysql", "accounts"),
+        _account_key,
+        ("mysql", "accounts"),
+        lambda a: f"MySQL account '{a['user']}'@'{a.get('host', 'localhost')}'",
+    )
+    yield from _listed_twice(
+        _items(data, "mysql", "databases"),
+        lambda d: d if isinstance(d, str) else None,
+        ("mysql", "databases"),
+        lambda d: f"database {d!r}",
+    )
+    yield from _listed_twice(
+        _items(data, "dns", "zones"),
+        lambda z: (_text(z, "name") or "").rstrip(".").casefold() or None,
+        ("dns", "zones"),
+        lambda z: f"zone {z['name']!r}",
+    )
+    old = data.get("old")
+    if isinstance(old, dict) and not old.get("ssh"):
+        for index, account in enumerate(_items(data, "mysql", "accounts")):
+            if isinstance(account, dict) and account.get("via_socket") is True:
+                yield (
+                    ("old", "ssh"),
+                    f"missing, but mysql.accounts[{index}] ('{account.get('user')}'@"
+                    f"'{account.get('host', 'localhost')}') has via_socket: true and its tunnel "
+                    "is tested from the old host (e.g. ssh: ssh://root@old.example.net)",
+                )
+                break
+
+
 # --- loading -------------------------------------------------------------
 
 
 # libyaml's loader when PyYAML was built with it: the pure-Python one is ~10x slower.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def _compose_lines(node: yaml.Node, path: tuple[str | int, ...], lines: dict[Any, int]) -> None:
+@dataclass(frozen=True)
+class _DuplicateKey:
+    loc: Loc
+    line: int
+    first_line: int
+
+
+def _compose_lines(
+    node: yaml.Node, path: Loc, lines: dict[Any, int], duplicates: list[_DuplicateKey]
+) -> None:
+    """Note the line of every node by its field path, and every key given twice in a mapping."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, Any], int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _compose_lines(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                if (key_node.tag, key) in first:
+                    duplicates.append(_DuplicateKey((*path, key), line, first[key_node.tag, key]))
+                else:
+                    first[key_node.tag, key] = line
+            _compose_lines(value_node, (*path, key), lines, duplicates)
+            lines[(*path, key)] = line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _compose_lines(item, (*path, index), lines)
+            _compose_lines(item, (*path, index), lines, duplicates)
 
 
-def _line_for(loc: tuple[str | int, ...], lines: dict[Any, int]) -> int | None:
+def _line_for(loc: Loc, lines: dict[Any, int]) -> int | None:
     # Walk up the location until a node we know: an unknown key lives on
     # its own line, a missing key is best reported at its parent.
     for end in range(len(loc), -1, -1):
@@ -525,7 +785,7 @@ def _line_for(loc: tuple[str | int, ...], lines: dict[Any, int]) -> int | None:
     return None
 
 
-def _field_path(loc: tuple[str | int, ...]) -> str:
+def _field_path(loc: Loc) -> str:
     text = ""
     for part in loc:
         if isinstance(part, int):
@@ -547,14 +807,14 @@ def _describe(error: Any) -> str:
     elif message.startswith("Assertion failed, "):
         message = message[len("Assertion failed, ") :]
     value = error.get("input")
-    if kind.startswith(("greater", "less", "int_", "float_", "string_", "literal", "enum")) and (
-        isinstance(value, (str, int, float))
-    ):
+    if kind.startswith(
+        ("greater", "less", "int_", "float_", "bool_", "string_", "literal", "enum")
+    ) and (isinstance(value, (str, int, float))):
         return f"{message} (got {value!r})"
     return message
 
 
-def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+def _clean_loc(loc: tuple[Any, ...]) -> Loc:
     # pydantic adds the union member's type name to the location of a
     # union-typed field ("IPv4Address"); the operator never wrote it.
     return tuple(
@@ -565,9 +825,31 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
 
 
 def _resolve_path(base: Path, value: Path | None) -> Path | None:
-    if value is None or value.is_absolute():
-        return value
-    return base / value
+    if value is None:
+        return None
+    value = value.expanduser()
+    return value if value.is_absolute() else base / value
+
+
+class _Problems:
+    """Every problem found in one inventory file, each once, as `file:line: field: what`."""
+
+    def __init__(self, source: Path, lines: dict[Any, int]) -> None:
+        self.source = source
+        self.lines = lines
+        self.found: list[tuple[int, str]] = []
+
+    def add(self, loc: Loc, what: str, line: int | None = None) -> None:
+        line = line or _line_for(loc, self.lines)
+        where = f"{self.source}:{line}" if line else str(self.source)
+        text = f"{where}: {_field_path(loc)}: {what}"
+        if all(text != known for _, known in self.found):
+            self.found.append((line or 0, text))
+
+    def check(self) -> None:
+        """Raise every problem found, in the file's order."""
+        if self.found:
+            raise InventoryError(*(text for _, text in sorted(self.found, key=lambda f: f[0])))
 
 
 def load_inventory(
@@ -575,6 +857,7 @@ def load_inventory(
     *,
     environ: dict[str, str] | None = None,
     pair: str | None = None,
+    secrets: bool = True,
 ) -> Inventory:
     """Read, validate and resolve one migration, or raise `InventoryError`.
 
@@ -583,7 +866,7 @@ def load_inventory(
     >>> load_inventory("inventory.yaml").old.address  # doctest: +SKIP
     IPv4Address('198.51.100.10')
     """
-    fleet = load_fleet(path, environ=environ)
+    fleet = load_fleet(path, environ=environ, secrets=secrets)
     if pair is not None:
         return fleet.pair(pair)
     if fleet.several:
@@ -594,13 +877,21 @@ def load_inventory(
     return fleet.pairs[0]
 
 
-def load_fleet(path: str | os.PathLike[str], *, environ: dict[str, str] | None = None) -> Fleet:
+def load_fleet(
+    path: str | os.PathLike[str],
+    *,
+    environ: dict[str, str] | None = None,
+    secrets: bool = True,
+) -> Fleet:
     """Read, validate and resolve an inventory file, every pair of it, or raise `InventoryError`.
+
+    With `secrets=False` (`validate --no-secrets`, on a laptop) secret references
+    are checked for their shape only: the variables and files they name are not read.
 
     >>> load_fleet("fleet.yaml").names  # doctest: +SKIP
     ['web07', 'mail02']
     """
-    source = Path(path)
+    source = Path(path).expanduser()
     environ = dict(os.environ) if environ is None else environ
     try:
         text = source.read_text(encoding="utf-8")
@@ -611,39 +902,65 @@ def load_fleet(path: str | os.PathLike[str], *, environ: dict[str, str] | None =
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{source}: cannot read inventory: {exc}") from None
 
-    try:
-        # One parse: the node tree gives line numbers, then becomes the data.
-        loader = _Loader(text)
-        try:
-            root = loader.get_single_node()
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f":{mark.line + 1}" if mark else ""
-        raise InventoryError(f"{source}{at}: YAML syntax error: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise InventoryError(f"{source}: YAML syntax error: {exc}") from None
-
+    root, data = _parse(source, text)
+    if root is None:
+        raise InventoryError(
+            f"{source}:1: the inventory is empty: it needs at least old and new "
+            "(see `python -m cutover schema`)"
+        )
+    lines: dict[Any, int] = {}
+    duplicates: list[_DuplicateKey] = []
+    _compose_lines(root, (), lines, duplicates)
     if not isinstance(data, dict):
         raise InventoryError(
             f"{source}:1: the inventory must be a mapping (key: value), not {type(data).__name__}"
         )
-
-    lines: dict[Any, int] = {}
-    if root is not None:
-        _compose_lines(root, (), lines)
-
+    problems = _Problems(source, lines)
+    for duplicate in duplicates:
+        problems.add(
+            duplicate.loc,
+            f"key given twice (first on line {duplicate.first_line}): YAML would keep only "
+            "the last; remove one",
+            line=duplicate.line,
+        )
     base = source.resolve().parent
     if "pairs" in data:
-        return _load_pairs(data, source, base, environ, lines)
-    inventory = _validate(Inventory, data, source, lines, _same_place)
-    _finish(inventory, source, base, environ, lines, _same_place)
+        return _load_pairs(data, source, base, environ, problems, secrets)
+    for loc, what in meaning_problems(data):
+        problems.add(loc, what)
+    inventory = _validate(Inventory, data, problems, _same_place)
+    if inventory is not None:
+        _finish(inventory, source, base, environ, problems, _same_place, secrets)
+    problems.check()
+    assert inventory is not None
     return Fleet(inventory.name, source, (inventory,))
 
 
-Loc = tuple[str | int, ...]
+def _parse(source: Path, text: str) -> tuple[yaml.Node | None, Any]:
+    """One parse: the node tree gives line numbers, then becomes the data."""
+    try:
+        loader = _Loader(text)
+        try:
+            root = loader.get_single_node()
+            return root, (loader.construct_document(root) if root is not None else None)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        if mark is None:
+            raise InventoryError(f"{source}: YAML syntax error: {exc.problem}") from None
+        line = text.splitlines()[mark.line] if mark.line < len(text.splitlines()) else ""
+        if "\t" in line[: len(line) - len(line.lstrip())] or "tab" in str(exc.problem):
+            raise InventoryError(
+                f"{source}:{mark.line + 1}: a tab character; YAML indents with spaces"
+            ) from None
+        raise InventoryError(
+            f"{source}:{mark.line + 1}: YAML syntax error: {exc.problem}"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InventoryError(f"{source}: YAML syntax error: {exc}") from None
+
+
 # Where a location of a pair's merged data was written in the file.
 Locate = Callable[[Loc], Loc]
 
@@ -655,23 +972,22 @@ def _same_place(loc: Loc) -> Loc:
     return loc
 
 
-def _problem(source: Path, lines: dict[Any, int], loc: Loc, what: str) -> InventoryError:
-    line = _line_for(loc, lines)
-    where = f"{source}:{line}" if line else str(source)
-    return InventoryError(f"{where}: {_field_path(loc)}: {what}")
-
-
 def _validate(
-    model: type[ModelT], data: object, source: Path, lines: dict[Any, int], locate: Locate
-) -> ModelT:
+    model: type[ModelT],
+    data: object,
+    problems: _Problems,
+    locate: Locate,
+    wanted: Callable[[Loc], bool] = lambda loc: True,
+) -> ModelT | None:
+    """The validated model, or None with every shape problem (those `wanted`) noted."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        more = len(exc.errors()) - 1
-        tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        loc = locate(_clean_loc(first["loc"]))
-        raise _problem(source, lines, loc, f"{_describe(first)}{tail}") from None
+        for error in exc.errors():
+            loc = _clean_loc(error["loc"])
+            if wanted(loc):
+                problems.add(locate(loc), _describe(error))
+        return None
 
 
 def _finish(
@@ -679,13 +995,15 @@ def _finish(
     source: Path,
     base: Path,
     environ: dict[str, str],
-    lines: dict[Any, int],
+    problems: _Problems,
     locate: Locate,
+    secrets: bool,
 ) -> None:
     inventory._source = source
-    _resolve_relative_paths(inventory, base, locate)
-    for field, ref in inventory.secret_refs():
-        _resolve_secret_ref(ref, field, base, environ, source, lines, locate)
+    _resolve_relative_paths(inventory, base, problems, locate)
+    if secrets:
+        for field, ref in inventory.secret_refs():
+            _resolve_secret_ref(ref, field, base, environ, problems, locate)
 
 
 def _pair_place(at: Loc, own: frozenset[Any], *, whole: bool = False) -> Locate:
@@ -702,55 +1020,62 @@ def _load_pairs(
     source: Path,
     base: Path,
     environ: dict[str, str],
-    lines: dict[Any, int],
+    problems: _Problems,
+    secrets: bool,
 ) -> Fleet:
     raw_pairs = data["pairs"]
     if not isinstance(raw_pairs, list) or not raw_pairs:
-        raise _problem(
-            source, lines, ("pairs",), "must be a list of pairs (name, old, new), at least one"
-        )
+        problems.add(("pairs",), "must be a list of pairs (name, old, new), at least one")
+        problems.check()
     for key in ("old", "new"):
         if key in data:
-            raise _problem(
-                source, lines, (key,), "with pairs: every pair gives its own old and new"
-            )
+            problems.add((key,), "with pairs: every pair gives its own old and new")
     name = data.get("name", "migration")
     if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
-        raise _problem(source, lines, ("name",), f"must match {NAME_PATTERN} (got {name!r})")
+        problems.add(("name",), f"must match {NAME_PATTERN} (got {name!r})")
     defaults = {key: value for key, value in data.items() if key not in ("name", "pairs")}
     first_use: dict[str, int] = {}
     pairs = []
     for index, raw in enumerate(raw_pairs):
         at: Loc = ("pairs", index)
         if not isinstance(raw, dict):
-            raise _problem(
-                source, lines, at, f"a pair is a mapping (name, old, new), not {type(raw).__name__}"
-            )
-        pair = _validate(Pair, raw, source, lines, _pair_place(at, frozenset(raw), whole=True))
-        if pair.name in first_use:
-            raise _problem(
-                source,
-                lines,
+            problems.add(at, f"a pair is a mapping (name, old, new), not {type(raw).__name__}")
+            continue
+        _validate(Pair, raw, problems, _pair_place(at, frozenset(raw), whole=True))
+        pair_name = raw.get("name")
+        if isinstance(pair_name, str) and pair_name in first_use:
+            problems.add(
                 (*at, "name"),
-                f"pair name '{pair.name}' is used twice (first by pairs[{first_use[pair.name]}])",
+                f"pair name '{pair_name}' is used twice (first by pairs[{first_use[pair_name]}])",
             )
-        first_use[pair.name] = index
+        elif isinstance(pair_name, str):
+            first_use[pair_name] = index
         locate = _pair_place(at, frozenset(raw))
-        inventory = _validate(Inventory, {**defaults, **raw}, source, lines, locate)
-        _finish(inventory, source, base, environ, lines, locate)
-        pairs.append(inventory)
-    return Fleet(name, source, tuple(pairs), explicit=True)
+
+        def inherited(loc: Loc, own: frozenset[Any] = frozenset(raw)) -> bool:
+            # The pair's own keys were checked as a Pair above: only what it
+            # inherits, and the rules across sections, are left to report.
+            return not loc or (loc[0] not in own and loc[0] not in ("name", "old", "new"))
+
+        merged = {**defaults, **raw}
+        for loc, what in meaning_problems(merged):
+            problems.add(locate(loc), what)
+        inventory = _validate(Inventory, merged, problems, locate, inherited)
+        if inventory is not None:
+            _finish(inventory, source, base, environ, problems, locate, secrets)
+            pairs.append(inventory)
+    problems.check()
+    return Fleet(str(name), source, tuple(pairs), explicit=True)
 
 
-def _resolve_relative_paths(inventory: Inventory, base: Path, locate: Locate) -> None:
+def _resolve_relative_paths(
+    inventory: Inventory, base: Path, problems: _Problems, locate: Locate
+) -> None:
     # Models are frozen for the checks; paths are made absolute once, here.
     object.__setattr__(inventory, "ssh_config", _resolve_path(base, inventory.ssh_config))
     object.__setattr__(inventory.tls, "ca_file", _resolve_path(base, inventory.tls.ca_file))
     if inventory.tls.ca_file is not None and not inventory.tls.ca_file.is_file():
-        raise InventoryError(
-            f"{inventory.source}: {_field_path(locate(('tls', 'ca_file')))}: "
-            f"no such file: {inventory.tls.ca_file}"
-        )
+        problems.add(locate(("tls", "ca_file")), f"no such file: {inventory.tls.ca_file}")
 
 
 def _resolve_secret_ref(
@@ -758,15 +1083,15 @@ def _resolve_secret_ref(
     field: str,
     base: Path,
     environ: dict[str, str],
-    source: Path,
-    lines: dict[Any, int],
+    problems: _Problems,
     locate: Locate = _same_place,
 ) -> None:
     loc = locate(tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", field) if p))
     if ref.password_env is None and ref.password_file is None:
         return
-    line = _line_for((*loc, "password_env" if ref.password_env else "password_file"), lines)
-    where = f"{source}:{line}" if line else str(source)
+    line = _line_for(
+        (*loc, "password_env" if ref.password_env else "password_file"), problems.lines
+    )
     try:
         if ref.password_env is not None:
             secret = resolve_secret(env=ref.password_env, environ=environ)
@@ -775,12 +1100,17 @@ def _resolve_secret_ref(
             assert path is not None
             secret = resolve_secret(file=path)
     except SecretError as exc:
-        raise InventoryError(f"{where}: {_field_path(loc)}: {exc}") from None
+        problems.add(loc, str(exc), line=line)
+        return
     ref._password = secret
 
 
 def inventory_schema() -> dict[str, Any]:
-    """JSON Schema of the inventory, for editors (`python -m cutover schema`)."""
+    """JSON Schema of the inventory, for editors (`python -m cutover schema`).
+
+    It says what the loader says about shape; what it cannot say (nothing
+    listed twice, cross-references, secrets that resolve) is `meaning_problems`.
+    """
     schema = Inventory.model_json_schema(by_alias=True)
     # A fleet: `pairs:` instead of top-level old/new (each pair inherits the other sections).
     pair = Pair.model_json_schema(by_alias=True, ref_template="#/$defs/{model}")
@@ -794,7 +1124,9 @@ def inventory_schema() -> dict[str, Any]:
         "every top-level section it does not give itself",
     }
     schema["required"] = [key for key in schema.get("required", []) if key not in ("old", "new")]
-    schema["anyOf"] = [{"required": ["old", "new"]}, {"required": ["pairs"]}]
+    schema["if"] = {"required": ["pairs"]}
+    schema["then"] = {"properties": {"old": False, "new": False}}
+    schema["else"] = {"required": ["old", "new"]}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "cutover inventory"
     return schema

@@ -48,6 +48,11 @@ PAIRS = [
 ]
 
 
+def _old(address: str) -> dict[str, str]:
+    """An old host with ssh: the via_socket account's tunnel is tested from it."""
+    return {"address": address, "ssh": f"ssh://root@{address}"}
+
+
 def _write(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -55,7 +60,7 @@ def _write(path: Path, data: dict[str, Any]) -> Path:
 
 def _single(tmp_path: Path) -> Path:
     name, old, new = PAIRS[0]
-    data = {"name": name, "old": {"address": old}, "new": {"address": new}, **SECTIONS}
+    data = {"name": name, "old": _old(old), "new": {"address": new}, **SECTIONS}
     return _write(tmp_path / "single.yaml", data)
 
 
@@ -63,7 +68,7 @@ def _fleet(tmp_path: Path, pairs: list[tuple[str, str, str]] = PAIRS) -> Path:
     data = {
         "name": "fleet",
         **SECTIONS,
-        "pairs": [{"name": n, "old": {"address": o}, "new": {"address": w}} for n, o, w in pairs],
+        "pairs": [{"name": n, "old": _old(o), "new": {"address": w}} for n, o, w in pairs],
     }
     return _write(tmp_path / "fleet.yaml", data)
 
@@ -111,10 +116,10 @@ def test_pairs_inherit_the_top_level_sections_whole(tmp_path: Path) -> None:
         "name": "fleet",
         **SECTIONS,
         "pairs": [
-            {"name": "web07", "old": {"address": "127.0.0.2"}, "new": {"address": "127.0.0.3"}},
+            {"name": "web07", "old": _old("127.0.0.2"), "new": {"address": "127.0.0.3"}},
             {
                 "name": "mail02",
-                "old": {"address": "127.0.0.4"},
+                "old": _old("127.0.0.4"),
                 "new": {"address": "127.0.0.5"},
                 "mail": {"batch_size": 10},
                 "timeouts": {"operation": 3},

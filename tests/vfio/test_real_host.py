@@ -45,7 +45,10 @@ def this_host(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
                 "old": {"address": "198.51.100.10"},
                 "new": {"address": "198.51.100.20"},
                 "services": [],
-                "virt_host": {"devices": [{"name": "dev", "address": address}]},
+                "virt_host": {
+                    "ssh": "local://",
+                    "devices": [{"name": "dev", "address": address}],
+                },
             }
         )
     )
