@@ -156,13 +156,34 @@ AREA_SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _configures_area(inventory: Inventory, path: Path) -> bool:
+    sections = AREA_SECTIONS.get(path.name) if _in_checks_dir(path) else None
+    return sections is None or any(inventory.configures(section) for section in sections)
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
-    """Leave out an area module the inventory does not configure (in no selected pair)."""
-    sections = AREA_SECTIONS.get(collection_path.name)
-    if sections is None or PAIRS_KEY not in config.stash or not _in_checks_dir(collection_path):
+    """Leave out an area module that no selected pair's inventory configures."""
+    if PAIRS_KEY not in config.stash or collection_path.name not in AREA_SECTIONS:
         return None
-    configured = any(pair.configures(s) for pair in pairs_of(config) for s in sections)
-    return None if configured else True
+    if any(_configures_area(pair, collection_path) for pair in pairs_of(config)):
+        return None
+    return True
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A check of an area its pair does not configure is skipped, saying so.
+
+    That is a fleet's pair without the section another pair gives, or a module
+    named on the command line (pytest collects those whatever the hook above says).
+    """
+    if PAIRS_KEY not in item.config.stash:
+        return
+    fleet = fleet_of(item.config)
+    pair = pair_of(item)
+    if not _configures_area(fleet.pair(pair or fleet.pairs[0].name), item.path):
+        sections = " or ".join(f"{s}:" for s in AREA_SECTIONS[item.path.name])
+        whose = f"pair {pair}: its inventory" if pair else "the inventory"
+        item.add_marker(pytest.mark.skip(reason=f"{whose} has no {sections}"), append=False)
 
 
 def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:

@@ -903,18 +903,18 @@ def load_fleet(
         raise InventoryError(f"{source}: cannot read inventory: {exc}") from None
 
     root, data = _parse(source, text)
-    if root is None:
+    if root is None or data is None:  # nothing, comments, or an empty document (`---`)
         raise InventoryError(
             f"{source}:1: the inventory is empty: it needs at least old and new "
             "(see `python -m cutover schema`)"
         )
-    lines: dict[Any, int] = {}
-    duplicates: list[_DuplicateKey] = []
-    _compose_lines(root, (), lines, duplicates)
     if not isinstance(data, dict):
         raise InventoryError(
             f"{source}:1: the inventory must be a mapping (key: value), not {type(data).__name__}"
         )
+    lines: dict[Any, int] = {}
+    duplicates: list[_DuplicateKey] = []
+    _compose_lines(root, (), lines, duplicates)
     problems = _Problems(source, lines)
     for duplicate in duplicates:
         problems.add(
