@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
-from cutover.inventory import load_inventory
-from tests.suite import REPO
+from cutover.inventory import inventory_schema, load_fleet, load_inventory
+from tests.suite import REPO, run_suite
+from tests.vfio.support import generate
+
+ENV_ALICE = {"CUTOVER_TEST_ALICE": "s3cret-alice"}
 
 GOOD = """\
 name: shop
@@ -510,3 +517,277 @@ def test_an_unknown_phase_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert completed.returncode == 4
     assert "invalid choice: 'postflight'" in completed.stderr
+
+
+def _validate_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cutover", "validate", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+def test_validate_lists_every_problem_on_its_own_line(tmp_path: Path) -> None:
+    _, text, files, expected = next(case for case in BAD_CASES if case[0] == "several-problems")
+    completed = _validate_cli(str(write_case(tmp_path, text, files)))
+    assert completed.returncode == 4, completed.stderr
+    lines = completed.stderr.splitlines()
+    assert len(lines) == len(expected), completed.stderr
+    for line, fragment in zip(lines, expected, strict=True):
+        assert line.startswith(f"cutover: {tmp_path / 'inventory.yaml'}:") and fragment in line
+
+
+def test_validate_no_secrets_checks_a_file_without_its_secrets(tmp_path: Path) -> None:
+    text = GOOD + "mysql:\n  admin: {user: ro, password_file: secrets/mysql-ro}\n"
+    inventory = str(write_case(tmp_path, text, {}))
+    refused = _validate_cli(inventory)
+    assert refused.returncode == 4
+    assert "CUTOVER_TEST_ALICE is not set" in refused.stderr
+    assert "secret file not found" in refused.stderr
+    accepted = _validate_cli("--no-secrets", inventory)
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.startswith(f"{inventory}: ok (secrets not read) — migration shop")
+    # The references' shape is still checked, and everything else.
+    bad = text.replace("CUTOVER_TEST_ALICE", "'alice password'").replace("shop", "a shop")
+    completed = _validate_cli("--no-secrets", str(write_case(tmp_path, bad, {})))
+    assert completed.returncode == 4
+    assert ":1: name: String should match pattern" in completed.stderr
+    assert ":6: mail.accounts[0].password_env: String should match pattern" in completed.stderr
+
+
+def test_a_tilde_in_a_path_is_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".cutover").mkdir(parents=True)
+    (home / ".cutover" / "alice").write_text("from-home\n")
+    (home / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("HOME", str(home))
+    text = (
+        GOOD.replace("password_env: CUTOVER_TEST_ALICE", "password_file: ~/.cutover/alice")
+        + "ssh_config: ~/.ssh/config\ntls: {ca_file: ~/ca.pem}\n"
+    )
+    (home / "inventory.yaml").write_text(text)
+    inventory = load_inventory("~/inventory.yaml", environ={})
+    assert inventory.mail.accounts[0].password.reveal() == "from-home"
+    assert inventory.ssh_config == home / ".ssh" / "config"
+    assert inventory.tls.ca_file == home / "ca.pem"
+    assert inventory.source == home / "inventory.yaml"
+
+
+# --- areas the inventory does not configure are not collected --------------------------
+
+
+def _collected(inventory: Path, *args: str) -> list[str]:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            f"-c={REPO / 'pytest.ini'}",
+            f"--rootdir={REPO}",
+            "--phase=preflight",
+            f"--inventory={inventory}",
+            f"--reports-dir={inventory.parent / 'r'}",
+            "--collect-only",
+            "-q",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=inventory.parent,
+        env={"PATH": "/usr/bin:/bin", "CUTOVER_TEST_ALICE": "s3cret-alice"},
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return sorted({line.split("::")[0] for line in completed.stdout.splitlines() if "::" in line})
+
+
+def test_an_area_the_inventory_does_not_configure_is_not_collected(tmp_path: Path) -> None:
+    bare = write_case(tmp_path, GOOD.split("mail:")[0] + "mail: {accounts: []}\nmysql: {}\n", {})
+    assert _collected(bare, str(REPO / "checks")) == ["checks/test_ports.py", "checks/test_tls.py"]
+    configured = GOOD + (
+        "http: {vhosts: [{host: www.example.test}]}\n"
+        "mysql: {databases: [app]}\n"
+        "dns: {zones: [{name: example.test, nameservers: [127.0.0.9]}]}\n"
+        "virt_host: {ssh: 'local://'}\n"
+    )
+    assert _collected(write_case(tmp_path, configured, {}), str(REPO / "checks")) == [
+        f"checks/test_{area}.py"
+        for area in (
+            "dns", "http", "imap", "mailclients", "mysql", "outbound", "ports", "tls", "vfio", "vm"
+        )
+    ]  # fmt: skip
+
+
+def _outcomes(inventory: Path, check_file: str) -> dict[str, tuple[str, str]]:
+    reports = inventory.parent / "r"
+    run = run_suite(
+        "preflight", inventory, reports, check_file, "-k", "test_new_server_facts", env=ENV_ALICE
+    )
+    return {case.name: (case.outcome, (case.message.splitlines() or [""])[0]) for case in run.cases}
+
+
+def test_a_pair_without_the_area_of_another_pair_skips_it_saying_why(tmp_path: Path) -> None:
+    fleet = FLEET.replace(
+        "      - {name: imaps, port: 993, protocol: imap, tls: implicit}\n",
+        "      - {name: imaps, port: 993, protocol: imap, tls: implicit}\n"
+        "    mysql: {admin: {user: ro, password_env: CUTOVER_TEST_ALICE}}\n",
+    )
+    outcomes = _outcomes(write_case(tmp_path, fleet, {}), "checks/test_mysql.py")
+    assert set(outcomes) == {"test_new_server_facts[web07]", "test_new_server_facts[mail02]"}
+    assert outcomes["test_new_server_facts[mail02]"] == (
+        "skipped",
+        "pair mail02: its inventory has no mysql:",
+    )
+    assert outcomes["test_new_server_facts[web07]"][0] == "failed"  # nothing listens there
+
+
+def test_a_module_named_on_the_command_line_skips_an_unconfigured_area(tmp_path: Path) -> None:
+    outcomes = _outcomes(write_case(tmp_path, GOOD, {}), "checks/test_mysql.py")
+    assert outcomes == {"test_new_server_facts": ("skipped", "the inventory has no mysql:")}
+
+
+# --- the JSON Schema says what the loader says ------------------------------------------
+
+SCHEMA = inventory_schema()
+SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(
+    SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
+
+# What the loader refuses and a JSON Schema cannot: each case, and why.
+SCHEMA_CANNOT_SAY = {
+    **dict.fromkeys(
+        [
+            "duplicate-service",
+            "duplicate-mail-account",
+            "duplicate-zone",
+            "duplicate-mysql-account",
+            "duplicate-database",
+            "fleet-duplicate-pair-name",
+            "fleet-duplicate-account-in-a-pair",
+        ],
+        "listed twice by one key (a name, a user, case-insensitive): JSON Schema's "
+        "uniqueItems compares whole items only",
+    ),
+    **dict.fromkeys(
+        ["duplicate-yaml-key", "duplicate-yaml-key-nested", "fleet-duplicate-yaml-key-in-a-pair"],
+        "a YAML parser keeps the last of two equal keys: the schema sees one",
+    ),
+    **dict.fromkeys(
+        ["same-addresses", "fleet-same-addresses-in-pair"],
+        "two values compared with each other",
+    ),
+    **dict.fromkeys(
+        ["via-socket-without-old-ssh", "fleet-via-socket-without-old-ssh-of-a-pair"],
+        "a rule across sections, and in a fleet across a pair and the defaults it inherits",
+    ),
+    "probe-account-not-listed": "a reference to another list's entry",
+    "bad-ignore-regex": "Python's regular expression syntax, not ECMA 262's",
+    "port-as-float": "JSON Schema counts 993.0 as an integer; the loader takes integers as written",
+    **dict.fromkeys(
+        [
+            "missing-env-secret",
+            "missing-secret-file",
+            "empty-secret-file",
+            "missing-ca-file",
+            "fleet-secret-in-a-pair",
+            "several-secrets-missing",
+        ],
+        "the environment and the files are read when the inventory is loaded",
+    ),
+}
+
+
+def _schema_refuses(text: str) -> bool:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return True  # not YAML: nothing for a schema to accept
+    return not SCHEMA_VALIDATOR.is_valid(data)
+
+
+@pytest.mark.parametrize(
+    "text", [pytest.param(t, id=i) for i, t, _, _ in BAD_CASES if i not in SCHEMA_CANNOT_SAY]
+)
+def test_the_schema_refuses_what_the_loader_refuses(text: str) -> None:
+    assert _schema_refuses(text)
+
+
+@pytest.mark.parametrize(
+    "text", [pytest.param(t, id=i) for i, t, _, _ in BAD_CASES if i in SCHEMA_CANNOT_SAY]
+)
+def test_what_the_schema_cannot_say_is_still_listed_correctly(text: str) -> None:
+    """A case the schema learns to refuse leaves SCHEMA_CANNOT_SAY."""
+    assert not _schema_refuses(text)
+
+
+def test_every_exception_names_a_case_of_the_corpus() -> None:
+    assert set(SCHEMA_CANNOT_SAY) <= {case[0] for case in BAD_CASES}
+
+
+def _good_inventories(tmp_path: Path) -> dict[str, Path]:
+    built = generate.build("healthy", tmp_path / "vfio")
+    return {
+        "good": write_case(tmp_path, GOOD, {}),
+        "fleet": (tmp_path / "fleet.yaml", (tmp_path / "fleet.yaml").write_text(FLEET))[0],
+        "example": REPO / "fixtures" / "inventory.example.yaml",
+        "fleet-example": REPO / "fixtures" / "inventory.fleet.example.yaml",
+        "vfio-healthy": built.inventory,
+    }
+
+
+def test_good_inventories_are_accepted_by_both(tmp_path: Path) -> None:
+    for name, path in _good_inventories(tmp_path).items():
+        load_fleet(path, secrets=False)
+        errors = [e.message for e in SCHEMA_VALIDATOR.iter_errors(yaml.safe_load(path.read_text()))]
+        assert not errors, f"{name}: {errors}"
+
+
+def test_the_schema_is_a_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+def _properties(node: object, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        for name, prop in (node.get("properties") or {}).items():
+            yield f"{path}.{name}", prop
+        for key, value in node.items():
+            yield from _properties(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for value in node:
+            yield from _properties(value, path)
+
+
+def test_every_schema_field_has_a_description() -> None:
+    fields = list(_properties(SCHEMA))
+    assert len(fields) > 80
+    # A property that is `false` forbids a key (old/new beside pairs), it is no field.
+    missing = [path for path, prop in fields if prop is not False and not prop.get("description")]
+    assert not missing, missing
+
+
+def test_a_port_is_an_integer_in_both() -> None:
+    port = SCHEMA["$defs"]["Service"]["properties"]["port"]
+    assert port["type"] == "integer" and (port["minimum"], port["maximum"]) == (1, 65535)
+
+
+def test_a_password_is_given_one_way_or_none() -> None:
+    account = {"user": "alice"}
+    for valid in ({}, {"password_env": "A"}, {"password_file": "f"}):
+        assert SCHEMA_VALIDATOR.is_valid(
+            {"old": {"address": "127.0.0.2"}, "new": {"address": "127.0.0.3"},
+             "mail": {"accounts": [{**account, **valid}]}}
+        )  # fmt: skip
+    both = {**account, "password_env": "A", "password_file": "f"}
+    assert not SCHEMA_VALIDATOR.is_valid(
+        {"old": {"address": "127.0.0.2"}, "new": {"address": "127.0.0.3"},
+         "mail": {"accounts": [both]}}
+    )  # fmt: skip
