@@ -5,8 +5,9 @@ A pytest plugin, required by `checks/test_vfio.py` and `checks/test_vm.py`
 plain `assert` to rewrite: PYTEST_DONT_REWRITE.
 
 The host is, in this order: the `--host-snapshot FILE` tarball (unpacked to a
-temporary directory), the inventory's `virt_host.ssh` testinfra spec, or this
-machine's own `/`. Every path the checks read goes through that one `Host`.
+temporary directory), the inventory's `virt_host.ssh` testinfra spec, or, when
+that says `local://`, this machine's own `/`. Every path the checks read goes
+through that one `Host`.
 """
 
 from __future__ import annotations
