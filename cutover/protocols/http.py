@@ -11,9 +11,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cutover.net import Deadline, ProbeError
+from cutover.net import MAX_LINE, Deadline, ProbeError
 from cutover.protocols.base import Conversation, ProbeSettings, ServiceAnswer, converse
 from cutover.targets import Endpoint
+from cutover.untrusted import shown
 
 __all__ = ["HttpResponse", "body_digest", "fetch", "observe", "parse_response"]
 
@@ -99,12 +100,12 @@ def parse_response(
     headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+        headers[name.strip().lower()] = shown(value.strip(), limit=MAX_LINE)
     if "chunked" in headers.get("transfer-encoding", "").lower():
         body = _dechunk(body, where, deadline)
     elif headers.get("content-length", "").isdigit():
         body = body[: int(headers["content-length"])]
-    reason = status_line[2] if len(status_line) > 2 else ""
+    reason = shown(status_line[2]) if len(status_line) > 2 else ""
     return int(status_line[1]), reason, headers, body
 
 
