@@ -352,7 +352,23 @@ class ImapSession:
         """
         if not self.condstore:
             return None
-        answer = self._call(f"STATUS {name!r}", self._client.folder_status, name, ["HIGHESTMODSEQ"])
+        doing = f"STATUS {shown(name)!r}"
+        try:
+            answer = self._client.folder_status(name, ["HIGHESTMODSEQ"])
+        except (ProtocolError, ValueError):
+            # The answer echoes the name: imapclient cannot parse `brk[31m` there either.
+            status, data = self._call(
+                doing, self._client._imap.status, _quoted(name), "(HIGHESTMODSEQ)"
+            )
+            found = re.search(rb"\(.*HIGHESTMODSEQ (\d+)", b" ".join(_bytes(d) for d in data))
+            if status != "OK" or found is None:
+                raise ProbeError(
+                    f"{doing} on {self.where} as {self.user}: cannot parse the answer "
+                    f"'{shown(b' '.join(_bytes(d) for d in data))}'"
+                ) from None
+            return int(found.group(1))
+        except _LIBRARY_ERRORS as exc:
+            raise ProbeError(f"{doing} on {self.where} as {self.user}: {_reason(exc)}") from None
         value = answer.get(b"HIGHESTMODSEQ")
         return int(value) if value is not None else None
 
@@ -503,6 +519,16 @@ def parse_list_lines(data: Sequence[Any]) -> list[tuple[frozenset[str], str]]:
             name = re.sub(rb"\\(.)", rb"\1", name[1:-1])
         folders.append((flags, imap_utf7.decode(name)))
     return folders
+
+
+def _quoted(name: str) -> bytes:
+    """A mailbox name as an IMAP quoted string, in modified UTF-7.
+
+    >>> _quoted('brk[31m "x"')
+    b'"brk[31m \\\\"x\\\\""'
+    """
+    encoded = _bytes(imap_utf7.encode(name))
+    return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
 def _bytes(value: Any) -> bytes:

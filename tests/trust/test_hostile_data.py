@@ -6,9 +6,9 @@ On the preflight lab, planted on old and new (and on both nameservers):
   server in `NO_BACKSLASH_ESCAPES` mode;
 - a table with such a name, its primary-key values differing between old
   and new (so MYSQL05 quotes them);
-- a mailbox with an unbalanced `[` and HTML, holding a message whose
-  Message-ID carries escape sequences (a different one on new: IMAP03
-  quotes both);
+- a mailbox with an unbalanced `[` (which imapclient cannot parse), holding
+  a message whose Message-ID carries escape sequences and HTML (a different
+  one on new: IMAP03 quotes both), and a mailbox named like an HTML element;
 - a second SPF record with a script and an escape sequence (MAIL01: two
   records);
 - a DNS row whose owner has a 64-octet label (DNS06: that row).
@@ -55,7 +55,9 @@ ACCOUNT = f"o'h`[<img src=x id=plantedacct onerror=document.title=1>{OSC}"
 TABLE = f"t`[<img src=x id=plantedtable onerror=document.title=2>{ERASE}"
 KEY_OLD = f"k'<img src=x id=plantedkey onerror=document.title=3>{OSC}"
 KEY_NEW = f"k'<img src=x id=plantedkey2 onerror=document.title=3>{ERASE}"
-MAILBOX = "brk[31m <img src=x id=plantedbox onerror=alert(4)>"
+# Sent as an atom (no space): imapclient's parser stops at its `[` in LIST and STATUS.
+MAILBOX = "brk[31m"
+HTML_MAILBOX = "<img src=x id=plantedbox onerror=alert(4)>"
 MESSAGE_ID_OLD = f"<{OSC}<img src=x id=plantedmid onerror=alert(5)>@old.test>"
 MESSAGE_ID_NEW = f"<{ERASE}<svg id=plantedmid2 onload=alert(6)>@new.test>"
 # Presentation format in the PowerDNS row (\027 is ESC on the wire).
@@ -113,7 +115,7 @@ def _plant(lab: Lab) -> dict[str, str]:
             f"CREATE TABLE app.{_identifier(TABLE)} (k VARCHAR(80) PRIMARY KEY, v TEXT);\n"
             f"INSERT INTO app.{_identifier(TABLE)} VALUES ({_sql_literal(key)}, 'value');\n",
         )
-        lab.exec(host, "doveadm", "mailbox", "create", "-u", MAIL_USER, MAILBOX)
+        lab.exec(host, "doveadm", "mailbox", "create", "-u", MAIL_USER, MAILBOX, HTML_MAILBOX)
         message_id = MESSAGE_ID_OLD if host == "old" else MESSAGE_ID_NEW
         _piped(
             host,
@@ -148,7 +150,7 @@ def _remove(lab: Lab, restore: dict[str, str]) -> None:
             f"DROP USER IF EXISTS {_sql_literal(ACCOUNT)}@'%';\n"
             f"DROP TABLE IF EXISTS app.{_identifier(TABLE)};\n",
         )
-        lab.exec(host, "doveadm", "mailbox", "delete", "-s", "-u", MAIL_USER, MAILBOX)
+        lab.exec(host, "doveadm", "mailbox", "delete", "-s", "-u", MAIL_USER, MAILBOX, HTML_MAILBOX)
     for nameserver in ("ns1", "ns2"):
         _mysql(
             nameserver,
