@@ -28,6 +28,7 @@ by the next test that needs it).
 from __future__ import annotations
 
 import base64
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,7 +79,18 @@ PARSE_ERRORS = ("No closing", "Traceback", "LabelTooLong", "cannot parse", "INTE
 
 
 def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    """A string literal for the lab's servers (default SQL mode: backslash escapes)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _purge_dns_cache() -> None:
+    """Make both nameservers serve the rows as they are now, not from their caches."""
+    for nameserver in ("ns1", "ns2"):
+        try:
+            lab_cli("exec", nameserver, "--", "pdns_control", "purge", f"{ZONE}$", timeout=60)
+        except AssertionError:
+            time.sleep(61)  # no control socket: outwait the packet cache (60 s)
+            return
 
 
 def _identifier(text: str) -> str:
@@ -133,6 +145,7 @@ def _plant(lab: Lab) -> dict[str, str]:
             f"FROM domains WHERE name = '{ZONE}';\n",
             "pdns",
         )
+    _purge_dns_cache()
     # The reviewer's setting: account quoting must not depend on it.
     _mysql(
         "old",
@@ -158,6 +171,7 @@ def _remove(lab: Lab, restore: dict[str, str]) -> None:
             f"OR (name = '{ZONE}' AND type = 'TXT' AND content = {_sql_literal(SPF_ROW)});",
             "pdns",
         )
+    _purge_dns_cache()
 
 
 @pytest.fixture(scope="module")
