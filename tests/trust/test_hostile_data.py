@@ -116,9 +116,8 @@ def _message(message_id: str, body: str) -> bytes:
     ).encode()
 
 
-def _plant(lab: Lab) -> dict[str, str]:
-    """Plant on every server; return what must be put back (old's SQL mode)."""
-    restore = {"sql_mode": _mysql("old", "SELECT @@GLOBAL.sql_mode;").strip()}
+def _plant(lab: Lab) -> None:
+    """Plant on every server (`_remove` takes it all away again)."""
     for host, key in (("old", KEY_OLD), ("new", KEY_NEW)):
         _mysql(
             host,
@@ -152,7 +151,6 @@ def _plant(lab: Lab) -> dict[str, str]:
         "SET GLOBAL sql_mode = CONCAT_WS(',', NULLIF(@@GLOBAL.sql_mode, ''), "
         "'NO_BACKSLASH_ESCAPES');",
     )
-    return restore
 
 
 def _remove(lab: Lab, restore: dict[str, str]) -> None:
@@ -180,9 +178,9 @@ def hostile_run(
 ) -> Iterator[tuple[SuiteRun, Path, list[str]]]:
     lab.reach(PREFLIGHT)
     tmp_path = tmp_path_factory.mktemp("hostile-data")
-    restore: dict[str, str] | None = None
+    restore = {"sql_mode": _mysql("old", "SELECT @@GLOBAL.sql_mode;").strip()}
     try:
-        restore = _plant(lab)
+        _plant(lab)
         before = state(lab)
         baseline = tmp_path / "run" / "baseline.json"
         run = run_whole_suite(lab, PREFLIGHT, tmp_path / "run", baseline, keep_baseline=True)
@@ -191,8 +189,7 @@ def hostile_run(
         yield run, lab.reports / PREFLIGHT, changed
     finally:
         try:
-            if restore is not None:
-                _remove(lab, restore)
+            _remove(lab, restore)
         except AssertionError:
             lab.state = "down"  # the next test that needs the lab rebuilds it
             raise
