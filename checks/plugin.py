@@ -409,13 +409,20 @@ def host_snapshot(pytestconfig: pytest.Config, inventory: Inventory) -> Path | N
     return snapshots.get(inventory.name, snapshots.get(""))
 
 
+# A recorded fact longer than this is cut (with a marker): a flood, not an observation.
+RECORDED_LIMIT = 64 * 1024
+
+
 @pytest.fixture
 def record(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Attach observed facts to this check's JUnit testcase: `record(identity="new")`."""
 
     def add(**facts: object) -> None:
         for name, value in facts.items():
-            request.node.user_properties.append((shown(name), shown_lines(value)))
+            # Values are data other tools read (JSON of mailboxes): escaped, cut only when huge.
+            request.node.user_properties.append(
+                (shown(name), shown_lines(value, limit=RECORDED_LIMIT))
+            )
 
     return add
 
