@@ -48,6 +48,9 @@ from tests.trust.report_safety import (
 )
 from tests.trust.test_lab_trust import state
 
+# Sorted with the other preflight lab tests (tests/conftest.py walks the story once).
+pytestmark = pytest.mark.usefixtures("preflight_lab")
+
 MAIL_USER = "alice@example.test"
 ZONE = "example.test"
 OSC = "\x1b]0;owned\x07"
