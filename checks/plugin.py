@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import html
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from checks.support import (
     pairs_of,
 )
 from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
+from cutover.untrusted import shown, shown_lines
 
 # The plugin is loaded by every pytest run in this environment (`pytest
 # --version`, the self-tests): the inventory models (pydantic), the probes
@@ -372,7 +374,8 @@ def _param_properties(item: pytest.Item) -> Iterator[tuple[str, str]]:
     for value in callspec.params.values():
         describe = getattr(value, "junit_properties", None)
         if callable(describe):
-            yield from describe()
+            for name, text in describe():
+                yield shown(name), shown_lines(text)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -452,15 +455,54 @@ def host_snapshot(pytestconfig: pytest.Config, inventory: Inventory) -> Path | N
     return snapshots.get(inventory.name, snapshots.get(""))
 
 
+# A recorded fact longer than this is cut (with a marker): a flood, not an observation.
+RECORDED_LIMIT = 64 * 1024
+
+
 @pytest.fixture
 def record(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Attach observed facts to this check's JUnit testcase: `record(identity="new")`."""
 
     def add(**facts: object) -> None:
         for name, value in facts.items():
-            request.node.user_properties.append((name, str(value)))
+            # Values are data other tools read (JSON of mailboxes): escaped, cut only when huge.
+            request.node.user_properties.append(
+                (shown(name), shown_lines(value, limit=RECORDED_LIMIT))
+            )
 
     return add
+
+
+# --- server text in reports --------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """No raw control character of a failure or skip message reaches a report or the terminal.
+
+    The checks pass server text through `shown()` where they quote it; this
+    is the net under them, applied to the exception before the report is
+    made (its own newlines are kept).
+    """
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(exc, pytest.fail.Exception | pytest.skip.Exception):
+        exc.msg = shown_lines(exc.msg)
+    elif isinstance(exc, Exception) and all(isinstance(a, str) for a in exc.args):
+        exc.args = tuple(shown_lines(a) for a in exc.args)
+    return (yield)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -> None:
+    """pytest-html puts the test id into its page as HTML: put it there as text.
+
+    A test id can name a MySQL account or a mailbox, and a name such as
+    `<img src=x onerror=...>` would otherwise run in the operator's browser.
+    """
+    for index, cell in enumerate(cells):
+        if cell.startswith('<td class="col-testId">'):
+            test_id = report.nodeid + ("" if report.when == "call" else f"::{report.when}")
+            cells[index] = f'<td class="col-testId">{html.escape(test_id)}</td>'
 
 
 # --- terminal summary ------------------------------------------------------

@@ -25,6 +25,7 @@ import pytest
 
 from cutover.net import ProbeError
 from cutover.phases import Phase, PhaseExpectations, expectations
+from cutover.untrusted import shown
 
 if TYPE_CHECKING:  # the models (pydantic) load only when a run has an inventory
     from cutover.inventory import Fleet, Inventory
@@ -117,7 +118,7 @@ def parametrize(
             skip = pytest.mark.skip(reason=empty.reason)
             metafunc.parametrize(argname, [pytest.param(None, marks=skip)], ids=[empty.id])
         else:
-            metafunc.parametrize(argname, list(found), ids=[t.id for t in found])
+            metafunc.parametrize(argname, list(found), ids=[shown(t.id) for t in found])
         return
     if not callable(targets):
         raise pytest.UsageError(
@@ -137,7 +138,7 @@ def parametrize(
             skip = pytest.mark.skip(reason=empty.reason)
             values.append(pytest.param(pair, None, id=f"{pair}-{empty.id}", marks=skip))
         else:
-            values += [pytest.param(pair, t, id=f"{pair}-{t.id}") for t in found]
+            values += [pytest.param(pair, t, id=f"{pair}-{shown(t.id)}") for t in found]
     # Session scope: pytest caches the pair by value and tears down what depends
     # on it when the pair changes; the plugin runs each pair's checks together,
     # so each pair's session fixtures are made once.

@@ -488,7 +488,8 @@ def sql_served(
         for rows in sql_zones.values()
         if isinstance(rows, SqlZone)
         for row in rows.records
-        if (key := (rows.nameserver, (row.name, row.rdtype))) not in known
+        # A row whose name or data does not parse is reported as that row (DNS06).
+        if row.value is not None and (key := (rows.nameserver, (row.name, row.rdtype))) not in known
     ]
     progress = observing("DNS: SQL rows", "questions")
     served = observe_answers(requests, timeout=inventory.timeouts.operation, progress=progress)

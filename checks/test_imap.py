@@ -26,6 +26,7 @@ from cutover.net import ProbeError
 from cutover.phases import PhaseExpectations, Side
 from cutover.protocols import Observations, ServiceAnswer
 from cutover.targets import Endpoint, endpoint_of
+from cutover.untrusted import property_name
 
 Services = Observations[Endpoint, ServiceAnswer]
 
@@ -204,7 +205,7 @@ def test_messages_keep_their_uids(
         pair = report.pairs[pair_index]
         if pair.reference == 0:  # against the old server, not old IP vs new IP
             side = continuity.sides[pair.subject]
-            record(**{f"only_on_{side}[{mailbox}]": f"{count} (first UIDs {first})"})
+            record(**{property_name(f"only_on_{side}[{mailbox}]"): f"{count} (first UIDs {first})"})
     continuity.holds("IMAP03")
 
 

@@ -42,6 +42,7 @@ from cutover.mysql import (
 from cutover.mysql_tunnel import diagnose, probe_tunnel_login
 from cutover.net import ProbeError
 from cutover.phases import PhaseExpectations, Side, runs_in
+from cutover.untrusted import shown
 
 BASELINE_SECTION = "mysql"
 # Accounts a server version creates for itself: present on one side only
@@ -332,9 +333,9 @@ def test_grants_match(
         _fail(grantee.reason)
     old, new = grants_by_side[Side.OLD], grants_by_side[Side.NEW]
     if isinstance(old, ProbeError):
-        _fail(f"{grantee.id}: cannot read the old server's grants: {old}")
+        _fail(f"{shown(grantee.id)}: cannot read the old server's grants: {old}")
     if isinstance(new, ProbeError):
-        _fail(f"{grantee.id}: cannot read the new server's grants: {new}")
+        _fail(f"{shown(grantee.id)}: cannot read the new server's grants: {new}")
     reference = "old server" if _old_is_live(expect) else "old server (preflight baseline)"
     diff = diff_grants(old.get(grantee), new.get(grantee))
     record(grants_reference=reference)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from checks.support import no_problems, skip_unless
 from cutover.hostfs import Host
 from cutover.inventory import VirtHost
+from cutover.untrusted import property_name, shown
 from cutover.vfio import (
     VFIO_DRIVERS,
     DeviceTarget,
@@ -188,7 +189,7 @@ def test_iommu_group_viable(
         )
         group = str(function.iommu_group)
         members = iommu_group_members(kvm_host, group)
-        record(**{f"group_{group}_members": " ".join(members)})
+        record(**{property_name(f"group_{group}_members"): shown(" ".join(members))})
         for member in members:
             other = pci_functions.get(member)
             if other is None or member in passed_through or other.is_bridge:

@@ -42,6 +42,7 @@ import dns.rrset
 from cutover.inventory import DnsZone
 from cutover.net import ProbeError, peer
 from cutover.progress import Progress
+from cutover.untrusted import shown
 
 __all__ = [
     "MAX_IN_FLIGHT",
@@ -469,7 +470,7 @@ class _Engine:
         for rrset in response.answer:
             for rdata in rrset:
                 strings = getattr(rdata, "strings", ())
-                return b"".join(strings).decode("utf-8", errors="replace") or None
+                return shown(b"".join(strings)) or None
         return None
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ import pymysql
 from cutover.dns import absolute_text
 from cutover.inventory import DnsSql
 from cutover.net import ProbeError
+from cutover.untrusted import shown
 
 __all__ = ["SqlRecord", "SqlZone", "mydns_record", "pdns_record", "read_zones"]
 
@@ -55,7 +56,8 @@ class SqlRecord:
     content: str = ""
 
     def __str__(self) -> str:
-        return f"{self.name} {self.rdtype} {self.ttl} {self.value or self.content!r} ({self.row})"
+        value = self.value or repr(shown(self.content))
+        return f"{shown(self.name)} {shown(self.rdtype)} {self.ttl} {value} ({self.row})"
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,29 @@ def _record(
         try:
             value = _parse(rdtype, text, origin)
         except (dns.exception.DNSException, ValueError) as exc:
-            problem = f"not valid {rdtype} data: {exc}"
+            problem = f"not valid {shown(rdtype)} data: {shown(exc)}"
             continue
         return SqlRecord(row, name, rdtype, ttl, value, disabled, content=candidates[0])
     return SqlRecord(row, name, rdtype, ttl, None, disabled, problem, content=candidates[0])
+
+
+def _bad_owner(
+    row: str,
+    name: str,
+    rdtype: str,
+    ttl: int | None,
+    disabled: bool,
+    exc: dns.exception.DNSException,
+    content: str,
+) -> SqlRecord:
+    """A row whose owner name is no DNS name (a 64-octet label): that row is the finding.
+
+    >>> row = pdns_record(9, "x" * 64 + ".example.test", "A", "198.51.100.1", 60, None, 0)
+    >>> print(row.problem)  # doctest: +ELLIPSIS
+    owner name 'xxx...x.example.test' is not a DNS name: A DNS label is > 63 octets long.
+    """
+    problem = f"owner name {shown(name)!r} is not a DNS name: {exc}"
+    return SqlRecord(row, shown(name), rdtype, ttl, None, disabled, problem, content=content)
 
 
 def pdns_record(
@@ -106,12 +127,17 @@ def pdns_record(
 ) -> SqlRecord:
     """A PowerDNS `records` row (names absolute without the final dot)."""
     rdtype = rdtype.upper()
+    row = f"records.id={row_id}"
     candidates = [content]
     if prio is not None and rdtype in ("MX", "SRV"):
         candidates.append(f"{prio} {content}")  # PowerDNS 3: priority in its own column
+    try:
+        owner = absolute_text(name or ".")
+    except dns.exception.DNSException as exc:
+        return _bad_owner(row, name, rdtype, ttl, bool(disabled), exc, content)
     return _record(
-        f"records.id={row_id}",
-        absolute_text(name or "."),
+        row,
+        owner,
         rdtype,
         candidates,
         dns.name.root,
@@ -137,15 +163,20 @@ def mydns_record(
 ) -> SqlRecord:
     """A MyDNS `rr` row (names relative to the zone's origin unless they end in a dot)."""
     rdtype = rdtype.upper()
+    row = f"rr.id={row_id}"
     zone = dns.name.from_text(origin)
-    owner = dns.name.from_text(name, zone) if name and name != "@" else zone
+    try:
+        owner = dns.name.from_text(name, zone) if name and name != "@" else zone
+    except dns.exception.DNSException as exc:
+        disabled = str(active).upper() not in ("Y", "1", "TRUE")
+        return _bad_owner(row, name, rdtype, ttl, disabled, exc, data)
     candidates = [data]
     if rdtype == "TXT" and not data.startswith('"'):
         candidates = [_txt_quoted(data)]
     elif rdtype in ("MX", "SRV"):
         candidates = [f"{aux or 0} {data}", data]
     return _record(
-        f"rr.id={row_id}",
+        row,
         owner.to_text(omit_final_dot=True).lower(),
         rdtype,
         candidates,
@@ -211,7 +242,7 @@ class _Session:
 def _reason(exc: pymysql.MySQLError) -> str:
     args: tuple[object, ...] = exc.args
     if len(args) >= 2 and isinstance(args[1], str):
-        return f"({args[0]}) {args[1]}"
+        return f"({args[0]}) {shown(args[1])}"
     return type(exc).__name__
 
 

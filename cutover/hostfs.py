@@ -32,12 +32,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from cutover.untrusted import shown
+
 __all__ = [
     "COMMANDS_FILE",
     "CommandResult",
     "Host",
     "LocalRoot",
     "SnapshotError",
+    "SnapshotLimits",
     "TestinfraHost",
     "open_snapshot",
     "read_text",
@@ -49,10 +52,27 @@ Kind = Literal["file", "dir", "link", "device", "other"]
 COMMANDS_FILE = "/.cutover/commands.json"
 # How many symlinks one path may traverse (the kernel's own limit).
 MAX_LINKS = 40
+# Bounds on what one snapshot may unpack. A capture-host snapshot holds a few
+# thousand small sysfs and libvirt files; a hostile one could hold a member
+# that unpacks to gigabytes (a 1 MB tarball of zeros) or millions of members.
+MAX_MEMBERS = 20_000
+MAX_MEMBER_BYTES = 16 * 1024 * 1024
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
+# Members are copied in pieces of this size, never read whole.
+COPY_CHUNK = 1024 * 1024
 
 
 class SnapshotError(Exception):
     """A host snapshot that cannot be read or is unsafe to unpack."""
+
+
+@dataclass(frozen=True)
+class SnapshotLimits:
+    """How much one snapshot may unpack (`open_snapshot(..., limits=SnapshotLimits(...))`)."""
+
+    members: int = MAX_MEMBERS
+    member_bytes: int = MAX_MEMBER_BYTES
+    total_bytes: int = MAX_SNAPSHOT_BYTES
 
 
 @dataclass(frozen=True)
@@ -151,7 +171,14 @@ class LocalRoot:
         return str(self._resolve(PurePosixPath(path), follow_last=True))
 
     def _resolve(self, path: PurePosixPath, *, follow_last: bool) -> PurePosixPath:
-        """Resolve `path` inside the root, like the kernel would with the root chrooted."""
+        """Resolve `path` inside the root, like the kernel would with the root chrooted.
+
+        An absolute link target starts again at the root (never at this
+        machine's `/`). A chain longer than `MAX_LINKS` and a `..` that would
+        climb above the root are refused with a `SnapshotError` naming the
+        path: handing back a half-resolved path would let the OS follow the
+        rest of the chain out of the root.
+        """
         pending = list(path.parts[1:]) if path.is_absolute() else list(path.parts)
         done = PurePosixPath("/")
         hops = 0
@@ -160,6 +187,10 @@ class LocalRoot:
             if part in ("", "."):
                 continue
             if part == "..":
+                if done == done.parent:
+                    raise SnapshotError(
+                        f"{self.description}: {shown(str(path))} leads outside the snapshot"
+                    )
                 done = done.parent
                 continue
             candidate = done / part
@@ -167,7 +198,10 @@ class LocalRoot:
             if (pending or follow_last) and local.is_symlink():
                 hops += 1
                 if hops > MAX_LINKS:
-                    return candidate
+                    raise SnapshotError(
+                        f"{self.description}: {shown(str(path))} goes through more than "
+                        f"{MAX_LINKS} symlinks"
+                    )
                 target = PurePosixPath(os.readlink(local))
                 if target.is_absolute():
                     done = PurePosixPath("/")
@@ -310,36 +344,85 @@ class TestinfraHost:
 # --- snapshots -----------------------------------------------------------
 
 
-def open_snapshot(tarball: Path, into: Path) -> LocalRoot:
+def open_snapshot(tarball: Path, into: Path, limits: SnapshotLimits | None = None) -> LocalRoot:
     """Unpack a capture-host tarball into the empty directory `into` and open it.
 
     Unpacking is done member by member: only files, directories and symlinks,
     no member outside `into`, and nothing is ever written through a symlink
     (sysfs links point everywhere, and a hostile tarball could aim one at /etc).
+    At most `limits.members` members, each at most `limits.member_bytes` and
+    all together at most `limits.total_bytes`, copied in bounded pieces. Every
+    symlink must resolve inside the snapshot within `MAX_LINKS` hops.
     """
+    limits = limits or SnapshotLimits()
+    budget = _Budget(limits)
+    links: list[str] = []
     try:
         with tarfile.open(tarball, "r:*") as archive:
             for member in archive:
-                _unpack_member(archive, member, into)
+                budget.count(member)
+                _unpack_member(archive, member, into, budget)
+                if member.issym():
+                    links.append(member.name)
     except (OSError, tarfile.TarError) as exc:
-        raise SnapshotError(f"{tarball}: cannot unpack host snapshot: {exc}") from None
+        raise SnapshotError(f"{tarball}: cannot unpack host snapshot: {shown(str(exc))}") from None
+    except SnapshotError as exc:
+        raise SnapshotError(f"{tarball}: {exc}") from None
     commands_path = into / COMMANDS_FILE.lstrip("/")
-    if not commands_path.is_file():
+    if not commands_path.is_file() or commands_path.is_symlink():
         raise SnapshotError(
             f"{tarball}: not a host snapshot (no {COMMANDS_FILE}; "
             "make one with `python -m cutover capture-host`)"
         )
-    return LocalRoot(
-        into,
-        commands=load_commands(commands_path.read_text(encoding="utf-8")),
-        description=f"snapshot {tarball.name}",
-    )
+    root = LocalRoot(into, description=f"snapshot {tarball.name}")
+    for name in links:
+        try:
+            root.resolve("/" + name)
+        except SnapshotError:
+            raise SnapshotError(
+                f"{tarball}: unsafe symlink {shown(name)!r} -> "
+                f"{shown(os.readlink(into / name))!r}: it goes through more than {MAX_LINKS} "
+                "symlinks or leads outside the snapshot"
+            ) from None
+    root.commands = load_commands(commands_path.read_text(encoding="utf-8"))
+    return root
 
 
-def _unpack_member(archive: tarfile.TarFile, member: tarfile.TarInfo, into: Path) -> None:
+class _Budget:
+    """What a snapshot has unpacked so far, against its limits."""
+
+    def __init__(self, limits: SnapshotLimits) -> None:
+        self.limits = limits
+        self.members = 0
+        self.total = 0
+
+    def count(self, member: tarfile.TarInfo) -> None:
+        self.members += 1
+        if self.members > self.limits.members:
+            raise SnapshotError(
+                f"more than {self.limits.members} members (limit: SnapshotLimits.members)"
+            )
+        if member.isfile() and member.size > self.limits.member_bytes:
+            raise SnapshotError(
+                f"member {shown(member.name)!r} is {member.size} bytes, more than "
+                f"{self.limits.member_bytes} (limit: SnapshotLimits.member_bytes)"
+            )
+
+    def take(self, member: tarfile.TarInfo, size: int) -> None:
+        self.total += size
+        if self.total > self.limits.total_bytes:
+            raise SnapshotError(
+                f"member {shown(member.name)!r} takes the snapshot over "
+                f"{self.limits.total_bytes} bytes (limit: SnapshotLimits.total_bytes)"
+            )
+
+
+def _unpack_member(
+    archive: tarfile.TarFile, member: tarfile.TarInfo, into: Path, budget: _Budget
+) -> None:
     name = PurePosixPath(member.name)
     if name.is_absolute() or ".." in name.parts:
-        raise SnapshotError(f"unsafe member name {member.name!r}")
+        raise SnapshotError(f"unsafe member name {shown(member.name)!r}")
     parts = [p for p in name.parts if p not in ("", ".")]
     if not parts:
         return
@@ -347,11 +430,11 @@ def _unpack_member(archive: tarfile.TarFile, member: tarfile.TarInfo, into: Path
     for part in parts[:-1]:
         parent = parent / part
         if parent.is_symlink():
-            raise SnapshotError(f"member {member.name!r} would be written through a symlink")
+            raise SnapshotError(f"member {shown(member.name)!r} would be written through a symlink")
         parent.mkdir(exist_ok=True)
     target = parent / parts[-1]
     if target.is_symlink() or (target.exists() and not member.isdir()):
-        raise SnapshotError(f"member {member.name!r} appears twice")
+        raise SnapshotError(f"member {shown(member.name)!r} appears twice")
     if member.isdir():
         target.mkdir(exist_ok=True)
     elif member.issym():
@@ -359,10 +442,13 @@ def _unpack_member(archive: tarfile.TarFile, member: tarfile.TarInfo, into: Path
     elif member.isfile():
         source = archive.extractfile(member)
         if source is None:
-            raise SnapshotError(f"member {member.name!r} has no data")
-        target.write_bytes(source.read())
+            raise SnapshotError(f"member {shown(member.name)!r} has no data")
+        with open(target, "xb") as out:
+            while piece := source.read(COPY_CHUNK):
+                budget.take(member, len(piece))
+                out.write(piece)
     else:
-        raise SnapshotError(f"member {member.name!r} is neither file, directory nor symlink")
+        raise SnapshotError(f"member {shown(member.name)!r} is neither file, directory nor symlink")
 
 
 def load_commands(text: str) -> dict[tuple[str, ...], CommandResult]:

@@ -26,13 +26,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from imapclient import IMAPClient, SocketTimeout
-from imapclient.exceptions import IMAPClientError
+from imapclient import IMAPClient, SocketTimeout, imap_utf7
+from imapclient.exceptions import IMAPClientError, ProtocolError
 from imapclient.response_parser import parse_fetch_response
 
 from cutover.inventory import Account, Inventory, IPAddress, Protocol, Service, TlsMode
 from cutover.net import ProbeError, ProbeTimeout, peer
 from cutover.phases import Side
+from cutover.untrusted import shown
 
 __all__ = [
     "Batch",
@@ -162,7 +163,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
     text = " ".join(str(exc).split())
-    return text[:300] or type(exc).__name__
+    return shown(text, limit=300) or type(exc).__name__
 
 
 _LIBRARY_ERRORS = (IMAPClientError, imaplib.IMAP4.error, OSError, ValueError, EOFError)
@@ -177,7 +178,7 @@ class ImapSession:
         self._client = client
         self.where = self.label = where
         self.user = user
-        greeting = _text(client.welcome).removeprefix("* OK ").strip()
+        greeting = shown(_text(client.welcome).removeprefix("* OK ").strip())
         if greeting.startswith("["):  # drop the response code: [CAPABILITY ...]
             greeting = greeting.partition("]")[2].strip()
         self.greeting = greeting
@@ -240,16 +241,42 @@ class ImapSession:
 
     def listing(self) -> Listing:
         """LIST "" "*" and LSUB "" "*"."""
-        listed = self._call("LIST", self._client.list_folders)
-        subscribed = self._call("LSUB", self._client.list_sub_folders)
-        names = {str(name): {_text(f).lower() for f in flags} for flags, _, name in listed}
+        listed = self._folders("LIST", self._client.list_folders)
+        subscribed = self._folders("LSUB", self._client.list_sub_folders)
+        names = {name: flags for flags, name in listed}
         return Listing(
             mailboxes=frozenset(names),
             selectable=frozenset(
                 name for name, flags in names.items() if not flags & {"\\noselect", "\\nonexistent"}
             ),
-            subscribed=frozenset(str(name) for _, _, name in subscribed),
+            subscribed=frozenset(name for _, name in subscribed),
         )
+
+    def _folders(self, command: str, function: Any) -> list[tuple[frozenset[str], str]]:
+        """(lower-case flags, name) of each LIST or LSUB line.
+
+        imapclient's parser refuses a name with an unbalanced bracket (any
+        user can create `brk[31m`: "No closing ']'"); such an answer is read
+        again with `parse_list_lines`, which takes the name as the server sent it.
+        """
+        try:
+            found = function()
+        except (ProtocolError, ValueError):
+            raw_list = self._client._imap.lsub if command == "LSUB" else self._client._imap.list
+            status, data = self._call(command, raw_list, '""', "*")
+            if status != "OK":
+                raise ProbeError(
+                    f"{command} on {self.where} as {self.user}: {_reason(Exception(*data))}"
+                ) from None
+            try:
+                return parse_list_lines(data)
+            except ValueError as exc:
+                raise ProbeError(
+                    f"{command} on {self.where} as {self.user}: cannot parse {exc}"
+                ) from None
+        except _LIBRARY_ERRORS as exc:
+            raise ProbeError(f"{command} on {self.where} as {self.user}: {_reason(exc)}") from None
+        return [(frozenset(_text(f).lower() for f in flags), str(name)) for flags, _, name in found]
 
     def examine(self, name: str) -> MailboxState:
         """EXAMINE (read-only SELECT) `name`: UIDVALIDITY, UIDNEXT, EXISTS."""
@@ -325,7 +352,23 @@ class ImapSession:
         """
         if not self.condstore:
             return None
-        answer = self._call(f"STATUS {name!r}", self._client.folder_status, name, ["HIGHESTMODSEQ"])
+        doing = f"STATUS {shown(name)!r}"
+        try:
+            answer = self._client.folder_status(name, ["HIGHESTMODSEQ"])
+        except (ProtocolError, ValueError):
+            # The answer echoes the name: imapclient cannot parse `brk[31m` there either.
+            status, data = self._call(
+                doing, self._client._imap.status, _quoted(name), "(HIGHESTMODSEQ)"
+            )
+            found = re.search(rb"\(.*HIGHESTMODSEQ (\d+)", b" ".join(_bytes(d) for d in data))
+            if status != "OK" or found is None:
+                raise ProbeError(
+                    f"{doing} on {self.where} as {self.user}: cannot parse the answer "
+                    f"'{shown(b' '.join(_bytes(d) for d in data))}'"
+                ) from None
+            return int(found.group(1))
+        except _LIBRARY_ERRORS as exc:
+            raise ProbeError(f"{doing} on {self.where} as {self.user}: {_reason(exc)}") from None
         value = answer.get(b"HIGHESTMODSEQ")
         return int(value) if value is not None else None
 
@@ -441,6 +484,51 @@ def _parse_fetch_general(data: Sequence[Any]) -> FetchAnswer:
             _bytes(item.get(MESSAGE_ID_ITEM) or b""),
         )
     return answer
+
+
+_LIST_LINE = re.compile(
+    rb'^\((?P<flags>[^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*") (?P<name>.*)$', re.IGNORECASE
+)
+
+
+def parse_list_lines(data: Sequence[Any]) -> list[tuple[frozenset[str], str]]:
+    """(lower-case flags, name) of each LIST/LSUB line as imaplib returns them.
+
+    A name is a quoted string, a literal (imaplib hands it over as a
+    (line, bytes) pair) or an atom taken as it stands, brackets and all.
+    Names are decoded from modified UTF-7 like imapclient does.
+
+    >>> parse_list_lines([b'(\\\\HasNoChildren) "." brk[31m', b'() "." "a \\\\"b\\\\""'])
+    [(frozenset({'\\\\hasnochildren'}), 'brk[31m'), (frozenset(), 'a "b"')]
+    >>> parse_list_lines([(b'() "/" {3}', b'x]y')])
+    [(frozenset(), 'x]y')]
+    """
+    folders = []
+    for item in data:
+        if item in (None, b""):
+            continue
+        line, literal = (item[0], item[1]) if isinstance(item, tuple) else (item, None)
+        match = _LIST_LINE.match(_bytes(line))
+        if match is None:
+            raise ValueError(f"the LIST line '{shown(line)}'")
+        flags = frozenset(_text(f).lower() for f in match.group("flags").split())
+        name = match.group("name")
+        if literal is not None:
+            name = _bytes(literal)
+        elif name.startswith(b'"') and name.endswith(b'"') and len(name) > 1:
+            name = re.sub(rb"\\(.)", rb"\1", name[1:-1])
+        folders.append((flags, imap_utf7.decode(name)))
+    return folders
+
+
+def _quoted(name: str) -> bytes:
+    """A mailbox name as an IMAP quoted string, in modified UTF-7.
+
+    >>> _quoted('brk[31m "x"')
+    b'"brk[31m \\\\"x\\\\""'
+    """
+    encoded = _bytes(imap_utf7.encode(name))
+    return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
 def _bytes(value: Any) -> bytes:

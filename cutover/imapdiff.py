@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cutover.imap import Batch, Listing, MailboxState, MessageKey
+from cutover.untrusted import shown
 
 __all__ = [
     "AccountReport",
@@ -115,15 +116,15 @@ class AccountReport:
 
 
 def _names(names: Sequence[str]) -> str:
-    shown = ", ".join(repr(n) for n in sorted(names)[:SHOW])
+    listed = ", ".join(repr(shown(n)) for n in sorted(names)[:SHOW])
     more = len(names) - SHOW
-    return shown + (f" and {more} more" if more > 0 else "")
+    return listed + (f" and {more} more" if more > 0 else "")
 
 
 def _uids(uids: Sequence[int], total: int) -> str:
-    shown = ", ".join(str(u) for u in uids[:SHOW])
+    listed = ", ".join(str(u) for u in uids[:SHOW])
     more = total - min(len(uids), SHOW)
-    return shown + (f" and {more} more" if more > 0 else "")
+    return listed + (f" and {more} more" if more > 0 else "")
 
 
 def compare_listings(
@@ -174,7 +175,7 @@ def compare_states(
     subj_label: str,
 ) -> list[Finding]:
     """IMAP02 (UIDVALIDITY) and IMAP05 (UIDNEXT, HIGHESTMODSEQ) of one mailbox."""
-    where = f"{account} mailbox {reference.name!r}"
+    where = f"{account} mailbox {shown(reference.name)!r}"
     findings = []
     if subject.uidvalidity != reference.uidvalidity:
         findings.append(
@@ -288,7 +289,7 @@ class MessageComparison:
     def findings(
         self, account: str, mailbox: str, ref_label: str, subj_label: str, since_preflight: bool
     ) -> list[Finding]:
-        where = f"{account} mailbox {mailbox!r}"
+        where = f"{account} mailbox {shown(mailbox)!r}"
         findings = []
         problems = self.missing_count + self.changed_count
         if problems:
@@ -296,13 +297,13 @@ class MessageComparison:
             if self.missing_count:
                 parts.append(f"missing UIDs {_uids(self.missing, self.missing_count)}")
             if self.changed_count:
-                shown = "; ".join(
+                listed = "; ".join(
                     f"UID {uid} {_describe(ref)} became {_describe(subj)}"
                     for uid, ref, subj in self.changed[:SHOW]
                 )
                 more = self.changed_count - min(len(self.changed), SHOW)
                 parts.append(
-                    f"{self.changed_count} UIDs hold a different message ({shown}"
+                    f"{self.changed_count} UIDs hold a different message ({listed}"
                     + (f"; and {more} more" if more > 0 else "")
                     + ")"
                 )
@@ -315,7 +316,7 @@ class MessageComparison:
                 )
             )
         if self.flag_count:
-            shown = "; ".join(
+            listed = "; ".join(
                 f"UID {uid} {_flags(ref.flags)} -> {_flags(subj.flags)}"
                 for uid, ref, subj in self.flag_diffs
             )
@@ -324,7 +325,7 @@ class MessageComparison:
                 Finding(
                     "IMAP04",
                     f"{where}: flags of {self.flag_count} of {self.reference_count} messages "
-                    f"differ between {ref_label} and {subj_label}: {shown}"
+                    f"differ between {ref_label} and {subj_label}: {listed}"
                     + (f"; and {more} more" if more > 0 else "")
                     + f". Likely cause: {self._flag_cause(since_preflight)}.",
                 )
@@ -334,10 +335,10 @@ class MessageComparison:
     def _message_cause(self, subj_label: str, since_preflight: bool) -> str:
         moved = self.moved()
         if moved:
-            shown = ", ".join(f"{a} -> {b}" for a, b in moved[:SHOW])
+            listed = ", ".join(f"{a} -> {b}" for a, b in moved[:SHOW])
             return (
                 f"UIDs renumbered: {len(moved)} of these messages are on {subj_label} under "
-                f"other UIDs ({shown}); the mail was copied by APPEND, as imapsync does. "
+                f"other UIDs ({listed}); the mail was copied by APPEND, as imapsync does. "
                 "Migrate with dsync (doveadm backup), which keeps UIDs"
             )
         if self.resized == self.changed_count and self.changed_count and not self.missing_count:
@@ -385,12 +386,14 @@ def _keywords(flags: Sequence[str]) -> set[str]:
 
 
 def _describe(key: MessageKey) -> str:
-    ident = key.ident if not key.ident.startswith(COMPACT_PREFIX) else f"digest {key.ident[1:]}"
+    ident = (
+        shown(key.ident) if not key.ident.startswith(COMPACT_PREFIX) else f"digest {key.ident[1:]}"
+    )
     return f"({ident}, {key.size} bytes)"
 
 
 def _flags(flags: Sequence[str]) -> str:
-    return " ".join(flags) if flags else "(none)"
+    return shown(" ".join(flags)) if flags else "(none)"
 
 
 # --- the concurrent walk -------------------------------------------------------

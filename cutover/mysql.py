@@ -37,6 +37,7 @@ import pymysql.cursors
 from cutover.inventory import Inventory, MysqlAccount, Protocol
 from cutover.net import ProbeError, ProbeTimeout, peer
 from cutover.phases import Side
+from cutover.untrusted import shown
 
 __all__ = [
     "AccountGrants",
@@ -148,7 +149,7 @@ def socket_accounts(inventory: Inventory) -> list[AccountTarget]:
 def _describe_error(exc: BaseException) -> tuple[int | None, str]:
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
     if len(args) >= 2 and isinstance(args[0], int):
-        return args[0], str(args[1])
+        return args[0], shown(args[1])
     return None, type(exc).__name__
 
 
@@ -246,7 +247,7 @@ def try_login(server: MysqlServer, account: MysqlAccount, inventory: Inventory) 
         with connection.cursor() as cursor:
             cursor.execute("SELECT CURRENT_USER()")
             row = cursor.fetchone()
-        return str(row[0]) if row else ""
+        return shown(row[0]) if row else ""
     except pymysql.err.MySQLError as exc:
         _, message = _describe_error(exc)
         raise ProbeError(f"{server.where}: SELECT CURRENT_USER() failed: {message}") from None
@@ -341,8 +342,15 @@ class Grantee:
 
     @property
     def sql(self) -> str:
-        """`'app'@'localhost'`, quoted for SHOW GRANTS FOR."""
-        return f"{_quote(self.user)}@{_quote(self.host)}"
+        """`'app'@'localhost'` as MySQL writes an account, for messages (server text shown safely).
+
+        Queries never use it: they pass user and host as parameters, which
+        PyMySQL quotes for the session's SQL mode (`NO_BACKSLASH_ESCAPES` too).
+
+        >>> Grantee("o'brien", "%").sql
+        "'o''brien'@'%'"
+        """
+        return shown(f"{_quote(self.user)}@{_quote(self.host)}")
 
     def junit_properties(self) -> Iterator[tuple[str, str]]:
         yield "account", self.id
@@ -354,7 +362,7 @@ class Grantee:
 
 
 def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -509,8 +517,8 @@ class GrantDiff:
         if self.only_on is Side.NEW:
             return f"account {name} exists only on new (not on old)"
         lines = [f"account {name}:"]
-        lines += [f"  missing on new: {g}" for g in self.missing_on_new]
-        lines += [f"  extra on new:   {g}" for g in self.extra_on_new]
+        lines += [f"  missing on new: {shown(g)}" for g in self.missing_on_new]
+        lines += [f"  extra on new:   {shown(g)}" for g in self.extra_on_new]
         if self.hash_differs:
             lines.append("  password hash differs (logins with the old password fail on new)")
         return "\n".join(lines)
@@ -554,7 +562,8 @@ def read_grants(server: MysqlServer, inventory: Inventory) -> dict[Grantee, Acco
     found: dict[Grantee, AccountGrants] = {}
     with _Session(server, inventory) as session:
         for grantee in _grantees(session):
-            lines = [_text(row[0]) for row in session.rows(f"SHOW GRANTS FOR {grantee.sql}")]
+            shown_grants = session.rows("SHOW GRANTS FOR %s@%s", (grantee.user, grantee.host))
+            lines = [_text(row[0]) for row in shown_grants]
             found[grantee] = AccountGrants.from_lines(grantee, lines)
     return found
 
@@ -570,10 +579,10 @@ class Chunk:
     digest: bytes
 
     def key_range(self, primary_key: Sequence[str]) -> str:
-        def show(key: tuple[str, ...]) -> str:
-            return key[0] if len(key) == 1 else "(" + ", ".join(key) + ")"
+        def show(key: Sequence[str]) -> str:
+            return shown(key[0]) if len(key) == 1 else shown("(" + ", ".join(key) + ")")
 
-        names = primary_key[0] if len(primary_key) == 1 else "(" + ", ".join(primary_key) + ")"
+        names = show(primary_key)
         return f"{names} {show(self.first_key)} .. {show(self.last_key)}"
 
 
@@ -732,7 +741,7 @@ class TableDifference:
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.table}: {self.problem}"
+        return f"{shown(self.table)}: {self.problem}"
 
 
 def _compare_tables(old: TableScan, new: TableScan) -> str | None:
@@ -741,13 +750,13 @@ def _compare_tables(old: TableScan, new: TableScan) -> str | None:
         added = sorted(set(new.columns) - set(old.columns))
         detail = []
         if gone:
-            detail.append(f"missing on new: {', '.join(gone)}")
+            detail.append(f"missing on new: {shown(', '.join(gone))}")
         if added:
-            detail.append(f"extra on new: {', '.join(added)}")
+            detail.append(f"extra on new: {shown(', '.join(added))}")
         if old.primary_key != new.primary_key:
             detail.append(
-                f"primary key old ({', '.join(old.primary_key) or 'none'}) "
-                f"new ({', '.join(new.primary_key) or 'none'})"
+                f"primary key old ({shown(', '.join(old.primary_key)) or 'none'}) "
+                f"new ({shown(', '.join(new.primary_key)) or 'none'})"
             )
         return f"columns differ ({'; '.join(detail) or 'order of the key columns'})"
     if old.digest == new.digest:
@@ -812,7 +821,7 @@ def compare_with_recorded(
                 )
             )
         elif table.digest != before["digest"] or table.chunk_rows != before["chunk_rows"]:
-            notes.append(f"{name}: content changed since preflight ({table.rows} rows)")
+            notes.append(f"{shown(name)}: content changed since preflight ({table.rows} rows)")
     return differences, notes
 
 

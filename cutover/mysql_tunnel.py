@@ -26,6 +26,7 @@ from typing import Any
 from cutover.inventory import Inventory, MysqlAccount
 from cutover.mysql import ServerFacts
 from cutover.net import ProbeError
+from cutover.untrusted import shown
 
 __all__ = ["TunnelLogin", "diagnose", "parse_output", "probe_tunnel_login", "remote_script"]
 
@@ -85,9 +86,9 @@ def parse_output(text: str, *, host: str = "", socket: str = "") -> TunnelLogin:
         tag, _, value = line.partition(": ")
         if tag == "socket":
             state, _, detail = value.partition(" ")
-            facts["socket_state"], facts["socket_detail"] = state, detail
+            facts["socket_state"], facts["socket_detail"] = state, shown(detail)
         elif tag == "holder":
-            facts["holder"] = value.strip()
+            facts["holder"] = shown(value.strip())
         elif tag == "client":
             facts["client_found"] = False
         elif tag == "rc":
@@ -97,12 +98,13 @@ def parse_output(text: str, *, host: str = "", socket: str = "") -> TunnelLogin:
             if error:
                 inner = _INNER_ERROR.search(error.group("text")) or error
                 facts["error_code"] = int(inner.group("code"))
-                facts["error"] = inner.group("text").strip()
+                facts["error"] = shown(inner.group("text").strip())
             elif "\t" in value:
                 user, _, hostname = value.partition("\t")
-                facts["current_user"], facts["hostname"] = user, hostname.strip()
+                facts["current_user"] = shown(user)
+                facts["hostname"] = shown(hostname.strip())
             elif value.strip() and not facts.get("error"):
-                facts["error"] = value.strip()
+                facts["error"] = shown(value.strip())
     return TunnelLogin(**facts)
 
 
@@ -168,7 +170,8 @@ def probe_tunnel_login(inventory: Inventory, account: MysqlAccount) -> TunnelLog
     stdout = out.decode("utf-8", "replace")
     if process.returncode == 255 and "socket:" not in stdout:
         reason = err.decode("utf-8", "replace").strip().splitlines()
-        raise ProbeError(f"cannot ssh to {where}: {reason[-1] if reason else 'exit 255'}")
+        said = shown(reason[-1]) if reason else "exit 255"
+        raise ProbeError(f"cannot ssh to {where}: {said}")
     return parse_output(stdout, host=str(inventory.old.ssh), socket=inventory.mysql.socket)
 
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cutover.untrusted import shown
+
 __all__ = [
     "Deadline",
     "LineReader",
@@ -136,7 +138,9 @@ class LineReader:
                 raise ProbeError(f"{self.where} closed the connection while {doing}")
             self._buffer += chunk
         raw, self._buffer = self._buffer.split(b"\n", 1)
-        return raw.rstrip(b"\r").decode("utf-8", errors="replace")
+        # Every greeting, reply and capability a server sends comes through here:
+        # its control characters are made visible once, before anyone parses or shows it.
+        return shown(raw.rstrip(b"\r").decode("utf-8", errors="replace"), limit=MAX_LINE)
 
     def lines_until(self, done: Callable[[str], bool], doing: str, limit: int = 200) -> list[str]:
         """Lines up to and including the first for which `done(line)` is true."""

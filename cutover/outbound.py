@@ -43,8 +43,9 @@ import spf
 
 from cutover.dns import RRset, absolute_text, observe_answers, zone_of, zone_servers
 from cutover.inventory import DnsZone, Inventory, Protocol, Service
-from cutover.net import ProbeError
+from cutover.net import MAX_LINE, ProbeError
 from cutover.remote import RemoteHost
+from cutover.untrusted import MAX_SHOWN_LINE, shown
 
 __all__ = [
     "AuthoritativeLookup",
@@ -262,7 +263,7 @@ def observe_spf_records(domain: str, names: AuthoritativeLookup) -> SpfRecords:
     """Every TXT record of `domain` that pyspf takes for an SPF record."""
     answer = names.lookup(domain, "TXT")
     texts = [_txt_bytes(value) for value in answer.values(domain, "TXT")]
-    records = tuple(t.decode("ascii", "replace") for t in texts if spf.RE_SPF.match(t))
+    records = tuple(shown(t) for t in texts if spf.RE_SPF.match(t))
     return SpfRecords(domain, records, answer.asked)
 
 
@@ -304,8 +305,8 @@ def evaluate_spf(domain: str, ip: str, names: AuthoritativeLookup) -> SpfVerdict
         domain=domain,
         ip=ip,
         result=str(result),
-        explanation=str(explanation),
-        mechanism=query.mechanism,
+        explanation=shown(explanation, limit=MAX_SHOWN_LINE),
+        mechanism=None if query.mechanism is None else shown(query.mechanism),
         lookups=int(query.lookups),
         void_lookups=int(query.void_lookups),
         asked=tuple(asked),
@@ -438,20 +439,21 @@ def observe_dkim_record(domain: str, selector: str, names: AuthoritativeLookup) 
     """The selector's TXT (CNAMEs followed, as verifiers do) parsed by `dkim.load_pk_from_dns`."""
     name = dkim_name(selector, domain)
     chain, answer = names.follow(name, "TXT")
-    texts = tuple(_txt_bytes(v).decode("ascii", "replace") for v in answer.values(chain[-1], "TXT"))
+    raw_texts = [_txt_bytes(v) for v in answer.values(chain[-1], "TXT")]
+    texts = tuple(shown(t, limit=MAX_LINE) for t in raw_texts)
     base = DkimRecord(domain, selector, name, texts, answer.asked)
     if not texts:
         return replace(base, error=f"no TXT record ({answer.rcode})")
 
     def from_authoritative(qname: bytes, timeout: float = 0) -> bytes | None:
-        return texts[0].encode("ascii", "replace")
+        return raw_texts[0]
 
     try:
         key, bits, ktag, _tlsrpt = dkim.load_pk_from_dns(
             name.encode(), dnsfunc=from_authoritative, timeout=names.timeout
         )
     except dkim.DKIMException as exc:
-        return replace(base, error=f"{type(exc).__name__}: {exc}")
+        return replace(base, error=f"{type(exc).__name__}: {shown(exc)}")
     kind = ktag.decode() if isinstance(ktag, bytes) else str(ktag)
     rsa = (int(key["modulus"]), int(key["publicExponent"])) if kind == "rsa" else None
     return replace(base, key_type=kind, bits=int(bits), rsa=rsa)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cutover.net import ProbeError
+from cutover.untrusted import shown
 
 __all__ = ["RemoteHost"]
 
@@ -37,8 +38,8 @@ def _gist(exc: Exception) -> str:
     result = exc.args[0] if exc.args else None
     if result is not None and hasattr(result, "stderr") and hasattr(result, "rc"):
         message = str(result.stderr or "").strip().splitlines()
-        return (message[-1] if message else f"ssh exited with {result.rc}, no message")[:200]
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        return shown(message[-1]) if message else f"ssh exited with {result.rc}, no message"
+    return shown((str(exc).splitlines() or [type(exc).__name__])[0])
 
 
 class RemoteHost:
@@ -71,7 +72,7 @@ class RemoteHost:
                 f"cannot run {what} on {self.hostspec} within {self.seconds} s (ssh): {_gist(exc)}"
             ) from None
         if result.rc == 255:
-            raise ProbeError(f"ssh to {self.hostspec} failed: {result.stderr.strip()[:200]}")
+            raise ProbeError(f"ssh to {self.hostspec} failed: {shown(result.stderr.strip())}")
         if result.rc == 124:
             raise ProbeError(f"{what} on {self.hostspec} timed out after {self.seconds} s")
         if result.rc == 127:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cutover.net import Deadline, ProbeError, ProbeTimeout, tls_context
+from cutover.untrusted import shown
 
 __all__ = ["CertificateRejected", "TlsFacts", "Trust", "handshake", "name_covered"]
 
@@ -70,7 +71,7 @@ class TlsFacts:
             raise ProbeError(f"the server's certificate cannot be parsed: {exc}") from None
         try:
             san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-            names = tuple(san.value.get_values_for_type(x509.DNSName))
+            names = tuple(shown(n) for n in san.value.get_values_for_type(x509.DNSName))
         except x509.ExtensionNotFound:
             names = ()
         return cls(
@@ -78,7 +79,7 @@ class TlsFacts:
             verified=verified,
             verify_error=verify_error,
             trust=trust,
-            subject=cert.subject.rfc4514_string(),
+            subject=shown(cert.subject.rfc4514_string()),
             names=names,
             not_after=cert.not_valid_after_utc,
             fingerprint=hashlib.sha256(der).hexdigest(),

@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_SHOWN", "property_name", "shown"]
+__all__ = ["MAX_SHOWN", "MAX_SHOWN_LINE", "property_name", "shown", "shown_lines"]
 
 # Long enough for a mailbox path, an SPF record or a greeting; short enough
 # that one hostile value cannot flood a terminal or a report.
 MAX_SHOWN = 200
+
+# A line of a failure message or a recorded fact: it may quote a few server
+# strings, each already cut at MAX_SHOWN.
+MAX_SHOWN_LINE = 20 * MAX_SHOWN
 
 _PROPERTY_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -71,6 +75,19 @@ def shown(text: object, limit: int = MAX_SHOWN) -> str:
     if len(text) > limit:
         return f"{text[:limit]}...(+{len(text) - limit} chars)"
     return text
+
+
+def shown_lines(text: object, limit: int = MAX_SHOWN_LINE) -> str:
+    """A message of several lines made safe line by line: its own newlines are kept.
+
+    The last line of defence for text that was put together before anyone
+    could tell which part came from a server (a failure message, an
+    exception's text): every control character but the newline is escaped.
+
+    >>> shown_lines("grants differ:\\n  \\x1b[2K\\x1b[1APASSED")
+    'grants differ:\\n  \\\\x1b[2K\\\\x1b[1APASSED'
+    """
+    return "\n".join(shown(line, limit) for line in str(text).split("\n"))
 
 
 def property_name(text: str) -> str:

@@ -13,6 +13,8 @@ PACKAGES=(
     iproute2 util-linux
     monitoring-plugins-basic monitoring-plugins-standard percona-toolkit spfquery
     libvirt-clients libxml2-utils pciutils
+    # the hostile-data self-test opens the HTML report in headless Chromium
+    chromium
 )
 
 if [ "$(id -u)" -ne 0 ]; then

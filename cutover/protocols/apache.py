@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cutover.remote import RemoteHost
+from cutover.untrusted import shown, shown_lines
 
 __all__ = ["ApacheConfig", "LegacyDirective", "included_files", "observe_config"]
 
@@ -68,11 +69,12 @@ def observe_config(
             path, _, rest = line.partition(":")
             number, _, text = rest.partition(":")
             if number.isdigit():
-                legacy.append(LegacyDirective(path, int(number), text.strip()))
+                legacy.append(LegacyDirective(shown(path), int(number), shown(text.strip())))
     return ApacheConfig(
         host=hostspec,
         syntax_ok=check.rc == 0,
-        syntax_output=check.stderr.strip()[-1000:],  # "Syntax OK" or the errors
-        files=tuple(files),
+        # "Syntax OK" or the errors: shown line by line, the end kept
+        syntax_output=shown_lines(check.stderr.strip()[-1000:]),
+        files=tuple(shown(f) for f in files),
         legacy=tuple(legacy),
     )

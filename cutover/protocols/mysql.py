@@ -17,6 +17,7 @@ from cutover.net import Deadline, ProbeError, ProbeTimeout, connect, peer
 from cutover.protocols.base import ProbeSettings, ServiceAnswer
 from cutover.targets import Endpoint
 from cutover.tls import Trust
+from cutover.untrusted import shown
 
 __all__ = ["Handshake", "observe", "parse_handshake"]
 
@@ -51,7 +52,7 @@ def parse_handshake(payload: bytes, where: str) -> Handshake:
     end = payload.find(b"\x00", 1)
     if end < 0 or len(payload) < end + 1 + 4 + 9 + 2:
         raise ProbeError(f"{where} sent a truncated MySQL handshake")
-    version = payload[1:end].decode("utf-8", errors="replace")
+    version = shown(payload[1:end])
     offset = end + 1
     connection_id = struct.unpack("<I", payload[offset : offset + 4])[0]
     offset += 4 + 8 + 1  # auth-plugin-data part 1 and its filler
@@ -118,12 +119,12 @@ def server_hostname(
             cursor.execute("SELECT @@hostname")
             row = cursor.fetchone()
     except pymysql.MySQLError as exc:
-        raise ProbeError(f"SELECT @@hostname at {where} failed: {exc.args[:2]}") from None
+        raise ProbeError(f"SELECT @@hostname at {where} failed: {shown(exc.args[:2])}") from None
     finally:
         connection.close()
     if not row:
         raise ProbeError(f"SELECT @@hostname at {where} returned nothing")
-    return str(row[0])
+    return shown(row[0])
 
 
 def observe(endpoint: Endpoint, settings: ProbeSettings) -> ServiceAnswer:

@@ -16,7 +16,7 @@ from cutover.dns import (
     zone_of,
     zone_questions,
 )
-from cutover.dnssql import mydns_record, pdns_record
+from cutover.dnssql import SqlRecord, mydns_record, pdns_record
 
 
 @pytest.mark.parametrize(
@@ -154,3 +154,18 @@ def test_waiting_time_is_the_old_ttl_after_the_first_lowered_sighting() -> None:
     assert seconds_to_wait(lowered_since=1000.0, old_ttl=3600, now=1000.0) == 3600
     assert seconds_to_wait(lowered_since=1000.0, old_ttl=3600, now=4600.0) == 0
     assert seconds_to_wait(lowered_since=1000.0, old_ttl=300, now=5000.0) < 0
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pdns_record(41, "x" * 64 + ".example.test", "TXT", '"hi"', 300, None, 0),
+        mydns_record(42, "example.test.", "x" * 64, "TXT", "hi", None, 300),
+    ],
+    ids=["powerdns", "mydns"],
+)
+def test_a_row_with_a_64_octet_label_is_reported_as_that_row(row: SqlRecord) -> None:
+    """One malformed row once made DNS06 error for every zone; now it is one finding."""
+    assert row.value is None
+    assert row.problem is not None and "is not a DNS name: A DNS label is > 63" in row.problem
+    assert row.row in str(row) and ".id=4" in row.row

@@ -58,3 +58,22 @@ def test_other_shapes_fall_back_to_imapclient(odd: list[Any]) -> None:
 def test_uid_sets_use_ranges() -> None:
     assert uid_set([1, 2, 3, 7, 9, 10]) == "1:3,7,9:10"
     assert uid_set([5]) == "5"
+
+
+def test_a_mailbox_name_with_an_unbalanced_bracket_is_still_listed() -> None:
+    """Any user can create `brk[31m`; imapclient's parser gives up on it ("No closing ']'")."""
+    from imapclient.exceptions import ProtocolError
+    from imapclient.response_parser import parse_response
+
+    from cutover.imap import parse_list_lines
+
+    line = b'(\\HasNoChildren) "." brk[31m'
+    with pytest.raises(ProtocolError, match="No closing"):
+        parse_response([line])
+    assert parse_list_lines([line, b'(\\HasChildren) "." INBOX', b'() "." "&AOk-t&AOk-"']) == [
+        (frozenset({"\\hasnochildren"}), "brk[31m"),
+        (frozenset({"\\haschildren"}), "INBOX"),
+        (frozenset(), "été"),
+    ]
+    with pytest.raises(ValueError, match=r"the LIST line '\* garbage \\x1b\[2K'"):
+        parse_list_lines([b"* garbage \x1b[2K"])

@@ -114,4 +114,13 @@ def test_baseline_round_trip() -> None:
     assert AccountGrants.from_json(APP, old.to_json()) == old
     assert Grantee.parse(APP.id) == APP
     assert Grantee.parse("@localhost") == Grantee("", "localhost")
-    assert Grantee("o'neil", "%").sql == "'o\\'neil'@'%'"
+    # Quotes doubled, backslashes kept: what MySQL writes under any SQL mode.
+    assert Grantee("o'neil", "%").sql == "'o''neil'@'%'"
+    assert Grantee("a\\b", "%").sql == "'a\\b'@'%'"
+
+
+def test_an_account_name_is_shown_safely() -> None:
+    hostile = Grantee("<img src=x onerror=alert(1)>\x1b]0;pwn\x07", "%")
+    assert "\x1b" not in hostile.sql and "\\x1b]0;pwn\\x07" in hostile.sql
+    diff = diff_grants(None, grants("GRANT USAGE ON *.* TO `x\x1b[2K`@`%`"))
+    assert "\x1b" not in diff.describe()

@@ -257,3 +257,34 @@ def test_tls_port_without_tls_fails_in_time(bad_peer: Callable[..., int]) -> Non
     port = bad_peer(plain)
     with pytest.raises(ProbeError, match="TLS handshake"):
         observe(_endpoint(port, Protocol.IMAP, TlsMode.IMPLICIT), SHORT)
+
+
+def test_chunked_decoding_is_linear() -> None:
+    body = b"1\r\nx\r\n" * 250_000 + b"0\r\n\r\n"
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    assert parse_response(raw, "p")[3] == b"x" * 250_000
+    with pytest.raises(ProbeError, match="p sent a truncated chunked body"):
+        parse_response(raw[:-5], "p")
+
+
+def test_many_chunks_from_a_peer_end_within_the_operation_timeout(
+    bad_peer: Callable[..., int],
+) -> None:
+    """250,000 one-byte chunks once held one HTTP check for minutes (quadratic decoding)."""
+
+    def chunks(conn: socket.socket) -> None:
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        conn.sendall(b"1\r\nx\r\n" * 250_000 + b"0\r\n\r\n")
+
+    port = bad_peer(chunks)
+    settings = ProbeSettings(connect_timeout=1.0, operation_timeout=5.0)
+    started = time.monotonic()
+    try:
+        answer = observe(_endpoint(port, Protocol.HTTP), settings)
+    except ProbeTimeout as exc:  # a slow machine: the deadline, not a hang, ends it
+        assert "127.0.0.1" in str(exc)
+    else:
+        assert answer.http_status == 200
+    # Not a timing assertion on speed: the bound is the exchange's own deadline.
+    assert time.monotonic() - started < settings.connect_timeout + settings.operation_timeout + 1

@@ -137,6 +137,8 @@ def render(observed: Observed, scenario_expectations: dict[str, Any]) -> str:
         "check IDs with at least one failing testcase. The self-test asserts that",
         "set equals the expected set in `tests/trust/expected.py`: no miss, no",
         "collateral failure. Check IDs are explained in [checks.md](checks.md).",
+        "What hostile server data (names, Message-IDs, SPF text, DNS rows,",
+        "snapshots, endless chunked bodies) leads to is in [hostile-input.md](hostile-input.md).",
         "",
         "## Lab faults",
         "",
