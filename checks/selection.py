@@ -43,10 +43,8 @@ _PHASE_MARKERS = {
 }
 
 
-def _given_paths(config: pytest.Config) -> list[Path]:
-    """The test paths typed on the command line (node ids cut at `::`)."""
-    if config.args_source is not pytest.Config.ArgsSource.ARGS:
-        return []
+def _collected_paths(config: pytest.Config) -> list[Path]:
+    """Where pytest will collect: the paths typed, testpaths or the current directory."""
     base = config.invocation_params.dir
     return [(base / arg.split("::")[0]).resolve() for arg in config.args]
 
@@ -77,10 +75,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for area in dict.fromkeys(AREAS.values()):
         config.addinivalue_line("markers", f"{area}: the {area} checks")
     if not config.getoption("phase"):
-        if any(_overlaps_checks(path) for path in _given_paths(config)) or (
-            config.args_source is pytest.Config.ArgsSource.TESTPATHS
-            and any(_overlaps_checks(Path(arg).resolve()) for arg in config.args)
-        ):
+        # e.g. plain `pytest` in a checkout (testpaths), or `--inventory /abs/inv.yaml`
+        # without --phase (pytest then falls back to the current directory)
+        if any(_overlaps_checks(path) for path in _collected_paths(config)):
             raise pytest.UsageError(NEEDS_PHASE)
         return
     if config.args_source is pytest.Config.ArgsSource.ARGS:
