@@ -465,7 +465,7 @@ def readme_commands() -> list[str]:
     commands = []
     for block in blocks:
         for line in block.splitlines():
-            command = line.split("  #")[0].strip()
+            command = shlex.join(shlex.split(line, comments=True))
             if command.startswith(("cutover run ", "pytest --phase")):
                 commands.append(command)
     return commands
