@@ -222,16 +222,6 @@ def test_a_check_path_names_the_installed_checks_from_anywhere(host: Host, user_
     assert ran.ids("preflight") == ids_of(Phase.PREFLIGHT, "vm")
 
 
-def test_a_phase_run_refuses_paths_that_are_not_checks(host: Host, user_dir: Path) -> None:
-    ran = run(
-        [*PYTEST, "--phase=preflight", f"--inventory={host.inventory}", str(REPO / "tests")],
-        user_dir,
-    )
-    assert ran.returncode == 4, ran.output
-    assert "not one of the checks" in ran.stderr
-    assert report_files(user_dir) == []
-
-
 # --- in the checkout: the self-tests never start by accident ------------------
 
 
