@@ -9,6 +9,7 @@ versioned (`format_version`) and described by `docs/report.schema.json`;
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -62,6 +63,38 @@ def pytest_configure(config: pytest.Config) -> None:
     path = json_report_path(config)
     if path is not None:
         config.pluginmanager.register(JsonReport(config, path), "cutover-json-report")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """testinfra's `--nagios` in a phase run: cutover's line, not `TESTINFRA OK - 0 passed`."""
+    config = session.config
+    testinfra = config.pluginmanager.get_plugin("nagiosreporter")
+    report = config.pluginmanager.get_plugin("cutover-json-report")
+    if testinfra is None or not isinstance(report, JsonReport):
+        return
+    config.pluginmanager.unregister(testinfra)  # the run's terminal output stays in its spool
+    config.pluginmanager.register(NagiosLine(report), "cutover-nagios-line")
+
+
+class NagiosLine:
+    """Prints the run's Nagios status line (cutover/nagios.py) and makes its state the exit code."""
+
+    def __init__(self, report: JsonReport) -> None:
+        self.report = report
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from cutover.nagios import render, unknown
+
+        phase = self.report.config.stash[PHASE_KEY].value
+        if self.report.checks:
+            line, code = render(phase, self.report.document(int(session.exitstatus)))
+        else:
+            guard = self.report.config.pluginmanager.get_plugin("cutover-nothing-checked")
+            line, code = unknown(phase, guard.reason() if guard else "no check ran")
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        session.exitstatus = code
 
 
 def _evidence(report: pytest.TestReport) -> str:

@@ -399,6 +399,21 @@ def test_nagios_mode_states_and_exit_codes(host: Host, user_dir: Path) -> None:
     assert nagios.STATES == {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 
+def test_testinfra_nagios_flag_in_a_phase_run_never_says_ok_on_nothing(
+    host: Host, user_dir: Path
+) -> None:
+    inventory = f"--inventory={host.inventory}"
+    ran = run([*PYTEST, "--phase=preflight", inventory, "--nagios", "-k", "PORT99"], user_dir)
+    assert ran.returncode == 3, ran.output
+    assert parse_nagios(ran.stdout)[0] == "UNKNOWN"
+    assert "TESTINFRA" not in ran.stdout
+    ran = run(
+        [*PYTEST, "--phase=preflight", inventory, "--nagios", snap(host), "-m", "vm"], user_dir
+    )
+    assert ran.returncode == 0, ran.output
+    assert parse_nagios(ran.stdout)[0] == "OK"
+
+
 @pytest.mark.parametrize(
     ("totals", "state"),
     [
