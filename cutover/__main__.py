@@ -221,7 +221,8 @@ EXIT_CODES = """\
 exit codes of `run`:
   0  every check that ran passed (skips say why in the report)
   1  at least one check failed: the step is not safe yet
-  2  interrupted (Ctrl-C), or pytest itself failed
+  2  interrupted (Ctrl-C)
+  3  internal error (pytest or a plugin crashed)
   4  bad input: the inventory (file, line, field), an option, --probe-mail without
      mail.probe_account; nothing was checked
   5  no check ran: none collected, or -k/-m deselected them all; the reports were
@@ -269,6 +270,7 @@ def _parser() -> _Parser:
 
     run = sub.add_parser(
         "run",
+        usage="cutover run PHASE [-i INVENTORY] [--pair NAME]... [--nagios] [PYTEST ARGS...]",
         help="run the checks of a phase (extra args go to pytest)",
         description="Run the installed checks of one phase against an inventory, from any "
         "directory.\n\n" + _phase_table(),
