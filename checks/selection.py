@@ -155,24 +155,24 @@ class NothingChecked:
 
     def reason(self) -> str:
         phase = self.config.getoption("phase")
-        if not self.deselected:
-            return (
-                f"no check ran: nothing was collected for the {phase} phase; "
-                "reports left as they were"
-            )
-        given = [
+        given = " and ".join(
             f"{flag} {value!r}"
             for flag, value in (
                 ("-k", self.config.option.keyword),
                 ("-m", self.config.option.markexpr),
             )
             if value
-        ]
-        by = " and ".join(given) if given else "the phase and the inventory"
-        return (
-            f"no check ran: {by} deselected all {self.deselected} collected checks of the "
-            f"{phase} phase; reports left as they were"
         )
+        kept = "reports left as they were"
+        if self.deselected:
+            by = given or "the phase and the inventory"
+            return (
+                f"no check ran: {by} deselected all {self.deselected} collected checks of the "
+                f"{phase} phase; {kept}"
+            )
+        if given:  # with xdist the workers deselect: the controller only sees none arrive
+            return f"no check ran: no check of the {phase} phase matches {given}; {kept}"
+        return f"no check ran: nothing was collected for the {phase} phase; {kept}"
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
