@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import tomllib
@@ -444,6 +445,27 @@ def test_watch_max_downtime_on_the_result_model() -> None:
     assert watch.over_max_downtime(data, longest + 0.01) == []
     assert watch.over_max_downtime(data, longest - 0.01) == [("imap-143-old", longest)]
     assert watch.over_max_downtime({"endpoints": [{"id": "x", "windows": []}]}, 0) == []
+
+
+def test_watch_max_downtime_sets_the_exit_code(user_dir: Path) -> None:
+    """Nothing listens on the loopback port: every probe fails, one window lasts the whole watch."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inventory = user_dir / "watch.yaml"
+    inventory.write_text(
+        "name: nothing-listens\nold: {address: 127.0.0.1}\nnew: {address: 127.0.0.2}\n"
+        f"services: [{{name: web, port: {port}, protocol: http}}]\n"
+        "timeouts: {connect: 1, operation: 1}\n",
+        encoding="utf-8",
+    )
+    watch_run = [CUTOVER, "watch", "-i", str(inventory), "--interval", "0.1", "--duration", "1"]
+    ran = run([*watch_run, "--max-downtime", "0.2"], user_dir, timeout=60)
+    assert ran.returncode == 1, ran.output
+    assert f"web-{port}-old was down" in ran.stderr and "--max-downtime 0.2 s" in ran.stderr
+    ran = run([*watch_run, "--max-downtime", "3600"], user_dir, timeout=60)
+    assert ran.returncode == 0, ran.output
+    assert (user_dir / "reports" / "watch.json").is_file()
 
 
 # --- help, version, packaging ------------------------------------------------------
