@@ -62,6 +62,36 @@ def _checks_arg(config: pytest.Config, arg: str) -> str:
     return arg
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """A phase run's rootdir and ini file, chosen again now that `--inventory` is known.
+
+    pytest chose them before this plugin's options existed, so with
+    `--inventory /abs/inv.yaml` it took the inventory's directory for the
+    rootdir: the project's ini file went unread and `.pytest_cache` landed
+    beside the inventory. Chosen again from the real test paths (or the
+    current directory), as the `--inventory=/abs/inv.yaml` spelling does.
+    """
+    from _pytest.config.findpaths import determine_setup
+
+    given = early_config.known_args_namespace
+    if not getattr(given, "phase", None) or given.rootdir or given.inifilename:
+        return
+    rootpath, inipath, inicfg = determine_setup(
+        inifile=None,
+        args=list(given.file_or_dir),
+        rootdir_cmd_arg=None,
+        invocation_dir=early_config.invocation_params.dir,
+    )
+    if (rootpath, inipath) == (early_config.rootpath, early_config.inipath):
+        return
+    early_config._rootpath = rootpath
+    early_config._inipath = inipath
+    early_config.inicfg = inicfg
+    early_config._inicache.clear()
+    given.confcutdir = str(inipath.parent if inipath is not None else rootpath)
+
+
 @pytest.hookimpl(trylast=True)  # after checks/plugin.py loaded the inventory and set report paths
 def pytest_configure(config: pytest.Config) -> None:
     for phase, description in _PHASE_MARKERS.items():
