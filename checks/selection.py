@@ -177,8 +177,9 @@ class NothingChecked:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.ran or self.config.option.collectonly:
             return
-        if session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-            session.exitstatus = EXIT_NOTHING_CHECKED
+        if session.exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            return  # interrupted, or a usage error that has its own line
+        session.exitstatus = EXIT_NOTHING_CHECKED
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             terminal.write_line(f"cutover: {self.reason()}", red=True, bold=True)
