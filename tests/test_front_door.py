@@ -98,6 +98,7 @@ def run(argv: list[str], cwd: Path, timeout: float = 300) -> Ran:
         if not k.startswith(("PYTEST_", "CUTOVER_")) and k != "COLUMNS"
     }
     env[PASSWORD_ENV] = "not-a-real-password"
+    env["PYTEST_ADDOPTS"] = "-p no:cacheprovider"  # no .pytest_cache in the checkout
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     return Ran(done.returncode, done.stdout, done.stderr, cwd)
 
