@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from cutover.targets import Endpoint
 
 CHECKS_DIR = Path(__file__).resolve().parent
+# The front door (selection, never green on nothing) and the machine outputs (JSON report).
+pytest_plugins = ["checks.selection", "checks.machine"]
 SNAPSHOTS_KEY = pytest.StashKey[dict[str, Path]]()  # pair name ("" = every pair) -> tarball
 
 
@@ -126,12 +128,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(VerdictSummary(phase, selected), "cutover-verdict-summary")
 
+    from checks.machine import report_stem
+
     reports = Path(config.getoption("reports_dir"))
-    if not hasattr(config, "workerinput"):
+    if not hasattr(config, "workerinput") and not config.option.collectonly:
         reports.mkdir(parents=True, exist_ok=True)
         # Per-phase reports unless the operator chose their own paths; one
         # pair of a fleet (a CI matrix job) gets its own: preflight-web07.xml.
-        stem = phase.value + (f"-{selected[0]}" if fleet.several and len(selected) == 1 else "")
+        stem = report_stem(config)
         if getattr(config.option, "xmlpath", None) is None:
             config.option.xmlpath = str(reports / f"{stem}.xml")
         if hasattr(config.option, "htmlpath") and not config.option.htmlpath:

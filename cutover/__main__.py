@@ -1,11 +1,11 @@
-"""`python -m cutover COMMAND` — the suite's command line.
+"""`cutover COMMAND` (or `python -m cutover COMMAND`) — the suite's command line.
 
-run PHASE [-i INVENTORY] [--pair NAME]... [PYTEST ARGS...]   run the checks of a phase
+run PHASE [-i INVENTORY] [--pair NAME]... [--nagios] [PYTEST ARGS...]   run a phase's checks
 validate [--no-secrets] [INVENTORY]         check an inventory and say what it describes
 schema                                      the inventory's JSON Schema, for editors
 checks [--markdown]                         the check catalogue
 capture-host [...]                          snapshot a VFIO/KVM host for offline checks
-watch [-i INVENTORY] [--interval S] [...]   probe every service until stopped; report downtime
+watch [-i INVENTORY] [--interval S] [--max-downtime S] [...]   probe until stopped; downtime
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -84,40 +85,86 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
-    # pytest is exec'd rather than imported: cutover/ stays free of pytest,
-    # and an explicit -c/--rootdir keeps pytest.ini in force wherever the
-    # inventory lives.
-    command = [
+def _pytest_command(args: argparse.Namespace, extra: list[str]) -> list[str]:
+    """The pytest command line of `run`: the installed checks, whatever `extra` looks like.
+
+    pytest is run rather than imported: cutover/ stays free of pytest. No test
+    path is added: the cutover plugin collects the installed checks in every
+    phase run, so a pass-through value (`-k imap`) is never taken for a path.
+    """
+    settings = REPO / "pytest.ini"  # a checkout (editable install): its settings, its rootdir
+    where = [f"-c={settings}", f"--rootdir={REPO}"] if settings.is_file() else []
+    return [
         sys.executable,
         "-m",
         "pytest",
-        f"-c={REPO / 'pytest.ini'}",
-        f"--rootdir={REPO}",
+        *where,
         f"--phase={args.phase}",
-        f"--inventory={Path(args.inventory).resolve()}",
+        f"--inventory={Path(args.inventory).expanduser().resolve()}",
         *(f"--pair={name}" for name in args.pair),
         *extra,
     ]
-    if not any(not a.startswith("-") for a in extra):
-        command.append(str(REPO / "checks"))
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    command = _pytest_command(args, extra)
+    if args.nagios:
+        return _run_nagios(args.phase, command)
     os.execv(sys.executable, command)
     return 0  # pragma: no cover - execv does not return
+
+
+def _run_nagios(phase: str, command: list[str]) -> int:
+    """`run --nagios`: the run's terminal output is dropped, its JSON report judged."""
+    import tempfile
+
+    from cutover.nagios import render, unknown
+
+    with tempfile.TemporaryDirectory(prefix="cutover-nagios-") as scratch:
+        report = Path(scratch) / "report.json"
+        completed = subprocess.run(
+            [*command, f"--report-json={report}", "-p", "no:cacheprovider"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode in (0, 1) and report.is_file():
+            line, code = render(phase, json.loads(report.read_text(encoding="utf-8")))
+        else:
+            line, code = unknown(phase, _why_nothing(completed))
+    print(line)
+    return code
+
+
+def _why_nothing(completed: subprocess.CompletedProcess[str]) -> str:
+    """The one line pytest (or the cutover plugin) gave for a run that judged nothing."""
+    for text in (completed.stderr, completed.stdout):
+        for line in text.splitlines():
+            if line.startswith(("ERROR: ", "cutover: no check ran")):
+                return line.removeprefix("ERROR: ").removeprefix("cutover: ")
+    return f"pytest exited {completed.returncode} without a report"
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from cutover.watch import render_table, run
+    from cutover.watch import over_max_downtime, render_table, run
 
     try:
         inventory = load_inventory(args.inventory, pair=args.pair)
     except InventoryError as exc:
         print(f"cutover: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.interval <= 0 or (args.duration is not None and args.duration <= 0):
-        print("cutover: --interval and --duration must be positive", file=sys.stderr)
+    if (
+        args.interval <= 0
+        or (args.duration is not None and args.duration <= 0)
+        or (args.max_downtime is not None and args.max_downtime < 0)
+    ):
+        print(
+            "cutover: --interval and --duration must be positive, --max-downtime not negative",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -138,6 +185,15 @@ def cmd_watch(args: argparse.Namespace) -> int:
     )
     print("\n".join(render_table(data)), flush=True)
     print(f"cutover: report written to {args.output}", file=sys.stderr)
+    if args.max_downtime is not None:
+        over = over_max_downtime(data, args.max_downtime)
+        for endpoint_id, longest in over:
+            print(
+                f"cutover: {endpoint_id} was down {longest:.2f} s at a stretch, more than "
+                f"--max-downtime {args.max_downtime:g} s",
+                file=sys.stderr,
+            )
+        return 1 if over else 0
     return 0
 
 
@@ -147,24 +203,102 @@ def cmd_capture_host(argv: list[str]) -> int:
     return capture_host_main(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["capture-host"]:
-        return cmd_capture_host(argv[1:])
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cutover")
+    except PackageNotFoundError:  # a checkout used without installing
+        return "unknown (not installed)"
+
+
+def _phase_table() -> str:
+    from cutover.phases import expectations
+
+    rows = [f"  {phase.value:<11} {expectations(phase).summary}" for phase in Phase]
+    return "phases (one run checks one; reports/<phase>.xml, .html, .json):\n" + "\n".join(rows)
+
+
+EXIT_CODES = """\
+exit codes of `run`:
+  0  every check that ran passed (skips say why in the report)
+  1  at least one check failed: the step is not safe yet
+  2  interrupted (Ctrl-C)
+  3  internal error (pytest or a plugin crashed)
+  4  bad input: the inventory (file, line, field), an option, --probe-mail without
+     mail.probe_account; nothing was checked
+  5  no check ran: none collected, or -k/-m deselected them all; the reports were
+     left as they were
+  with --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (bad inventory, no check ran)"""
+
+PASSED_THROUGH = """\
+options passed through to pytest (anything `run` does not know):
+  -k EXPR              select by check ID, area or target: -k PORT03, -k "DNS02 or DNS03",
+                       -k imaps-993-old
+  -m EXPR              select by area marker: -m "dns or imap"
+  --host-snapshot [PAIR=]FILE
+                       check a VFIO/KVM host tarball from `cutover capture-host`
+                       instead of the live host
+  --probe-mail         cutover phase: send one test message (PORT03, the only check that
+                       writes); needs mail.probe_account
+  -n auto              run the areas side by side (pytest-xdist)
+  -x, -v, --tb=short   as in pytest
+  --reports-dir DIR, --baseline FILE, --report-json FILE
+                       where the reports and the baseline go (default: reports/)"""
+
+EXAMPLES = """\
+examples:
+  cutover validate inventory.yaml
+  cutover run preflight -i inventory.yaml
+  cutover run cutover -i inventory.yaml -k imap
+  cutover run acceptance -i fleet.yaml --pair web07 -n auto
+  cutover run preflight -i inventory.yaml --host-snapshot=host.tar.gz -k "VFIO or VM"
+  cutover run preflight -i inventory.yaml --nagios
+  cutover watch -i inventory.yaml --max-downtime 5"""
+
+
+def _parser() -> _Parser:
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = _Parser(
-        prog="python -m cutover", description="Verify a zero-downtime server migration."
+        prog="cutover",
+        description="Verify, with evidence, each step of a zero-downtime server migration "
+        "(also `python -m cutover`).\n\n" + _phase_table(),
+        epilog=f"{EXIT_CODES}\n\n{EXAMPLES}\n\n`cutover run --help` lists the options "
+        "passed through to pytest.",
+        formatter_class=formatter,
     )
+    parser.add_argument("--version", action="version", version=f"cutover {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="run the checks of a phase (extra args go to pytest)")
+    run = sub.add_parser(
+        "run",
+        usage="cutover run PHASE [-i INVENTORY] [--pair NAME]... [--nagios] [PYTEST ARGS...]",
+        help="run the checks of a phase (extra args go to pytest)",
+        description="Run the installed checks of one phase against an inventory, from any "
+        "directory.\n\n" + _phase_table(),
+        epilog=f"{PASSED_THROUGH}\n\n{EXIT_CODES}\n\n{EXAMPLES}",
+        formatter_class=formatter,
+        allow_abbrev=False,
+    )
     run.add_argument("phase", choices=[p.value for p in Phase])
-    run.add_argument("-i", "--inventory", default=_default_inventory())
+    run.add_argument(
+        "-i",
+        "--inventory",
+        default=_default_inventory(),
+        help="the inventory file (default: $CUTOVER_INVENTORY or inventory.yaml)",
+    )
     run.add_argument(
         "--pair",
         action="append",
         default=[],
         metavar="NAME",
         help="check only this pair of a fleet inventory (repeatable)",
+    )
+    run.add_argument(
+        "--nagios",
+        action="store_true",
+        help="print one Nagios/Icinga status line with perfdata; exit 0 OK, 1 WARNING, "
+        "2 CRITICAL, 3 UNKNOWN",
     )
 
     validate = sub.add_parser("validate", help="check an inventory file")
@@ -190,7 +324,21 @@ def main(argv: list[str] | None = None) -> int:
     watch.add_argument("--duration", type=float, default=None, help="stop after S seconds")
     watch.add_argument("--output", default="reports/watch.json", help="the JSON report")
     watch.add_argument("--workers", type=int, default=16, help="probes in flight at most")
+    watch.add_argument(
+        "--max-downtime",
+        type=float,
+        default=None,
+        metavar="S",
+        help="exit 1 when any endpoint's longest window without a correct answer exceeded S s",
+    )
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["capture-host"]:
+        return cmd_capture_host(argv[1:])
+    parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
         return cmd_run(args, extra)

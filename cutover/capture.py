@@ -236,7 +236,7 @@ def _info(path: str, kind: bytes, mode: int, mtime: float) -> tarfile.TarInfo:
 
 def capture_host_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m cutover capture-host",
+        prog="cutover capture-host",
         description="Snapshot what the VFIO/VM checks read from this host (read-only), "
         "for `pytest --host-snapshot FILE`.",
     )

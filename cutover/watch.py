@@ -365,3 +365,18 @@ def run(
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data
+
+
+def over_max_downtime(data: dict[str, Any], limit: float) -> list[tuple[str, float]]:
+    """Endpoints whose longest window (in a `report()`) lasted more than `limit` seconds.
+
+    >>> over_max_downtime({"endpoints": [{"id": "imap-143-old", "windows": [
+    ...     {"duration_s": 0.4}, {"duration_s": 2.5}]}]}, 1.0)
+    [('imap-143-old', 2.5)]
+    """
+    over = []
+    for entry in data["endpoints"]:
+        longest = max((w["duration_s"] for w in entry["windows"]), default=0.0)
+        if longest > limit:
+            over.append((entry["id"], longest))
+    return over
