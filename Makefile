@@ -27,7 +27,9 @@ $(STAMP): pyproject.toml
 	fi
 	$(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	@# setuptools' editable build warns that a folder named like the package may shadow it:
+	@# that folder is the package itself here.
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
 install: system $(STAMP)
