@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import gc
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,8 +120,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SNAPSHOTS_KEY] = _host_snapshots(config, fleet)
     config.stash[PHASE_KEY] = phase
     _group_by_area(config)
-    if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(VerdictSummary(phase, selected), "cutover-verdict-summary")
+    _register_verdict(config, phase, selected)
 
     reports = Path(config.getoption("reports_dir"))
     if not hasattr(config, "workerinput"):
@@ -138,6 +136,22 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest-timeout: the inventory's per-check backstop unless given on the command line.
     if getattr(config.option, "timeout", None) in (None, 0):
         config.option.timeout = max(fleet.pair(name).timeouts.test for name in selected)
+
+
+def _register_verdict(config: pytest.Config, phase: Phase, selected: list[str]) -> None:
+    """Failures led by check IDs (every process); the closing verdict (the controller)."""
+    from checks.report_html import HtmlReport
+    from checks.verdict import CheckIdLeads, SessionErrorsFromWorker, VerdictSummary
+
+    config.pluginmanager.register(CheckIdLeads(check_id_of), "cutover-check-id-leads")
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(SessionErrorsFromWorker(config), "cutover-session-errors")
+        return
+    config.pluginmanager.register(SerialNodeIds(), "cutover-serial-node-ids")
+    summary = VerdictSummary(config, phase, selected)
+    config.pluginmanager.register(summary, "cutover-verdict-summary")
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(HtmlReport(config, summary), "cutover-html-report")
 
 
 def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
@@ -371,7 +385,10 @@ def baseline(pytestconfig: pytest.Config, inventory: Inventory) -> Iterator[Base
     try:
         recorded.flush()
     except BaselineError as exc:
-        pytest.fail(f"the baseline was not saved: {exc}", pytrace=False)
+        # The run's failure, not the check that happened to run last.
+        from checks.verdict import session_error
+
+        session_error(pytestconfig, f"the baseline was not saved: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -417,27 +434,15 @@ def record(request: pytest.FixtureRequest) -> Callable[..., None]:
     return add
 
 
-# --- terminal summary ------------------------------------------------------
-
-_RANK = {"passed": 0, "skipped": 1, "failed": 2}
-_MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL"}
+# --- xdist test ids ----------------------------------------------------------
 
 
-class VerdictSummary:
-    """Collects each check's outcome (on the xdist controller too) for the closing matrix.
-
-    Registered on the controller only (never on an xdist worker).
-    """
-
-    def __init__(self, phase: Phase, pairs: list[str] | None = None) -> None:
-        self.phase = phase
-        self.pairs = pairs or []
-        self.results: list[tuple[dict[str, str], str]] = []
+class SerialNodeIds:
+    """On the xdist controller: reports and JUnit names stay those of a serial run."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # xdist's loadgroup appends `@GROUP` to node ids (the workers need
-        # it); reports and JUnit names stay those of a serial run.
+        # xdist's loadgroup appends `@GROUP` to node ids (the workers need it).
         props = dict(report.user_properties)
         check_id, pair = props.get("check_id"), props.get("migration")
         if check_id is not None and pair is not None:
@@ -445,60 +450,3 @@ class VerdictSummary:
                 suffix = "@" + xdist_group_of(str(check_id), str(pair), several)
                 if report.nodeid.endswith(suffix):
                     report.nodeid = report.nodeid[: -len(suffix)]
-        if report.when == "call" or (report.when == "setup" and not report.passed):
-            props = {str(k): str(v) for k, v in report.user_properties}
-            if "check_id" in props:
-                self.results.append((props, report.outcome))
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.results:
-            return
-        write = terminalreporter.write_line
-        terminalreporter.section(f"cutover {self.phase.value}: services x IPs")
-        by_pair: dict[str, list[tuple[dict[str, str], str]]] = defaultdict(list)
-        for props, outcome in self.results:
-            by_pair[props.get("pair", "")].append((props, outcome))
-        if list(by_pair) == [""]:
-            for line in self.matrix_lines() + self.area_lines():
-                write(line)
-            return
-        order = {name: index for index, name in enumerate(self.pairs)}
-        for pair in sorted(by_pair, key=lambda name: order.get(name, len(order))):
-            results = by_pair[pair]  # a fleet: one block per pair
-            failed = any(outcome == "failed" for _, outcome in results)
-            write(f"pair {pair}: {'FAIL' if failed else 'ok'}", bold=True)
-            for line in self.matrix_lines(results) + self.area_lines(results):
-                write(f"  {line}")
-
-    def matrix_lines(self, results: list[tuple[dict[str, str], str]] | None = None) -> list[str]:
-        cells: dict[tuple[str, str], str] = {}
-        for props, outcome in self.results if results is None else results:
-            if "service" in props and "side" in props:
-                key = (props["service"], props["side"])
-                if _RANK[outcome] >= _RANK[cells.get(key, "passed")]:
-                    cells[key] = outcome
-        if not cells:
-            return []
-        lines = [f"{'service':<18}{'old IP':<8}{'new IP':<8}"]
-        for service in dict.fromkeys(s for s, _ in cells):
-            marks = [_MARK.get(cells.get((service, side), ""), "-") for side in ("old", "new")]
-            lines.append(f"{service:<18}{marks[0]:<8}{marks[1]:<8}")
-        return lines
-
-    def area_lines(self, results: list[tuple[dict[str, str], str]] | None = None) -> list[str]:
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        failing: dict[str, set[str]] = defaultdict(set)
-        for props, outcome in self.results if results is None else results:
-            area = area_of(props["check_id"])
-            counts[area][outcome] += 1
-            if outcome == "failed":
-                failing[area].add(props["check_id"])
-        lines = []
-        for area in sorted(counts):
-            verdict = "FAIL" if counts[area]["failed"] else "ok"
-            detail = ", ".join(
-                f"{counts[area][o]} {o}" for o in ("passed", "failed", "skipped") if counts[area][o]
-            )
-            ids = f" [{', '.join(sorted(failing[area]))}]" if failing[area] else ""
-            lines.append(f"{area:<8}{verdict:<6}{detail}{ids}")
-        return lines
