@@ -32,8 +32,21 @@ def cutover_version() -> str:
         return "unknown (not installed)"
 
 
-def _pre(lines: list[str]) -> str:
-    return "<pre class='cutover-lines'>" + escape("\n".join(lines)) + "</pre>"
+def _pre(lines: list[str], kind: str = "cutover-lines") -> str:
+    return f"<pre class='{kind}'>" + escape("\n".join(lines)) + "</pre>"
+
+
+# The verdict is what people read first: the page's own parts keep their look,
+# but the environment table moves below the verdict, above the results.
+_STYLE = """<style>
+body { display: flex; flex-direction: column; align-items: stretch; }
+#environment-header, #environment { order: 1; }
+#results-table, footer { order: 2; }
+#environment { align-self: flex-start; }
+.cutover-verdict h2, .cutover-verdict h3 { color: #111; }
+.cutover-verdict pre { color: #111; background: #f6f6f6; padding: 6px 10px; }
+.cutover-verdict pre.cutover-causes { color: #a40000; font-weight: bold; }
+</style>"""
 
 
 class HtmlReport:
@@ -87,6 +100,7 @@ class HtmlReport:
             for pair in pairs_of(self.config)
         ]
         parts = [
+            _STYLE,
             "<section class='cutover-verdict'>",
             f"<h2>Verdict: phase {escape(self.summary.phase.value)}, inventory "
             f"{escape(fleet.name)}</h2>",
@@ -98,7 +112,7 @@ class HtmlReport:
         ]
         causes = self.summary.cause_lines()
         if causes:
-            parts += ["<h3>Root causes</h3>", _pre(causes)]
+            parts += ["<h3>Root causes</h3>", _pre(causes, "cutover-causes")]
         parts.append("</section>")
         prefix.extend(parts)
 
@@ -121,4 +135,4 @@ class HtmlReport:
             if name not in _FRAMING
         ]
         if evidence:
-            data.insert(0, escape("evidence recorded:\n  " + "\n  ".join(evidence)) + "\n\n")
+            data.append("\n" + escape("evidence recorded:\n  " + "\n  ".join(evidence)) + "\n")

@@ -268,13 +268,23 @@ class Mysql(Strict):
 class DnsSql(SecretRef):
     """Read access to one nameserver's SQL backend."""
 
-    nameserver: IPAddress
-    schema_: Literal["powerdns", "mydns"] = Field(default="powerdns", alias="schema")
-    host: str = "localhost"
-    port: Port = 3306
-    socket: str | None = None
-    database: str = "pdns"
-    user: str
+    nameserver: IPAddress = Field(description="the authoritative server these rows feed")
+    schema_: Literal["powerdns", "mydns"] = Field(
+        default="powerdns",
+        alias="schema",
+        description="powerdns (gmysql: domains/records) or mydns (soa/rr)",
+    )
+    host: str = Field(
+        default="localhost",
+        description="the database's host as seen from the machine running the suite "
+        "(default localhost: that machine itself, not the nameserver)",
+    )
+    port: Port = Field(default=3306, description="the database's TCP port")
+    socket: str | None = Field(
+        default=None, description="a Unix socket on the machine running the suite (instead of TCP)"
+    )
+    database: str = Field(default="pdns", description="the database holding the zone tables")
+    user: str = Field(description="a read-only SQL user (SELECT on the zone tables)")
 
 
 class DnsZone(Strict):

@@ -224,6 +224,7 @@ def assert_root_cause_names_the_silent_host(run: SuiteRun) -> None:
     lines = run.stdout.splitlines()
     final = max(i for i, line in enumerate(lines) if re.match(r"^=+ .* in [\d.]+s", line))
     verdict = lines[final + 1 :]
+    print("\n".join(verdict))
     naming = [line for line in verdict if line.startswith(f"{NEW} answered nothing")]
     assert len(naming) == 1, "\n".join(verdict)
     count = re.search(r": (\d+) checks? failed$", naming[0])
