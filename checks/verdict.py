@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from _pytest._code.code import ExceptionChainRepr, ReprEntry, ReprFileLocation
 
-from cutover.phases import Phase, area_of
+from cutover.phases import CHECK_ID, Phase, area_of
 
 SESSION_ERRORS_KEY = pytest.StashKey[list[str]]()
 _WORKER_OUTPUT = "cutover_session_errors"
@@ -66,12 +66,12 @@ class CheckIdLeads:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Iterator[None]:
-        report: pytest.TestReport = yield
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
         check_id = self.check_id_of(item)
         if report.failed and check_id is not None:
             lead_with_check_id(report, check_id, target_of(item))
-        return report  # type: ignore[return-value]
+        return report
 
 
 def lead_with_check_id(report: pytest.TestReport, check_id: str, target: str) -> None:
@@ -94,9 +94,12 @@ def lead_with_check_id(report: pytest.TestReport, check_id: str, target: str) ->
     if entries and isinstance(entries[-1], ReprEntry) and entries[-1].style == "value":
         # pytest.fail(..., pytrace=False): the body is the message itself.
         last = entries[-1]
-        entries[-1] = ReprEntry(
-            message.split("\n"), last.reprfuncargs, last.reprlocals, last.reprfileloc, "value"
-        )
+        reprtraceback.reprentries = [
+            *entries[:-1],
+            ReprEntry(
+                message.split("\n"), last.reprfuncargs, last.reprlocals, last.reprfileloc, "value"
+            ),
+        ]
     short = ExceptionChainRepr([(reprtraceback, crash, None)])
     for name, content, sep in longrepr.sections:
         short.addsection(name, content, sep)
@@ -137,6 +140,7 @@ _SILENT = re.compile(
 )
 _LOGIN = re.compile(r"login as (?P<user>\S+?) (?:failed on|with) ")
 _NO_BASELINE = re.compile(r"run preflight (?:first|before|again)")
+_JUNIT_WRAPPED = re.compile(r'failed on (?:setup|teardown) with "(?P<message>.*)"', re.S)
 _HOW = {
     "connection refused by": "connection refused",
     "no route to": "no route",
@@ -280,8 +284,9 @@ class VerdictSummary:
                 session_error(self.config, message)
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)  # around the terminal's: print after its summary
-    def pytest_sessionfinish(self, session: pytest.Session) -> Iterator[None]:
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, object, object]:
         errors = session_errors(self.config)
+        self._junit_errors_lead_with_check_id()
         if errors:
             self._record_in_junit(errors)
             if session.exitstatus == pytest.ExitCode.OK:
@@ -294,7 +299,23 @@ class VerdictSummary:
                     reporter.write_sep("=", line[3:-3], **markup)
                 else:
                     reporter.write_line(line, **markup)
-        return result  # type: ignore[return-value]
+        return result
+
+    def _junit_errors_lead_with_check_id(self) -> None:
+        """pytest's JUnit writer wraps an error's message: `failed on setup with "..."`.
+
+        A check whose observation failed in a fixture is still that check's
+        failure: its `<error message>` starts with the check ID like any
+        other. (Before pytest writes the file: its testcases are built.)
+        """
+        from _pytest.junitxml import xml_key
+
+        xml = self.config.stash.get(xml_key, None)
+        for reporter in getattr(xml, "node_reporters_ordered", []):
+            for element in reporter.to_xml().iter("error"):
+                wrapped = _JUNIT_WRAPPED.fullmatch(element.get("message", ""))
+                if wrapped and CHECK_ID.match(wrapped.group("message")):
+                    element.set("message", wrapped.group("message"))
 
     def _record_in_junit(self, errors: list[str]) -> None:
         from _pytest.junitxml import xml_key
