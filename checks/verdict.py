@@ -133,11 +133,18 @@ class SessionErrorsFromWorker:
 _RANK = {"passed": 0, "skipped": 1, "failed": 2}
 _MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL"}
 
-# How a probe says an address answered nothing (cutover/net.py's wording).
-_SILENT = re.compile(
-    r"(?P<how>connection refused by|timed out after \S+ s connecting to|no route to)"
-    r" (?P<address>\[[0-9A-Fa-f:.]+\]|[^\s:\[\]()]+):(?P<port>\d+)"
+# How a probe says an address answered nothing (cutover/net.py's wording): no
+# connection at all, or a connection that never got a word (a forwarder whose
+# backend is gone accepts, then stays silent or hangs up).
+_ADDRESS = r"(?P<address>\[[0-9A-Fa-f:.]+\]|[^\s:\[\]()]+):(?P<port>\d+)"
+_UNREACHABLE = re.compile(
+    r"(?P<how>connection refused by|timed out after \S+ s connecting to|no route to) " + _ADDRESS
 )
+_MUTE = re.compile(
+    r"(?P<how>timed out) after \S+ s [^\n:]*? from " + _ADDRESS
+    + r"|" + _ADDRESS.replace("address>", "address2>").replace("port>", "port2>")
+    + r" (?P<how2>closed the connection) while"
+)  # fmt: skip
 _LOGIN = re.compile(r"login as (?P<user>\S+?) (?:failed on|with) ")
 _NO_BASELINE = re.compile(r"run preflight (?:first|before|again)")
 _JUNIT_WRAPPED = re.compile(r'failed on (?:setup|teardown) with "(?P<message>.*)"', re.S)
@@ -154,26 +161,46 @@ class Result:
     message: str = ""  # a failure's message (its first line leads with the check ID)
 
 
+@dataclass(frozen=True)
+class Finding:
+    """The shared cause one failure names."""
+
+    kind: str  # unreachable | mute | account | baseline
+    subject: str = ""  # the address or the account
+    how: str = ""
+    port: int | None = None
+
+
 @dataclass
 class Cause:
     """What several failures share, and which checks it failed."""
 
-    text: str
     checks: list[str] = field(default_factory=list)
     hows: set[str] = field(default_factory=set)
     ports: set[int] = field(default_factory=set)
 
 
-def cause_of(result: Result) -> tuple[str, str] | None:
-    """The shared cause a failure names, as (kind, subject), or None."""
-    silent = _SILENT.search(result.message)
-    if silent:
-        return ("address", silent.group("address").strip("[]"))
-    login = _LOGIN.search(result.message)
-    if login:
-        return ("account", login.group("user"))
-    if _NO_BASELINE.search(result.message):
-        return ("baseline", "")
+def cause_of(message: str) -> Finding | None:
+    """The shared cause a failure's message names, or None.
+
+    >>> cause_of("PORT01 imaps-993-old: timed out after 5 s reading a line from 198.51.100.10:993")
+    Finding(kind='mute', subject='198.51.100.10', how='timed out', port=993)
+    >>> cause_of("IMAP01 bob@example.test: login as bob@example.test failed on new: NO")
+    Finding(kind='account', subject='bob@example.test', how='', port=None)
+    """
+    found = _UNREACHABLE.search(message)
+    if found:
+        how = _HOW.get(found["how"], "timed out connecting")
+        return Finding("unreachable", found["address"].strip("[]"), how, int(found["port"]))
+    found = _MUTE.search(message)
+    if found:
+        address, port = found["address"] or found["address2"], found["port"] or found["port2"]
+        return Finding("mute", address.strip("[]"), found["how"] or found["how2"], int(port))
+    found = _LOGIN.search(message)
+    if found:
+        return Finding("account", found["user"])
+    if _NO_BASELINE.search(message):
+        return Finding("baseline")
     return None
 
 
@@ -198,36 +225,36 @@ def root_causes(results: list[Result]) -> list[str]:
         if result.outcome != "failed":
             continue
         check_id = result.props.get("check_id", "?")
-        key = cause_of(result)
-        if key is None:
+        finding = cause_of(result.message)
+        if finding is None:
             alone.append(check_id)
             continue
-        cause = causes.setdefault(key, Cause(key[1]))
+        cause = causes.setdefault((finding.kind, finding.subject), Cause())
         cause.checks.append(check_id)
-        silent = _SILENT.search(result.message)
-        if key[0] == "address" and silent:
-            how = silent.group("how")
-            cause.hows.add(_HOW.get(how, "timed out connecting"))
-            cause.ports.add(int(silent.group("port")))
+        if finding.how:
+            cause.hows.add(finding.how)
+        if finding.port is not None:
+            cause.ports.add(finding.port)
     lines = []
     for (kind, subject), cause in sorted(causes.items(), key=lambda kv: -len(kv[1].checks)):
-        count = _checks(len(cause.checks))
-        if kind == "address":
-            how = " or ".join(sorted(cause.hows))
-            ports = ", ".join(str(p) for p in sorted(cause.ports))
-            if subject in answered:
-                lines.append(f"{subject}: {how} on port {ports}: {count} failed")
-            else:
-                lines.append(
-                    f"{subject} answered nothing: {how} on every port tried ({ports}): "
-                    f"{count} failed"
-                )
-        elif kind == "account":
-            lines.append(f"account {subject} rejected (login failed): {count} failed")
-        else:
+        failed = f"{_checks(len(cause.checks))} failed"
+        how = " or ".join(sorted(cause.hows))
+        ports = ", ".join(str(p) for p in sorted(cause.ports))
+        if kind == "unreachable" and subject not in answered:
             lines.append(
-                f"no baseline for what preflight records (run preflight first): {count} failed"
+                f"{subject} answered nothing: {how} on every port tried ({ports}): {failed}"
             )
+        elif kind == "unreachable":
+            lines.append(f"{subject}: {how} on port {ports}: {failed}")
+        elif kind == "mute":
+            lines.append(
+                f"{subject} accepted connections but never answered ({how}) on port {ports}: "
+                f"{failed}"
+            )
+        elif kind == "account":
+            lines.append(f"account {subject} rejected (login failed): {failed}")
+        else:
+            lines.append(f"no baseline for what preflight records (run preflight first): {failed}")
     if alone:
         ids = ", ".join(_counted(alone))
         lines.append(

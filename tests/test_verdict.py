@@ -90,7 +90,10 @@ def test_the_html_report_opens_with_the_verdict(broken: tuple[SuiteRun, Path]) -
     assert html.escape("evidence recorded:") in page
 
 
-def test_a_baseline_that_cannot_be_written_is_a_session_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_baseline_that_cannot_be_written_is_a_session_error(
+    tmp_path: Path, workers: list[str]
+) -> None:
     """Reported on its own line and as a JUnit suite property, exit 1, never on a check."""
     inventory = tmp_path / "inventory.yaml"
     inventory.write_text(
@@ -109,7 +112,12 @@ def test_a_baseline_that_cannot_be_written_is_a_session_error(tmp_path: Path) ->
     blocker.write_text("", encoding="utf-8")
     reports = tmp_path / "reports"
     run = run_suite(
-        "preflight", inventory, reports, str(records), f"--baseline={blocker / 'baseline.json'}"
+        "preflight",
+        inventory,
+        reports,
+        str(records),
+        f"--baseline={blocker / 'baseline.json'}",
+        *workers,
     )
     assert run.returncode == 1, run.summary()
     assert [c.outcome for c in run.cases] == ["passed"], run.summary()
