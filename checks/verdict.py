@@ -91,15 +91,12 @@ def lead_with_check_id(report: pytest.TestReport, check_id: str, target: str) ->
     message = headline(check_id, target, reprcrash.message)
     crash = ReprFileLocation(reprcrash.path, reprcrash.lineno, message)
     entries = reprtraceback.reprentries
+    lead = ReprEntry(message.split("\n"), None, None, None, "value")
     if entries and isinstance(entries[-1], ReprEntry) and entries[-1].style == "value":
         # pytest.fail(..., pytrace=False): the body is the message itself.
-        last = entries[-1]
-        reprtraceback.reprentries = [
-            *entries[:-1],
-            ReprEntry(
-                message.split("\n"), last.reprfuncargs, last.reprlocals, last.reprfileloc, "value"
-            ),
-        ]
+        reprtraceback.reprentries = [*entries[:-1], lead]
+    else:  # a traceback (an unexpected exception): the headline first, then the traceback
+        reprtraceback.reprentries = [lead, *entries]
     short = ExceptionChainRepr([(reprtraceback, crash, None)])
     for name, content, sep in longrepr.sections:
         short.addsection(name, content, sep)
