@@ -78,13 +78,17 @@ class HtmlReport:
         environment = self._environment()
         if environment is None:
             return
+        greetings = {}
         for result in self.summary.results:
             props = result.props
             if props.get("check_id") != "PORT01" or "greeting" not in props:
                 continue
             pair = f"{props['pair']} " if "pair" in props else ""
             where = f"{pair}{props.get('service', '?')} {props.get('side', '?')} IP"
-            environment[f"server greeting: {where}"] = escape(shown(props["greeting"]))
+            # A dict is shown as a list of `key: value` lines, both as HTML.
+            greetings[escape(where)] = escape(shown(props["greeting"]))
+        if greetings:
+            environment["server greetings (PORT01)"] = greetings
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report: Any) -> None:

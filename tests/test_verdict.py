@@ -9,15 +9,18 @@ fault (tests/test_reports.py's run), so the verdict has causes to group.
 from __future__ import annotations
 
 import html
+import json
 import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.suite import REPO, SuiteRun, parse_junit, run_suite
 from tests.test_reports import UNUSED_NEW, UNUSED_OLD, _inventory
+from tests.trust.peers import Peer, smtp_good
 
 FINAL_LINE = re.compile(r"^=+ .* in [\d.]+s")
 
@@ -91,6 +94,44 @@ def test_the_html_report_opens_with_the_verdict(broken: tuple[SuiteRun, Path]) -
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def _report_data(page: str) -> dict[str, Any]:
+    """The JSON pytest-html's page renders from (the `data-jsonblob` attribute)."""
+    blob = re.search(r'data-jsonblob="([^"]*)"', page)
+    assert blob, "no data-jsonblob in the HTML report"
+    data: dict[str, Any] = json.loads(html.unescape(blob.group(1)))
+    return data
+
+
+def test_the_html_environment_shows_the_greetings_escaped(tmp_path: Path) -> None:
+    """Server text reaches the page through shown() and html.escape: never as markup."""
+    hostile = "<img src=x onerror=alert(1)>\x1b[31m"
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "greetings",
+        "old": {"address": UNUSED_OLD},
+        "new": {"address": UNUSED_NEW},
+        "services": [{"name": "smtp", "port": 2525, "protocol": "smtp", "tls": "none"}],
+        "timeouts": {"connect": 2, "operation": 2},
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    reports = tmp_path / "reports"
+    with (
+        Peer(UNUSED_OLD, 2525, smtp_good(hostile), "old"),
+        Peer(UNUSED_NEW, 2525, smtp_good(hostile), "new"),
+    ):
+        run = run_suite("preflight", inventory, reports, "-k", "test_port_answers")
+    cases = [c for c in run.cases if c.check_id == "PORT01"]
+    assert cases and all(c.outcome == "passed" for c in cases), run.summary()
+    environment = _report_data((reports / "preflight.html").read_text(encoding="utf-8"))[
+        "environment"
+    ]
+    greetings = environment["server greetings (PORT01)"]
+    assert set(greetings) == {"smtp-2525 old IP", "smtp-2525 new IP"}, greetings
+    for greeting in greetings.values():
+        assert greeting.startswith("220 &lt;img src=x onerror=alert(1)&gt;\\x1b[31m"), greeting
+        assert "<" not in greeting and "\x1b" not in greeting
+
+
 def test_a_baseline_that_cannot_be_written_is_a_session_error(
     tmp_path: Path, workers: list[str]
 ) -> None:
