@@ -4,7 +4,10 @@ The suite is active when `--phase` is given: the inventory is loaded (a bad
 one stops the run with one line and exit code 4), checks that do not belong
 to the phase are deselected, every testcase gets JUnit properties (check ID,
 phase, side, address, port, what was observed), JUnit XML and an HTML report
-go to `reports/` and the terminal ends with a services x IPs matrix.
+go to `reports/` (the HTML for people: checks/report_html.py) and the
+terminal ends with the verdict: matrix, areas and root causes, after
+pytest's own summary (checks/verdict.py, which also leads every failure
+with its check ID and target).
 
 An inventory with several pairs (a fleet) runs every check once per pair
 (`--pair NAME` selects): the pair leads each test id, is the testcase's
