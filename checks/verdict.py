@@ -137,11 +137,14 @@ _ADDRESS = r"(?P<address>\[[0-9A-Fa-f:.]+\]|[^\s:\[\]()]+):(?P<port>\d+)"
 _UNREACHABLE = re.compile(
     r"(?P<how>connection refused by|timed out after \S+ s connecting to|no route to) " + _ADDRESS
 )
-_MUTE = re.compile(
-    r"(?P<how>timed out) after \S+ s [^\n:]*? from " + _ADDRESS
-    + r"|" + _ADDRESS.replace("address>", "address2>").replace("port>", "port2>")
-    + r" (?P<how2>closed the connection) while"
-)  # fmt: skip
+_MUTE = (  # (how it shows, what the run says)
+    ("timed out", re.compile(r"timed out after \S+ s [^\n:]*? from " + _ADDRESS)),
+    ("closed the connection", re.compile(_ADDRESS + r" closed the connection while")),
+    (
+        "closed it in the TLS handshake",
+        re.compile(r"TLS handshake with " + _ADDRESS + r" failed: [^\n]*(?:EOF|closed)"),
+    ),
+)
 _LOGIN = re.compile(r"login as (?P<user>\S+?) (?:failed on|with) ")
 _NO_BASELINE = re.compile(r"run preflight (?:first|before|again)")
 _JUNIT_WRAPPED = re.compile(r'failed on (?:setup|teardown) with "(?P<message>.*)"', re.S)
@@ -189,10 +192,10 @@ def cause_of(message: str) -> Finding | None:
     if found:
         how = _HOW.get(found["how"], "timed out connecting")
         return Finding("unreachable", found["address"].strip("[]"), how, int(found["port"]))
-    found = _MUTE.search(message)
-    if found:
-        address, port = found["address"] or found["address2"], found["port"] or found["port2"]
-        return Finding("mute", address.strip("[]"), found["how"] or found["how2"], int(port))
+    for how, pattern in _MUTE:
+        found = pattern.search(message)
+        if found:
+            return Finding("mute", found["address"].strip("[]"), how, int(found["port"]))
     found = _LOGIN.search(message)
     if found:
         return Finding("account", found["user"])

@@ -93,7 +93,36 @@ def test_the_html_report_opens_with_the_verdict(broken: tuple[SuiteRun, Path]) -
     assert html.escape("evidence recorded:") in page
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def _hangs_up(sock: socket.socket, peer: Peer) -> None:
+    """A forwarder whose backend is gone: accepts, then closes without a word."""
+
+
+def test_a_forwarder_that_hangs_up_is_one_cause(tmp_path: Path) -> None:
+    """The old IP accepts (socat) but never answers; the new IP refuses: two lines, two causes."""
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "hang-up",
+        "old": {"address": UNUSED_OLD},
+        "new": {"address": UNUSED_NEW},
+        "services": [
+            {"name": "imaps", "port": 9993, "protocol": "imap", "tls": "implicit"},
+            {"name": "imap", "port": 9143, "protocol": "imap", "tls": "starttls"},
+        ],
+        "timeouts": {"connect": 2, "operation": 2},
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with Peer(UNUSED_OLD, 9993, _hangs_up, "imaps"), Peer(UNUSED_OLD, 9143, _hangs_up, "imap"):
+        run = run_suite("cutover", inventory, tmp_path / "reports", "-m", "ports or tls")
+    verdict = verdict_of(run)
+    old = [line for line in verdict if line.startswith(f"{UNUSED_OLD} accepted connections")]
+    assert len(old) == 1 and "on port 9143, 9993: " in old[0], "\n".join(verdict)
+    hung_up = [c for c in run.failing() if c.properties.get("address") == UNUSED_OLD]
+    assert old[0].endswith(f": {len(hung_up)} checks failed"), (old[0], len(hung_up))
+    new = [line for line in verdict if line.startswith(f"{UNUSED_NEW} answered nothing")]
+    assert len(new) == 1, "\n".join(verdict)
+    assert not [line for line in verdict if "on their own" in line], "\n".join(verdict)
+
+
 def _report_data(page: str) -> dict[str, Any]:
     """The JSON pytest-html's page renders from (the `data-jsonblob` attribute)."""
     blob = re.search(r'data-jsonblob="([^"]*)"', page)
@@ -132,6 +161,7 @@ def test_the_html_environment_shows_the_greetings_escaped(tmp_path: Path) -> Non
         assert "<" not in greeting and "\x1b" not in greeting
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_baseline_that_cannot_be_written_is_a_session_error(
     tmp_path: Path, workers: list[str]
 ) -> None:
