@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cutover-installed
 
-.PHONY: all install system demo test lint bench matrix lab-up lab-down lab-status docs clean
+.PHONY: all install system demo test lint bench matrix lab-up lab-down lab-status docs screenshot clean
 
 all: test
 
@@ -55,6 +55,12 @@ matrix: install
 
 docs: $(STAMP)
 	$(PY) -m cutover checks --markdown > docs/checks.md
+
+# docs/report.png: the HTML report of a run that needs no lab, rendered by headless Chromium.
+screenshot: $(STAMP)
+	@command -v chromium >/dev/null || { apt-get install -y --no-install-recommends chromium || \
+	    { apt-get update && apt-get install -y --no-install-recommends chromium; }; }
+	$(PY) -m tests.report_screenshot docs/report.png
 
 lab-up: install
 	$(PY) -m lab up

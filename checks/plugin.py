@@ -4,7 +4,10 @@ The suite is active when `--phase` is given: the inventory is loaded (a bad
 one stops the run with one line and exit code 4), checks that do not belong
 to the phase are deselected, every testcase gets JUnit properties (check ID,
 phase, side, address, port, what was observed), JUnit XML and an HTML report
-go to `reports/` and the terminal ends with a services x IPs matrix.
+go to `reports/` (the HTML for people: checks/report_html.py) and the
+terminal ends with the verdict: matrix, areas and root causes, after
+pytest's own summary (checks/verdict.py, which also leads every failure
+with its check ID and target).
 
 An inventory with several pairs (a fleet) runs every check once per pair
 (`--pair NAME` selects): the pair leads each test id, is the testcase's
@@ -19,7 +22,6 @@ import functools
 import gc
 import html
 import os
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,8 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SNAPSHOTS_KEY] = _host_snapshots(config, fleet)
     config.stash[PHASE_KEY] = phase
     _group_by_area(config)
-    if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(VerdictSummary(phase, selected), "cutover-verdict-summary")
+    _register_verdict(config, phase, selected)
 
     from checks.machine import report_stem
 
@@ -190,6 +191,22 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         sections = " or ".join(f"{s}:" for s in AREA_SECTIONS[item.path.name])
         whose = f"pair {pair}: its inventory" if pair else "the inventory"
         item.add_marker(pytest.mark.skip(reason=f"{whose} has no {sections}"), append=False)
+
+
+def _register_verdict(config: pytest.Config, phase: Phase, selected: list[str]) -> None:
+    """Failures led by check IDs (every process); the closing verdict (the controller)."""
+    from checks.report_html import HtmlReport
+    from checks.verdict import CheckIdLeads, SessionErrorsFromWorker, VerdictSummary
+
+    config.pluginmanager.register(CheckIdLeads(check_id_of), "cutover-check-id-leads")
+    if hasattr(config, "workerinput"):
+        config.pluginmanager.register(SessionErrorsFromWorker(config), "cutover-session-errors")
+        return
+    config.pluginmanager.register(SerialNodeIds(), "cutover-serial-node-ids")
+    summary = VerdictSummary(config, phase, selected)
+    config.pluginmanager.register(summary, "cutover-verdict-summary")
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(HtmlReport(config, summary), "cutover-html-report")
 
 
 def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
@@ -424,7 +441,10 @@ def baseline(pytestconfig: pytest.Config, inventory: Inventory) -> Iterator[Base
     try:
         recorded.flush()
     except BaselineError as exc:
-        pytest.fail(f"the baseline was not saved: {exc}", pytrace=False)
+        # The run's failure, not the check that happened to run last.
+        from checks.verdict import session_error
+
+        session_error(pytestconfig, f"the baseline was not saved: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -509,27 +529,15 @@ def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -
             cells[index] = f'<td class="col-testId">{html.escape(test_id)}</td>'
 
 
-# --- terminal summary ------------------------------------------------------
-
-_RANK = {"passed": 0, "skipped": 1, "failed": 2}
-_MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL"}
+# --- xdist test ids ----------------------------------------------------------
 
 
-class VerdictSummary:
-    """Collects each check's outcome (on the xdist controller too) for the closing matrix.
-
-    Registered on the controller only (never on an xdist worker).
-    """
-
-    def __init__(self, phase: Phase, pairs: list[str] | None = None) -> None:
-        self.phase = phase
-        self.pairs = pairs or []
-        self.results: list[tuple[dict[str, str], str]] = []
+class SerialNodeIds:
+    """On the xdist controller: reports and JUnit names stay those of a serial run."""
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # xdist's loadgroup appends `@GROUP` to node ids (the workers need
-        # it); reports and JUnit names stay those of a serial run.
+        # xdist's loadgroup appends `@GROUP` to node ids (the workers need it).
         props = dict(report.user_properties)
         check_id, pair = props.get("check_id"), props.get("migration")
         if check_id is not None and pair is not None:
@@ -537,60 +545,3 @@ class VerdictSummary:
                 suffix = "@" + xdist_group_of(str(check_id), str(pair), several)
                 if report.nodeid.endswith(suffix):
                     report.nodeid = report.nodeid[: -len(suffix)]
-        if report.when == "call" or (report.when == "setup" and not report.passed):
-            props = {str(k): str(v) for k, v in report.user_properties}
-            if "check_id" in props:
-                self.results.append((props, report.outcome))
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.results:
-            return
-        write = terminalreporter.write_line
-        terminalreporter.section(f"cutover {self.phase.value}: services x IPs")
-        by_pair: dict[str, list[tuple[dict[str, str], str]]] = defaultdict(list)
-        for props, outcome in self.results:
-            by_pair[props.get("pair", "")].append((props, outcome))
-        if list(by_pair) == [""]:
-            for line in self.matrix_lines() + self.area_lines():
-                write(line)
-            return
-        order = {name: index for index, name in enumerate(self.pairs)}
-        for pair in sorted(by_pair, key=lambda name: order.get(name, len(order))):
-            results = by_pair[pair]  # a fleet: one block per pair
-            failed = any(outcome == "failed" for _, outcome in results)
-            write(f"pair {pair}: {'FAIL' if failed else 'ok'}", bold=True)
-            for line in self.matrix_lines(results) + self.area_lines(results):
-                write(f"  {line}")
-
-    def matrix_lines(self, results: list[tuple[dict[str, str], str]] | None = None) -> list[str]:
-        cells: dict[tuple[str, str], str] = {}
-        for props, outcome in self.results if results is None else results:
-            if "service" in props and "side" in props:
-                key = (props["service"], props["side"])
-                if _RANK[outcome] >= _RANK[cells.get(key, "passed")]:
-                    cells[key] = outcome
-        if not cells:
-            return []
-        lines = [f"{'service':<18}{'old IP':<8}{'new IP':<8}"]
-        for service in dict.fromkeys(s for s, _ in cells):
-            marks = [_MARK.get(cells.get((service, side), ""), "-") for side in ("old", "new")]
-            lines.append(f"{service:<18}{marks[0]:<8}{marks[1]:<8}")
-        return lines
-
-    def area_lines(self, results: list[tuple[dict[str, str], str]] | None = None) -> list[str]:
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        failing: dict[str, set[str]] = defaultdict(set)
-        for props, outcome in self.results if results is None else results:
-            area = area_of(props["check_id"])
-            counts[area][outcome] += 1
-            if outcome == "failed":
-                failing[area].add(props["check_id"])
-        lines = []
-        for area in sorted(counts):
-            verdict = "FAIL" if counts[area]["failed"] else "ok"
-            detail = ", ".join(
-                f"{counts[area][o]} {o}" for o in ("passed", "failed", "skipped") if counts[area][o]
-            )
-            ids = f" [{', '.join(sorted(failing[area]))}]" if failing[area] else ""
-            lines.append(f"{area:<8}{verdict:<6}{detail}{ids}")
-        return lines

@@ -216,11 +216,14 @@ def test_account_logs_in_everywhere(
     problems += [f"likely cause: {HINTS[cause]}" for cause in causes if cause in HINTS]
     if any(a.outcome is None and "timed out" in a.detail for a in failures):
         problems.append(f"likely cause: {TIMEOUT_HINT}")
-    no_problems(
-        problems,
-        f"{user} cannot log in everywhere the old server let it "
-        f"({len(failures)} of {len(logins.attempts)} logins fail)",
-    )
+    if logins.attempts:
+        headline = (
+            f"{user} cannot log in everywhere the old server let it "
+            f"({len(failures)} of {len(logins.attempts)} logins fail)"
+        )
+    else:  # nothing was tried: say what stopped it, not a count of zero
+        headline = f"{user}: no login could be tried"
+    no_problems(problems, headline)
 
 
 # --- POP01 --------------------------------------------------------------------------

@@ -234,7 +234,9 @@ def test_reverse_dns_matches_helo(
     try:
         reverse = observe_reverse(ip, _names(outbound_names))
     except ProbeError as exc:
-        pytest.fail(f"reverse DNS of the new IP {ip}: {exc}", pytrace=False)
+        pytest.fail(
+            f"reverse DNS of the new IP {ip}: {exc}{_resolver_note(inventory)}", pytrace=False
+        )
     record(ptr=",".join(reverse.names) or "none", ptr_asked=reverse.asked)
     problems = []
     if not reverse.names:
@@ -260,6 +262,19 @@ def test_reverse_dns_matches_helo(
     no_problems(
         problems,
         f"reverse DNS of the new IP {ip} does not match its HELO name {helo or '(none)'}",
+    )
+
+
+def _resolver_note(inventory: Inventory) -> str:
+    """Which resolver the run used, so a refused PTR lookup is not a riddle."""
+    if inventory.dns.resolver is not None:
+        return f" (resolver used: dns.resolver {inventory.dns.resolver})"
+    if inventory.outbound.reverse_nameservers:
+        return ""
+    return (
+        " (no resolver is used for the PTR without outbound.reverse_nameservers or "
+        "dns.resolver; NS discovery for zones without nameservers used the system resolver, "
+        "/etc/resolv.conf: set dns.resolver to use one resolver for both)"
     )
 
 

@@ -335,19 +335,23 @@ class Mysql(Strict):
 class DnsSql(SecretRef):
     """Read access to one nameserver's SQL backend."""
 
-    nameserver: IPAddress = Field(description="the nameserver whose backend this is")
+    nameserver: IPAddress = Field(description="the authoritative server these rows feed")
     schema_: Literal["powerdns", "mydns"] = Field(
-        default="powerdns", alias="schema", description="the backend's table layout"
+        default="powerdns",
+        alias="schema",
+        description="powerdns (gmysql: domains/records) or mydns (soa/rr)",
     )
     host: str = Field(
         default="localhost",
-        description="the SQL server's address as seen from the machine running the suite "
-        "(localhost is that machine, not the nameserver)",
+        description="the database's host as seen from the machine running the suite "
+        "(default localhost: that machine itself, not the nameserver)",
     )
-    port: Port = Field(default=3306, description="the SQL server's TCP port")
-    socket: str | None = Field(default=None, description="a local socket instead of host and port")
-    database: str = Field(default="pdns", description="the database holding the zones")
-    user: str = Field(description="a read-only SQL user")
+    port: Port = Field(default=3306, description="the database's TCP port")
+    socket: str | None = Field(
+        default=None, description="a Unix socket on the machine running the suite (instead of TCP)"
+    )
+    database: str = Field(default="pdns", description="the database holding the zone tables")
+    user: str = Field(description="a read-only SQL user (SELECT on the zone tables)")
 
 
 class DnsZone(Strict):

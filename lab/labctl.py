@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from lab import daemons, inventory, netns, pki, seed, state
@@ -276,6 +277,8 @@ def status() -> int:
     for name, pid in sorted(data["cutover"].items()):
         say(f"  cutover {name}: {'up' if pid_alive(pid) else 'DEAD'}({pid})")
     say("faults: " + (", ".join(sorted(data["faults"])) or "none"))
+    for line in inventory_facts(data):
+        say(line)
     memory = lab_memory_mib(names)
     say(f"memory: {memory:.0f} MiB RSS over {len(names)} namespaces")
     probe = on(
@@ -286,6 +289,52 @@ def status() -> int:
     )
     print(probe.stdout + probe.stderr, end="")
     return probe.returncode
+
+
+SHOWN = 8  # mail accounts listed by `status` (`scale` adds thousands)
+
+
+def inventory_facts(data: dict[str, Any]) -> list[str]:
+    """What an inventory for this lab needs: addresses, accounts, zones, secrets, CA, ssh, DKIM."""
+
+    def shown(path: str) -> str:
+        try:
+            return str(Path(path).relative_to(REPO))
+        except ValueError:
+            return path
+
+    hosts = data["hosts"]
+    ns = ", ".join(h.address for h in NAMESERVERS)
+    accounts = data["accounts"]
+    lines = [
+        f"inventory for this lab (written as {shown(data['inventory'])}; secrets are "
+        "password_file: paths, relative to the inventory):",
+        *(
+            f"  {key}: {info['address']} ({info['hostname']}), ssh: ssh://root@{info['address']}"
+            for key, info in hosts.items()
+            if key in (OLD.key, NEW.key)
+        ),
+        f"  run from: {CLIENT.netns} ({CLIENT.address}); ssh_config: {shown(data['ssh_config'])}",
+        f"  tls.ca_file: {shown(data['ca'])}",
+        "  mail.accounts (user, password_file):",
+        *(f"    {user}  {shown(path)}" for user, path in list(accounts["mail"].items())[:SHOWN]),
+        *(
+            [f"    ... and {len(accounts['mail']) - SHOWN} more (`scale`): see the inventory"]
+            if len(accounts["mail"]) > SHOWN
+            else []
+        ),
+        "  MySQL accounts (user@host, password_file; cutover_ro is mysql.admin, "
+        "pdns_ro the dns.sql user):",
+        *(f"    {user}  {shown(path)}" for user, path in accounts["mysql"].items()),
+        f"  dns.zones: {', '.join(ZONES)} (nameservers {ns}; `scale` adds more)",
+        "  mysql.databases: app; mysql.socket: /run/mysqld/mysqld.sock",
+        "  dns.sql: per nameserver, schema powerdns, host = its address, port 3306, "
+        "database pdns, user pdns_ro",
+        f"  outbound: reverse zone {REVERSE_ZONE} (reverse_nameservers {ns}); DKIM selector "
+        "mail, dkim_key_file /etc/ssl/private/dkim-{selector}.key on old and new",
+        f"  ports forwarded at cutover: {' '.join(str(p) for p in data['ports'])}",
+    ]
+    return lines
 
 
 def lab_memory_mib(names: list[str]) -> float:

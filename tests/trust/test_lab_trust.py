@@ -9,6 +9,7 @@ PowerDNS rows on ns1/ns2), the Postfix queue, the Apache docroots.
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -213,3 +214,20 @@ def test_whole_run_is_bounded_when_the_new_host_answers_nobody(
         if talks_to_new:
             assert "timed out after 5 s connecting to" in case.message, case.message
             assert NEW in case.message, case.message
+    assert_root_cause_names_the_silent_host(run)
+
+
+def assert_root_cause_names_the_silent_host(run: SuiteRun) -> None:
+    """After pytest's own summary, one root-cause line names the new address and its count."""
+    for case in run.failing():  # every failure leads with its check ID
+        assert case.message.startswith(case.check_id), case.message
+    lines = run.stdout.splitlines()
+    final = max(i for i, line in enumerate(lines) if re.match(r"^=+ .* in [\d.]+s", line))
+    verdict = lines[final + 1 :]
+    print("\n".join(verdict))
+    naming = [line for line in verdict if line.startswith(f"{NEW} answered nothing")]
+    assert len(naming) == 1, "\n".join(verdict)
+    count = re.search(r": (\d+) checks? failed$", naming[0])
+    assert count, naming[0]
+    silent = [c for c in run.failing() if f"connecting to {NEW}:" in c.message]
+    assert int(count.group(1)) == len(silent), (naming[0], len(silent))

@@ -1,0 +1,424 @@
+"""The verdict a run ends with: every failure led by its check ID, the root causes last.
+
+Three things, each in one place:
+
+- `CheckIdLeads` rewrites each failure's report once, where pytest makes it:
+  its first line starts with the check ID and the target (`PORT01
+  imaps-993-new: ...`) in the terminal, the JUnit `message` and the HTML, and
+  an exception chain keeps only its last exception (the one the check
+  raised, which already says what the probe found), so no failure reads
+  "During handling of the above exception, another exception occurred".
+- `VerdictSummary` prints, after pytest's own summary, the services x IPs
+  matrix, one line per area and the root-cause block: failures grouped by
+  what they share (an address that answered nothing, a missing baseline,
+  one account rejected everywhere), each with the number of checks it failed.
+- `session_error` records a failure that belongs to no check (the baseline
+  could not be written): its own line, a JUnit suite property and a
+  non-zero exit, never pinned on whichever check ran last.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from _pytest._code.code import ExceptionChainRepr, ReprEntry, ReprFileLocation
+
+from cutover.phases import CHECK_ID, Phase, area_of
+
+SESSION_ERRORS_KEY = pytest.StashKey[list[str]]()
+_WORKER_OUTPUT = "cutover_session_errors"
+
+
+def headline(check_id: str, target: str, message: str) -> str:
+    """A failure's message led by its check ID and target, said once.
+
+    >>> headline("PORT01", "imaps-993-new", "Failed: imaps 198.51.100.20:993: no answer")
+    'PORT01 imaps-993-new: imaps 198.51.100.20:993: no answer'
+    >>> headline("DNS03", "", "DNS03: TTL 3600 on ns1")
+    'DNS03: TTL 3600 on ns1'
+    """
+    text = message.removeprefix("Failed: ")
+    lead = f"{check_id} {target}" if target else check_id
+    if text.startswith(lead + ":"):
+        return text
+    if text.startswith(check_id + ":"):
+        text = text[len(check_id) + 1 :].lstrip()
+    return f"{lead}: {text}"
+
+
+def target_of(item: pytest.Item) -> str:
+    """What a check looked at, as its test id says it (`imaps-993-new`, `web07-alice@x`)."""
+    callspec = getattr(item, "callspec", None)
+    return str(callspec.id) if callspec is not None else ""
+
+
+class CheckIdLeads:
+    """Registered on every process (xdist workers make the reports)."""
+
+    def __init__(self, check_id_of: Any) -> None:
+        self.check_id_of = check_id_of
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        check_id = self.check_id_of(item)
+        if report.failed and check_id is not None:
+            lead_with_check_id(report, check_id, target_of(item))
+        return report
+
+
+def lead_with_check_id(report: pytest.TestReport, check_id: str, target: str) -> None:
+    """The report's first line (terminal, JUnit, HTML) starts with the ID and the target."""
+    longrepr = report.longrepr
+    domain = report.location[2]
+    if not domain.startswith(check_id):  # the terminal's `____ PORT01 test_x[...] ____` header
+        report.location = (report.location[0], report.location[1], f"{check_id} {domain}")
+    if isinstance(longrepr, str):
+        report.longrepr = headline(check_id, target, longrepr)
+        return
+    if not isinstance(longrepr, ExceptionChainRepr):
+        return
+    reprtraceback, reprcrash, _ = longrepr.chain[-1]
+    if reprcrash is None:
+        return
+    message = headline(check_id, target, reprcrash.message)
+    crash = ReprFileLocation(reprcrash.path, reprcrash.lineno, message)
+    entries = reprtraceback.reprentries
+    lead = ReprEntry(message.split("\n"), None, None, None, "value")
+    if entries and isinstance(entries[-1], ReprEntry) and entries[-1].style == "value":
+        # pytest.fail(..., pytrace=False): the body is the message itself.
+        reprtraceback.reprentries = [*entries[:-1], lead]
+    else:  # a traceback (an unexpected exception): the headline first, then the traceback
+        reprtraceback.reprentries = [lead, *entries]
+    short = ExceptionChainRepr([(reprtraceback, crash, None)])
+    for name, content, sep in longrepr.sections:
+        short.addsection(name, content, sep)
+    report.longrepr = short
+
+
+def session_error(config: pytest.Config, message: str) -> None:
+    """A failure of the run itself, not of a check: reported on its own line, exit non-zero."""
+    config.stash.setdefault(SESSION_ERRORS_KEY, []).append(message)
+
+
+def session_errors(config: pytest.Config) -> list[str]:
+    return config.stash.get(SESSION_ERRORS_KEY, [])
+
+
+class SessionErrorsFromWorker:
+    """On an xdist worker: hand the worker's session errors to the controller."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after the session fixtures were torn down
+    def pytest_sessionfinish(self) -> None:
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[_WORKER_OUTPUT] = list(session_errors(self.config))
+
+
+# --- the closing verdict ----------------------------------------------------
+
+_RANK = {"passed": 0, "skipped": 1, "failed": 2}
+_MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL"}
+
+# How a probe says an address answered nothing (cutover/net.py's wording): no
+# connection at all, or a connection that never got a word (a forwarder whose
+# backend is gone accepts, then stays silent or hangs up).
+_ADDRESS = r"(?P<address>\[[0-9A-Fa-f:.]+\]|[^\s:\[\]()]+):(?P<port>\d+)"
+_UNREACHABLE = re.compile(
+    r"(?P<how>connection refused by|timed out after \S+ s connecting to|no route to) " + _ADDRESS
+)
+_MUTE = (  # (how it shows, what the run says)
+    ("timed out", re.compile(r"timed out after \S+ s [^\n:]*? from " + _ADDRESS)),
+    ("closed the connection", re.compile(_ADDRESS + r" closed the connection while")),
+    (
+        "closed it in the TLS handshake",
+        re.compile(r"TLS handshake with " + _ADDRESS + r" failed: [^\n]*(?:EOF|closed)"),
+    ),
+)
+_LOGIN = re.compile(r"login as (?P<user>\S+?) (?:failed on|with) ")
+_NO_BASELINE = re.compile(r"run preflight (?:first|before|again)")
+_JUNIT_WRAPPED = re.compile(r'failed on (?:setup|teardown) with "(?P<message>.*)"', re.S)
+_HOW = {
+    "connection refused by": "connection refused",
+    "no route to": "no route",
+}
+
+
+@dataclass
+class Result:
+    props: dict[str, str]
+    outcome: str  # passed | skipped | failed
+    message: str = ""  # a failure's message (its first line leads with the check ID)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The shared cause one failure names."""
+
+    kind: str  # unreachable | mute | account | baseline
+    subject: str = ""  # the address or the account
+    how: str = ""
+    port: int | None = None
+
+
+@dataclass
+class Cause:
+    """What several failures share, and which checks it failed."""
+
+    checks: list[str] = field(default_factory=list)
+    hows: set[str] = field(default_factory=set)
+    ports: set[int] = field(default_factory=set)
+
+
+def cause_of(message: str) -> Finding | None:
+    """The shared cause a failure's message names, or None.
+
+    >>> cause_of("PORT01 imaps-993-old: timed out after 5 s reading a line from 198.51.100.10:993")
+    Finding(kind='mute', subject='198.51.100.10', how='timed out', port=993)
+    >>> cause_of("IMAP01 bob@example.test: login as bob@example.test failed on new: NO")
+    Finding(kind='account', subject='bob@example.test', how='', port=None)
+    """
+    found = _UNREACHABLE.search(message)
+    if found:
+        how = _HOW.get(found["how"], "timed out connecting")
+        return Finding("unreachable", found["address"].strip("[]"), how, int(found["port"]))
+    for how, pattern in _MUTE:
+        found = pattern.search(message)
+        if found:
+            return Finding("mute", found["address"].strip("[]"), how, int(found["port"]))
+    found = _LOGIN.search(message)
+    if found:
+        return Finding("account", found["user"])
+    if _NO_BASELINE.search(message):
+        return Finding("baseline")
+    return None
+
+
+def root_causes(results: list[Result]) -> list[str]:
+    """One line per shared cause with the number of checks it failed, then the rest by ID.
+
+    >>> silent = "timed out after 5 s connecting to 198.51.100.20"
+    >>> for line in root_causes([
+    ...     Result({"check_id": "PORT01"}, "failed", f"PORT01 imaps-993-new: {silent}:993"),
+    ...     Result({"check_id": "TLS01"}, "failed", f"TLS01 smtp-25-new: {silent}:25"),
+    ...     Result({"check_id": "DNS03"}, "failed", "DNS03 example.test: TTL 3600"),
+    ... ]):
+    ...     print(line)  # doctest: +NORMALIZE_WHITESPACE
+    198.51.100.20 answered nothing: timed out connecting on every port tried (25, 993):
+    2 checks failed
+    1 check failed on its own: DNS03
+    """
+    answered = {r.props.get("address") for r in results if r.outcome == "passed"}
+    causes: dict[tuple[str, str], Cause] = {}
+    alone: list[str] = []
+    for result in results:
+        if result.outcome != "failed":
+            continue
+        check_id = result.props.get("check_id", "?")
+        finding = cause_of(result.message)
+        if finding is None:
+            alone.append(check_id)
+            continue
+        cause = causes.setdefault((finding.kind, finding.subject), Cause())
+        cause.checks.append(check_id)
+        if finding.how:
+            cause.hows.add(finding.how)
+        if finding.port is not None:
+            cause.ports.add(finding.port)
+    lines = []
+    for (kind, subject), cause in sorted(causes.items(), key=lambda kv: -len(kv[1].checks)):
+        failed = f"{_checks(len(cause.checks))} failed"
+        how = " or ".join(sorted(cause.hows))
+        ports = ", ".join(str(p) for p in sorted(cause.ports))
+        if kind == "unreachable" and subject not in answered:
+            lines.append(
+                f"{subject} answered nothing: {how} on every port tried ({ports}): {failed}"
+            )
+        elif kind == "unreachable":
+            lines.append(f"{subject}: {how} on port {ports}: {failed}")
+        elif kind == "mute":
+            lines.append(
+                f"{subject} accepted connections but never answered ({how}) on port {ports}: "
+                f"{failed}"
+            )
+        elif kind == "account":
+            lines.append(f"account {subject} rejected (login failed): {failed}")
+        else:
+            lines.append(f"no baseline for what preflight records (run preflight first): {failed}")
+    if alone:
+        ids = ", ".join(_counted(alone))
+        lines.append(
+            f"{_checks(len(alone))} failed on {'its' if len(alone) == 1 else 'their'} own: {ids}"
+        )
+    return lines
+
+
+def _checks(count: int) -> str:
+    return f"{count} check{'' if count == 1 else 's'}"
+
+
+def _counted(ids: list[str]) -> Iterator[str]:
+    counts: dict[str, int] = defaultdict(int)
+    for check_id in ids:
+        counts[check_id] += 1
+    for check_id in sorted(counts):
+        yield check_id if counts[check_id] == 1 else f"{check_id} x{counts[check_id]}"
+
+
+def area_verdict(outcomes: dict[str, int]) -> str:
+    """FAIL, ok, or skipped when nothing in the area was checked at all."""
+    if outcomes.get("failed"):
+        return "FAIL"
+    return "ok" if outcomes.get("passed") else "skipped"
+
+
+class VerdictSummary:
+    """Collects each check's outcome (on the xdist controller too) for the closing verdict.
+
+    Registered on the controller only (never on an xdist worker).
+    """
+
+    def __init__(self, config: pytest.Config, phase: Phase, pairs: list[str] | None = None) -> None:
+        self.config = config
+        self.phase = phase
+        self.pairs = pairs or []
+        self.results: list[Result] = []
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            props = {str(k): str(v) for k, v in report.user_properties}
+            if "check_id" in props:
+                crash = getattr(report.longrepr, "reprcrash", None)
+                message = crash.message if crash is not None else str(report.longrepr or "")
+                self.results.append(Result(props, report.outcome, message if report.failed else ""))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist, on the controller: a worker's session errors become the run's."""
+        for message in getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT, []):
+            if message not in session_errors(self.config):
+                session_error(self.config, message)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # around the terminal's: print after its summary
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, object, object]:
+        errors = session_errors(self.config)
+        self._junit_errors_lead_with_check_id()
+        if errors:
+            self._record_in_junit(errors)
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        result = yield
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and (self.results or errors):
+            for line, markup in self.verdict_lines():
+                if line.startswith("== ") and line.endswith(" =="):
+                    reporter.write_sep("=", line[3:-3], **markup)
+                else:
+                    reporter.write_line(line, **markup)
+        return result
+
+    def _junit_errors_lead_with_check_id(self) -> None:
+        """pytest's JUnit writer wraps an error's message: `failed on setup with "..."`.
+
+        A check whose observation failed in a fixture is still that check's
+        failure: its `<error message>` starts with the check ID like any
+        other. (Before pytest writes the file: its testcases are built.)
+        """
+        from _pytest.junitxml import xml_key
+
+        xml = self.config.stash.get(xml_key, None)
+        for reporter in getattr(xml, "node_reporters_ordered", []):
+            for element in reporter.to_xml().iter("error"):
+                wrapped = _JUNIT_WRAPPED.fullmatch(element.get("message", ""))
+                if wrapped and CHECK_ID.match(wrapped.group("message")):
+                    element.set("message", wrapped.group("message"))
+
+    def _record_in_junit(self, errors: list[str]) -> None:
+        from _pytest.junitxml import xml_key
+
+        xml = self.config.stash.get(xml_key, None)
+        if xml is not None:
+            for index, message in enumerate(errors):
+                xml.add_global_property(f"session_error_{index + 1}", message)
+
+    def verdict_lines(self) -> list[tuple[str, dict[str, bool]]]:
+        """What the terminal ends with: the overview, then the root causes (with markup)."""
+        bold: dict[str, bool] = {"bold": True}
+        lines: list[tuple[str, dict[str, bool]]] = [
+            (f"== cutover {self.phase.value}: services x IPs ==", bold)
+        ]
+        lines += [
+            (line, bold if line.startswith("pair ") else {}) for line in self.overview_lines()
+        ]
+        causes = self.cause_lines()
+        if causes:
+            lines.append((f"== cutover {self.phase.value}: root causes ==", bold))
+            lines += [(line, {"red": True}) for line in causes]
+        return lines
+
+    def overview_lines(self) -> list[str]:
+        """The services x IPs matrix and one line per area (one block per pair in a fleet)."""
+        by_pair: dict[str, list[Result]] = defaultdict(list)
+        for result in self.results:
+            by_pair[result.props.get("pair", "")].append(result)
+        if list(by_pair) in ([""], []):
+            return self.matrix_lines() + self.area_lines()
+        lines = []
+        order = {name: index for index, name in enumerate(self.pairs)}
+        for pair in sorted(by_pair, key=lambda name: order.get(name, len(order))):
+            results = by_pair[pair]
+            counts: dict[str, int] = defaultdict(int)
+            for result in results:
+                counts[result.outcome] += 1
+            lines.append(f"pair {pair}: {area_verdict(counts)}")
+            lines += [f"  {line}" for line in self.matrix_lines(results) + self.area_lines(results)]
+        return lines
+
+    def cause_lines(self) -> list[str]:
+        """Session errors, then the failures grouped by what they share."""
+        errors = [f"session error: {message}" for message in session_errors(self.config)]
+        return errors + root_causes(self.results)
+
+    def matrix_lines(self, results: list[Result] | None = None) -> list[str]:
+        cells: dict[tuple[str, str], str] = {}
+        for result in self.results if results is None else results:
+            props = result.props
+            if "service" in props and "side" in props:
+                key = (props["service"], props["side"])
+                if _RANK[result.outcome] >= _RANK[cells.get(key, "passed")]:
+                    cells[key] = result.outcome
+        if not cells:
+            return []
+        lines = [f"{'service':<18}{'old IP':<8}{'new IP':<8}"]
+        for service in dict.fromkeys(s for s, _ in cells):
+            marks = [_MARK.get(cells.get((service, side), ""), "-") for side in ("old", "new")]
+            lines.append(f"{service:<18}{marks[0]:<8}{marks[1]:<8}")
+        return lines
+
+    def area_lines(self, results: list[Result] | None = None) -> list[str]:
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        failing: dict[str, set[str]] = defaultdict(set)
+        for result in self.results if results is None else results:
+            area = area_of(result.props["check_id"])
+            counts[area][result.outcome] += 1
+            if result.outcome == "failed":
+                failing[area].add(result.props["check_id"])
+        lines = []
+        for area in sorted(counts):
+            detail = ", ".join(
+                f"{counts[area][o]} {o}" for o in ("passed", "failed", "skipped") if counts[area][o]
+            )
+            ids = f" [{', '.join(sorted(failing[area]))}]" if failing[area] else ""
+            lines.append(f"{area:<8}{area_verdict(counts[area]):<8}{detail}{ids}")
+        return lines

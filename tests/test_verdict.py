@@ -1,0 +1,242 @@
+"""The verdict a run ends with: failures led by check IDs, root causes after pytest's summary,
+the HTML report for people, and failures of the run itself on their own line.
+
+No lab: the service checks point at loopback addresses where nothing
+listens (refused at once), the VFIO/VM checks read a captured host with one
+fault (tests/test_reports.py's run), so the verdict has causes to group.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.suite import REPO, SuiteRun, parse_junit, run_suite
+from tests.test_reports import UNUSED_NEW, UNUSED_OLD, _inventory
+from tests.trust.peers import Peer, smtp_good
+
+FINAL_LINE = re.compile(r"^=+ .* in [\d.]+s")
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[SuiteRun, Path]:
+    tmp_path = tmp_path_factory.mktemp("verdict")
+    built, tarball = _inventory(tmp_path, "audio-on-snd-hda-intel")
+    # A directory name that needs escaping: it reaches the HTML as the inventory's path.
+    inventory = tmp_path / "a<b>&c" / "inventory.yaml"
+    inventory.parent.mkdir()
+    inventory.write_bytes(built.read_bytes())
+    reports = tmp_path / "reports"
+    run = run_suite("preflight", inventory, reports, f"--host-snapshot={tarball}")
+    return run, reports
+
+
+def verdict_of(run: SuiteRun) -> list[str]:
+    """What the terminal prints after pytest's own final line."""
+    lines = run.stdout.splitlines()
+    final = max(i for i, line in enumerate(lines) if FINAL_LINE.match(line))
+    return lines[final + 1 :]
+
+
+def test_every_failure_leads_with_its_check_id_and_target(broken: tuple[SuiteRun, Path]) -> None:
+    run, _ = broken
+    assert run.failing(), run.summary()
+    for case in run.failing():
+        target = case.name.partition("[")[2].rstrip("]")
+        lead = f"{case.check_id} {target}:" if target else f"{case.check_id}:"
+        assert case.message.startswith(lead), case.message
+    # The terminal's short summary says the same first line, and no failure is a chain.
+    assert "\nPORT01 imaps-993-new: imaps 127.0.0.3:993 (new IP): no answer" in run.stdout
+    assert "test_port_answers[imaps-993-new] - PORT01 imaps-" in run.stdout, run.stdout
+    assert "During handling of the above exception" not in run.stdout
+    assert not [c for c in run.failing() if "During handling" in c.message]
+
+
+def test_the_verdict_comes_after_pytest_summary(broken: tuple[SuiteRun, Path]) -> None:
+    run, _ = broken
+    verdict = verdict_of(run)
+    text = "\n".join(verdict)
+    assert "cutover preflight: services x IPs" in text, run.stdout
+    assert re.search(r"^imaps-993 +FAIL +FAIL", text, re.M), text
+    assert re.search(r"^vfio +FAIL +16 passed, 1 failed \[VFIO05\]", text, re.M), text
+    # An area whose checks were all skipped says so: nothing there was found ok.
+    assert re.search(r"^http +skipped +2 skipped$", text, re.M), text
+    assert "cutover preflight: root causes" in text, text
+    for address in (UNUSED_OLD, UNUSED_NEW):
+        naming = [line for line in verdict if line.startswith(f"{address} answered nothing")]
+        assert len(naming) == 1, text
+        assert "connection refused on every port tried (25, 993)" in naming[0]
+        count = int(re.search(r": (\d+) checks failed$", naming[0]).group(1))  # type: ignore[union-attr]
+        refused = [c for c in run.failing() if f"connection refused by {address}:" in c.message]
+        assert count == len(refused), (naming[0], [c.name for c in refused])
+    assert verdict[-1].endswith("failed on their own: MYSQL03, VFIO05"), text
+
+
+def test_the_html_report_opens_with_the_verdict(broken: tuple[SuiteRun, Path]) -> None:
+    _, reports = broken
+    page = (reports / "preflight.html").read_text(encoding="utf-8")
+    verdict = page.index("Verdict: phase preflight, inventory reports-test")
+    assert verdict < page.index('id="results-table"')
+    assert "Root causes" in page and f"{UNUSED_NEW} answered nothing" in page
+    assert 'data-column-type="checkId">Check</th>' in page
+    assert "col-checkId" in page and "VFIO05" in page
+    # Everything added is escaped: the inventory's directory is `a<b>&c`.
+    assert "a&lt;b&gt;&amp;c" in page
+    assert "a<b>&c" not in page
+    assert html.escape("evidence recorded:") in page
+
+
+def _hangs_up(sock: socket.socket, peer: Peer) -> None:
+    """A forwarder whose backend is gone: accepts, then closes without a word."""
+
+
+def test_a_forwarder_that_hangs_up_is_one_cause(tmp_path: Path) -> None:
+    """The old IP accepts (socat) but never answers; the new IP refuses: two lines, two causes."""
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "hang-up",
+        "old": {"address": UNUSED_OLD},
+        "new": {"address": UNUSED_NEW},
+        "services": [
+            {"name": "imaps", "port": 9993, "protocol": "imap", "tls": "implicit"},
+            {"name": "imap", "port": 9143, "protocol": "imap", "tls": "starttls"},
+        ],
+        "timeouts": {"connect": 2, "operation": 2},
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with Peer(UNUSED_OLD, 9993, _hangs_up, "imaps"), Peer(UNUSED_OLD, 9143, _hangs_up, "imap"):
+        run = run_suite("cutover", inventory, tmp_path / "reports", "-m", "ports or tls")
+    verdict = verdict_of(run)
+    old = [line for line in verdict if line.startswith(f"{UNUSED_OLD} accepted connections")]
+    assert len(old) == 1 and "on port 9143, 9993: " in old[0], "\n".join(verdict)
+    hung_up = [c for c in run.failing() if c.properties.get("address") == UNUSED_OLD]
+    assert old[0].endswith(f": {len(hung_up)} checks failed"), (old[0], len(hung_up))
+    new = [line for line in verdict if line.startswith(f"{UNUSED_NEW} answered nothing")]
+    assert len(new) == 1, "\n".join(verdict)
+    assert not [line for line in verdict if "on their own" in line], "\n".join(verdict)
+
+
+def _report_data(page: str) -> dict[str, Any]:
+    """The JSON pytest-html's page renders from (the `data-jsonblob` attribute)."""
+    blob = re.search(r'data-jsonblob="([^"]*)"', page)
+    assert blob, "no data-jsonblob in the HTML report"
+    data: dict[str, Any] = json.loads(html.unescape(blob.group(1)))
+    return data
+
+
+def test_the_html_environment_shows_the_greetings_escaped(tmp_path: Path) -> None:
+    """Server text reaches the page through shown() and html.escape: never as markup."""
+    hostile = "<img src=x onerror=alert(1)>\x1b[31m"
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "greetings",
+        "old": {"address": UNUSED_OLD},
+        "new": {"address": UNUSED_NEW},
+        "services": [{"name": "smtp", "port": 2525, "protocol": "smtp", "tls": "none"}],
+        "timeouts": {"connect": 2, "operation": 2},
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    reports = tmp_path / "reports"
+    with (
+        Peer(UNUSED_OLD, 2525, smtp_good(hostile), "old"),
+        Peer(UNUSED_NEW, 2525, smtp_good(hostile), "new"),
+    ):
+        run = run_suite("preflight", inventory, reports, "-k", "test_port_answers")
+    cases = [c for c in run.cases if c.check_id == "PORT01"]
+    assert cases and all(c.outcome == "passed" for c in cases), run.summary()
+    environment = _report_data((reports / "preflight.html").read_text(encoding="utf-8"))[
+        "environment"
+    ]
+    greetings = environment["server greetings (PORT01)"]
+    assert set(greetings) == {"smtp-2525 old IP", "smtp-2525 new IP"}, greetings
+    for greeting in greetings.values():
+        assert greeting.startswith("220 &lt;img src=x onerror=alert(1)&gt;\\x1b[31m"), greeting
+        assert "<" not in greeting and "\x1b" not in greeting
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_baseline_that_cannot_be_written_is_a_session_error(
+    tmp_path: Path, workers: list[str]
+) -> None:
+    """Reported on its own line and as a JUnit suite property, exit 1, never on a check."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        yaml.safe_dump(
+            {"name": "session", "old": {"address": UNUSED_OLD}, "new": {"address": UNUSED_NEW}}
+        ),
+        encoding="utf-8",
+    )
+    records = tmp_path / "test_records.py"
+    records.write_text(
+        "def test_records_something(baseline):\n"
+        "    baseline.record('identity', 'imaps-old', 'old.example.test')\n",
+        encoding="utf-8",
+    )
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("", encoding="utf-8")
+    reports = tmp_path / "reports"
+    run = run_suite(
+        "preflight",
+        inventory,
+        reports,
+        str(records),
+        f"--baseline={blocker / 'baseline.json'}",
+        *workers,
+    )
+    assert run.returncode == 1, run.summary()
+    assert [c.outcome for c in run.cases] == ["passed"], run.summary()
+    verdict = verdict_of(run)
+    assert any(
+        line.startswith("session error: the baseline was not saved:") and "not-a-directory" in line
+        for line in verdict
+    ), run.stdout
+    junit = (reports / "preflight.xml").read_text(encoding="utf-8")
+    assert 'name="session_error_1"' in junit and "the baseline was not saved" in junit
+    assert parse_junit(reports / "preflight.xml")[0].outcome == "passed"
+
+
+def test_dns06_says_it_could_not_read_the_sql_backend(tmp_path: Path) -> None:
+    """Not "rows differ" when nothing was read; the localhost default is named as the suspect."""
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        unused_port = probe.getsockname()[1]
+    secret = tmp_path / "pdns-password"
+    secret.write_text("not-used\n", encoding="utf-8")
+    secret.chmod(0o600)
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "dns-sql",
+        "old": {"address": UNUSED_OLD},
+        "new": {"address": UNUSED_NEW},
+        "services": [],
+        "timeouts": {"connect": 2, "operation": 2},
+        "dns": {
+            "zones": [{"name": "example.test", "nameservers": ["127.0.0.4"]}],
+            "sql": [
+                {
+                    "nameserver": "127.0.0.4",
+                    "port": unused_port,
+                    "user": "pdns_ro",
+                    "password_file": str(secret),
+                }
+            ],
+        },
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    run = run_suite("preflight", inventory, tmp_path / "reports", "-k", "sql_rows")
+    cases = [c for c in run.cases if c.check_id == "DNS06"]
+    assert cases and cases[0].outcome == "failed", run.summary()
+    first = cases[0].message.splitlines()[0]
+    assert first.startswith(
+        "DNS06 example.test: example.test: cannot read the SQL backend of 127.0.0.4"
+    ), first
+    assert "differ" not in first, first
+    assert "dns.sql host is localhost (the default)" in cases[0].message
+    assert str(REPO) not in first
