@@ -103,6 +103,7 @@ def test_every_lab_fault_is_in_the_matrix(lab: Lab) -> None:
     )
 
 
+@pytest.mark.summary
 def test_matrix_doc_is_current(acceptance_lab: Lab, matrix_dir: Path) -> None:
     missing = [row for row in lab_rows() if row not in OBSERVED.lab]
     if missing:
