@@ -107,11 +107,20 @@ def lab_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
 class Lab:
     """The running lab, as the self-tests see it."""
 
-    reports: Path
+    root: Path
     state: str = "down"
     faults: list[str] = field(default_factory=list)
     heals: int = 0
     rebuilds: int = 0
+    # One per `lab up`: what a test recorded (baselines) describes one lab only.
+    generation: int = 0
+
+    @property
+    def reports(self) -> Path:
+        """Reports and baselines of the current lab; a rebuilt lab starts without any."""
+        path = self.root / f"lab-{self.generation}"
+        path.mkdir(exist_ok=True)
+        return path
 
     @property
     def inventory(self) -> Path:
@@ -170,6 +179,13 @@ class Lab:
         if self.state == "down":
             lab_cli("up")
             self.state = "up"
+            self.generation += 1
+            if self.generation > 1:
+                print(
+                    f"lab tracker: lab #{self.generation}: baselines recorded on the previous "
+                    "lab are not carried over",
+                    flush=True,
+                )
         for step in STORY[STORY.index(self.state) + 1 : STORY.index(target) + 1]:
             for verb in STEPS[step]:
                 lab_cli(*verb)
@@ -248,7 +264,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         if not lock.held_by_us():
             # Run without `make test`'s flock: hold the machine's lab lock for the session.
             stack.enter_context(lock.hold("lab self-tests"))
-        session_lab = Lab(reports=tmp_path_factory.mktemp("lab-reports"))
+        session_lab = Lab(root=tmp_path_factory.mktemp("lab-reports"))
         try:
             yield session_lab
         finally:

@@ -41,6 +41,7 @@ def matrix_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def check_row(lab: Lab, phase: str, row: str, directory: Path) -> None:
+    directory = directory / f"lab-{lab.generation}"  # a rebuilt lab has its own baseline
     baseline = directory / "baseline.json"
     keep = phase == PREFLIGHT and row == HEALTHY_ROW
     run_dir = directory / phase / row.replace(":", "-").strip("()").replace(" ", "-")
