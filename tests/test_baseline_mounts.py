@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ print(json.dumps(sorted(p.name for p in Path("reports").rglob("*"))))
 
 
 @pytest.fixture
-def other_mount_namespace() -> object:
+def other_mount_namespace() -> Iterator[int]:
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("nsenter") is None:
         pytest.skip("needs root, unshare and nsenter (a private mount namespace)")
     holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "120"])
