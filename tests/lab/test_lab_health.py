@@ -163,3 +163,20 @@ def test_the_suite_runs_through_lab_exec_from_any_directory(
     assert cases and all(c.outcome == "passed" for c in cases), output[-3000:]
     assert completed.returncode == 0, output[-3000:]
     assert list((tmp_path / "reports" / "baseline.imap").glob("*.uidmap")), output[-3000:]
+
+
+def test_down_removes_the_lab_of_a_checkout_that_no_longer_exists(lab: Lab, tmp_path: Path) -> None:
+    lab.down()
+    gone = tmp_path / "gone-checkout"
+    shutil.copytree(REPO / "lab", gone / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+    up = lab_cli_unchecked("up", cwd=gone)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert lab_state.load() == {}  # the lab is the other checkout's, not ours
+    shutil.rmtree(gone / "lab")  # the checkout is deleted; its .lab/ns mounts remain
+    down = lab_cli("down").stdout
+    assert f"the running lab belongs to {gone}, which no longer exists: removing it" in down
+    namespaces = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    assert "cutover-" not in namespaces, namespaces
+    assert str(gone) not in Path("/proc/self/mountinfo").read_text()
