@@ -37,8 +37,9 @@ install: system $(STAMP)
 demo: install
 	$(LAB_LOCK) $(PY) -m lab.demo
 
+# CUTOVER_SELFTEST_LAB=1: the lab self-tests run (elsewhere they skip, or fail with CI=true).
 test: install
-	$(LAB_LOCK) $(PY) -m pytest tests -p no:cacheprovider
+	CUTOVER_SELFTEST_LAB=1 $(LAB_LOCK) $(PY) -m pytest tests -p no:cacheprovider
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -50,7 +51,7 @@ bench: install
 
 # Rewrite docs/detection-matrix.md from a real run (every lab fault, every VFIO/VM scenario).
 matrix: install
-	CUTOVER_WRITE_MATRIX=1 $(LAB_LOCK) $(PY) -m pytest -p no:cacheprovider \
+	CUTOVER_SELFTEST_LAB=1 CUTOVER_WRITE_MATRIX=1 $(LAB_LOCK) $(PY) -m pytest -p no:cacheprovider \
 	    tests/vfio/test_scenarios.py tests/trust/test_detection_matrix.py
 
 docs: $(STAMP)

@@ -8,24 +8,27 @@ re-reads the file, merges and replaces it atomically, so pytest-xdist
 workers can record concurrently; the file is read again only when it has
 changed since this process last saw it.
 
->>> b = Baseline(Path("/tmp/doctest-baseline.json"))
->>> b.record("identity", "imaps-993/old", "old.example.test")
+>>> import tempfile
+>>> with tempfile.TemporaryDirectory() as directory:
+...     b = Baseline(Path(directory) / "baseline.json")
+...     b.record("identity", "imaps-993/old", "old.example.test")
+...     b.get("identity", "imaps-993/old")
 'old.example.test'
->>> b.get("identity", "imaps-993/old")
 'old.example.test'
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-__all__ = ["Baseline", "BaselineError"]
+__all__ = ["Baseline", "BaselineError", "TempBeside"]
 
 FORMAT = 1
 
@@ -152,11 +155,52 @@ class Baseline:
 
     def _write(self, sections: dict[str, dict[str, Any]]) -> None:
         payload = json.dumps({"format": FORMAT, "sections": sections}, indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=".baseline-", dir=self.path.parent)
+        temp = TempBeside(self.path, ".baseline-")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(payload + "\n")
-            os.replace(tmp, self.path)
+            temp.file.write((payload + "\n").encode("utf-8"))
+            temp.commit()
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            temp.discard()
             raise
+
+
+class TempBeside:
+    """A new file in `path`'s own directory that replaces `path` when committed.
+
+    Created, renamed and removed through one handle on that directory, never
+    through a path: a relative and an absolute path to the same directory can
+    cross mounts (a working directory from another mount namespace), and a
+    rename across mounts fails (EXDEV). Mode 0600 until committed, like mkstemp.
+    """
+
+    def __init__(self, path: Path, prefix: str) -> None:
+        self.target = path.name
+        self._dir = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            while True:
+                self.name = f"{prefix}{secrets.token_hex(6)}"
+                try:
+                    fd = os.open(
+                        self.name,
+                        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                        0o600,
+                        dir_fd=self._dir,
+                    )
+                    break
+                except FileExistsError:
+                    continue
+        except BaseException:
+            os.close(self._dir)
+            raise
+        self.file = os.fdopen(fd, "wb")
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.name, self.target, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        os.close(self._dir)
+
+    def discard(self) -> None:
+        self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.name, dir_fd=self._dir)
+        os.close(self._dir)

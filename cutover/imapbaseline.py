@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover.baseline import Baseline, BaselineError
+from cutover.baseline import Baseline, BaselineError, TempBeside
 from cutover.imap import Batch, Listing, MailboxState, MessageKey
 from cutover.imapdiff import fingerprint
 
@@ -52,9 +50,8 @@ class UidMapWriter:
         self.source = source
         self.path = uid_map_path(baseline, account)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".uidmap-", dir=self.path.parent)
-        self._tmp = Path(tmp)
-        self._out = os.fdopen(fd, "wb")
+        self._temp = TempBeside(self.path, ".uidmap-")
+        self._out = self._temp.file
         self._out.write(MAGIC)
         self._offset = len(MAGIC)
         self._listing: Listing | None = None
@@ -103,8 +100,7 @@ class UidMapWriter:
         self._close_mailbox()
         if self._listing is None:
             raise BaselineError(f"IMAP baseline for {self.account}: nothing was recorded")
-        self._out.close()
-        os.replace(self._tmp, self.path)
+        self._temp.commit()
         self.baseline.record(
             SECTION,
             self.account,
@@ -121,8 +117,7 @@ class UidMapWriter:
         )
 
     def discard(self) -> None:
-        self._out.close()
-        self._tmp.unlink(missing_ok=True)
+        self._temp.discard()
 
 
 class BaselineSource:

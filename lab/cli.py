@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from lab import faults, labctl, scale, story
+from lab import faults, labctl, lock, scale, story
 from lab.run import LabError, enter
 from lab.topology import HOSTS
 
@@ -19,7 +19,16 @@ def _exec(host_key: str, command: list[str]) -> int:
     if not command:
         raise LabError("exec HOST -- COMMAND...: no command given")
     labctl.lab_state()
-    argv = [*enter(HOSTS[host_key], workdir=os.getcwd()), *command]
+    # nsenter's --wd opens the directory before it enters the mount namespace,
+    # so the command would run in the root namespace's copy of the directory
+    # (another mount: renames between it and an absolute path fail with
+    # EXDEV). Enter first, then change directory inside the host.
+    # A directory the host does not have (servers have their own /tmp) falls back to /.
+    enter_dir = (
+        f'cd "$1" 2>/dev/null || {{ echo "lab exec: no $1 on {host_key}; running in /" >&2; '
+        'cd /; }; shift; exec "$@"'
+    )
+    argv = [*enter(HOSTS[host_key]), "sh", "-c", enter_dir, "sh", os.getcwd(), *command]
     os.execvp(argv[0], argv)
 
 
@@ -41,9 +50,15 @@ def _fault(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
-    verbs.add_parser("up", help="build the lab (cleans any stale lab first)")
-    verbs.add_parser("down", help="remove every trace of the lab (idempotent)")
-    verbs.add_parser("status", help="daemons, story state, faults, and a port sweep")
+    for verb, text in (
+        ("up", "build the lab (cleans any stale lab of this checkout first)"),
+        ("down", "remove every trace of this checkout's lab (idempotent)"),
+    ):
+        parsed = verbs.add_parser(verb, help=text)
+        parsed.add_argument(
+            "--force", action="store_true", help="also remove a lab another checkout started"
+        )
+    verbs.add_parser("status", help="daemons, story state, faults, postconditions and a port sweep")
     verbs.add_parser("lower-ttl", help="set every TTL to 300 on both nameservers (SQL)")
     verbs.add_parser("sync", help="copy mail (dsync), MariaDB (dump | ssh) and web from old to new")
     verbs.add_parser("cutover", help="run lab/cutover.sh on old: stop services, forward all ports")
@@ -52,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("name", nargs="?", help="NAME or NAME:ARG (see --list); `heal` undoes all")
     fault.add_argument("--list", action="store_true", help="describe every fault")
     fault.add_argument("--undo", action="store_true", help="restore what NAME broke")
-    verbs.add_parser("heal", help="undo every active fault")
+    verbs.add_parser(
+        "heal",
+        help="undo every fault, repair what else broke (dead daemons or helpers, "
+        "a silenced host) and verify the story state",
+    )
     bulk = verbs.add_parser("scale", help="bulk, reproducible data for benchmarks")
     bulk.add_argument("--domains", type=int, default=0, help="generated zones")
     bulk.add_argument("--accounts", type=int, default=0, help="generated mail accounts")
@@ -64,32 +83,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Verbs that only read the lab: every other verb changes it and holds the lab lock.
+READ_ONLY = ("status", "exec")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.verb == "up":
-            labctl.up()
-        elif args.verb == "down":
-            labctl.down()
-        elif args.verb == "status":
-            return labctl.status()
-        elif args.verb == "lower-ttl":
-            story.lower_ttl()
-        elif args.verb == "sync":
-            story.sync()
-        elif args.verb == "cutover":
-            story.cutover()
-        elif args.verb == "dns-switch":
-            story.dns_switch()
-        elif args.verb == "fault":
-            return _fault(args)
-        elif args.verb == "heal":
-            faults.heal()
-        elif args.verb == "scale":
-            scale.scale(args.domains, args.accounts, args.messages, args.seed)
-        elif args.verb == "exec":
-            return _exec(args.host, args.command)
+        if args.verb in READ_ONLY or (args.verb == "fault" and args.list):
+            return _run(args)
+        with lock.hold(f"lab {args.verb}"):
+            return _run(args)
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.verb == "up":
+        labctl.up(force=args.force)
+    elif args.verb == "down":
+        labctl.down(force=args.force)
+    elif args.verb == "status":
+        return labctl.status()
+    elif args.verb == "lower-ttl":
+        story.lower_ttl()
+    elif args.verb == "sync":
+        story.sync()
+    elif args.verb == "cutover":
+        story.cutover()
+    elif args.verb == "dns-switch":
+        story.dns_switch()
+    elif args.verb == "fault":
+        return _fault(args)
+    elif args.verb == "heal":
+        faults.heal()
+    elif args.verb == "scale":
+        scale.scale(args.domains, args.accounts, args.messages, args.seed)
+    elif args.verb == "exec":
+        return _exec(args.host, args.command)
     return 0

@@ -7,6 +7,7 @@
 #   cutover.sh NEWIP OLDIP                         the whole cutover
 #   cutover.sh --forward PORT TARGETIP [TPORT]     (re)start one port's forward
 #   cutover.sh --tunnel NEWIP                      (re)start the MySQL ssh tunnel
+#   cutover.sh --socket                            (re)start the socket -> tunnel relay
 #
 # Every helper process is started detached (setsid, stdin from /dev/null,
 # output to its own log) and leaves its PID in $RUN_DIR, so it can be
@@ -87,7 +88,24 @@ start_forward() {
         "TCP-LISTEN:$port,bind=$OLDIP,fork,reuseaddr" "TCP:$target:$target_port,connect-timeout=5"
 }
 
+# Applications on this host keep using the socket: hand it to the tunnel.
+start_socket() {
+    start_detached mysql-socket socat \
+        "unix-listen:$SOCKET,fork,reuseaddr,unlink-early,unlink-close,user=mysql,group=mysql,mode=777" \
+        "TCP:localhost:$TUNNEL_PORT"
+    i=0
+    until ss -Hlx | grep -qF " $SOCKET "; do
+        i=$((i + 1))
+        [ $i -le 100 ] || { echo "socket relay $SOCKET did not come up" >&2; return 1; }
+        sleep 0.05
+    done
+}
+
 case "${1:-}" in
+--socket)
+    start_socket
+    exit 0
+    ;;
 --forward)
     OLDIP=${OLDIP:?set OLDIP}
     start_forward "$2" "$3" "${4:-$2}"
@@ -114,10 +132,7 @@ rm -f "$SOCKET"
 # Map the new server's MySQL to localhost:3307 (key login to root@NEWIP).
 start_tunnel "$NEWIP"
 
-# Applications on this host keep using the socket: hand it to the tunnel.
-start_detached mysql-socket socat \
-    "unix-listen:$SOCKET,fork,reuseaddr,unlink-early,unlink-close,user=mysql,group=mysql,mode=777" \
-    "TCP:localhost:$TUNNEL_PORT"
+start_socket
 
 # Map ports from each service to the new host.
 for PORT in $PORTS; do

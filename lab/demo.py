@@ -17,6 +17,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab import lock
+
 REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "reports"
 LAB_INVENTORY = REPO / ".lab" / "inventory.yaml"
@@ -193,4 +195,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # The whole story, not only each verb: no other run may take the lab in between.
+    with lock.hold("lab demo"):
+        sys.exit(main())

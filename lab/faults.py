@@ -12,10 +12,10 @@ import os
 import shutil
 from typing import Any, ClassVar
 
-from lab import daemons, pki, state, story
+from lab import daemons, health, pki, state, story
 from lab.labctl import lab_state, say
-from lab.run import LabError, on
-from lab.topology import HOSTS, NAMESERVERS, NEW, NS2, OLD, STATE, ZONES, Host
+from lab.run import LabError, on, pid_alive, run
+from lab.topology import FORWARDED_PORTS, HOSTS, NAMESERVERS, NEW, NS2, OLD, STATE, ZONES, Host
 from lab.zones import sql_string
 
 BACKUPS = STATE / "faults"
@@ -611,7 +611,7 @@ def apply(spec: str) -> None:
     say(f"fault {key}: active: {fault.summary}")
 
 
-def undo(spec: str) -> None:
+def undo(spec: str, *, verify: bool = True) -> None:
     fault, arg = _split(spec)
     data = lab_state()
     key = _key(fault, arg)
@@ -620,15 +620,81 @@ def undo(spec: str) -> None:
         return
     fault.undo(data, arg, data["faults"].pop(key))
     state.save(data)
+    if verify and not data["faults"]:
+        # With no fault left, every postcondition of the story holds again.
+        health.verify(data, f"fault --undo {key}")
     say(f"fault {key}: undone")
 
 
+def _unsilence() -> list[str]:
+    """Remove static neighbour entries (a host made to answer nobody) from every lab host."""
+    done = []
+    for host in HOSTS.values():
+        listing = run(
+            ["ip", "-n", host.netns, "neigh", "show", "nud", "permanent"], timeout=10, check=False
+        ).stdout
+        for line in listing.splitlines():
+            fields = line.split()
+            if "dev" not in fields:
+                continue
+            device = fields[fields.index("dev") + 1]
+            run(["ip", "-n", host.netns, "neigh", "del", fields[0], "dev", device], timeout=10)
+            done.append(f"{host.key}: static neighbour entry for {fields[0]} removed")
+    return done
+
+
+def _restart_dead_daemons(data: dict[str, Any]) -> list[str]:
+    done = []
+    for key, info in data["hosts"].items():
+        if key == OLD.key and data["story"]["cutover"]:
+            continue  # stopped by the cutover on purpose
+        for name, pid in list(info["pids"].items()):
+            if not pid_alive(pid):
+                _restart_daemon(data, HOSTS[key], name)
+                done.append(f"{key}: {name} restarted")
+    return done
+
+
+def _restart_helpers(data: dict[str, Any]) -> list[str]:
+    """Every cutover helper on old running, and MySQL answering through old's socket."""
+    done = []
+    helpers: dict[str, int] = data["cutover"]
+    for port in FORWARDED_PORTS:
+        name = f"forward-{port}"
+        if not pid_alive(helpers.get(name, 0)):
+            helpers.update(story.start_helper("--forward", str(port), NEW.address))
+            done.append(f"old: {name} restarted")
+    if not pid_alive(helpers.get("mysql-socket", 0)):
+        helpers.update(story.start_helper("--socket"))
+        done.append("old: MySQL socket relay restarted")
+    through = [c for c in health.conditions(data) if c.name.startswith("MySQL through")]
+    if not pid_alive(helpers.get("tunnel", 0)) or not all(c.ok for c in through):
+        # A tunnel can outlive its connection (ssh still waiting on a silent
+        # peer): restart it whenever MySQL does not answer through it.
+        _kill_helper(data, "tunnel")
+        helpers.update(story.start_helper("--tunnel", NEW.address))
+        done.append("old: ssh tunnel restarted")
+    data["cutover"] = helpers
+    return done
+
+
 def heal() -> None:
+    """Undo every fault, repair what broke outside any fault, and verify the story state."""
     active = list(lab_state()["faults"])
     for key in reversed(active):
-        undo(key)
-    if not active:
-        say("heal: no fault is active")
+        undo(key, verify=False)
+    data = lab_state()
+    done = _unsilence() + _restart_dead_daemons(data)
+    if data["story"]["cutover"]:
+        done += _restart_helpers(data)
+    state.save(data)
+    health.verify(data, "heal")
+    for line in done:
+        say(f"heal: {line}")
+    if not active and not done:
+        say("heal: nothing to do; every postcondition holds")
+    else:
+        say(f"heal: {len(active)} faults undone, {len(done)} repairs; every postcondition holds")
 
 
 from lab import faults_mailclients  # noqa: E402,F401,I001  (registers its faults)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lab import daemons, inventory, netns, pki, seed, state
+from lab import daemons, health, inventory, netns, pki, seed, state
 from lab.render import render, write
 from lab.run import LabError, on, pid_alive, run
 from lab.topology import (
@@ -109,12 +109,50 @@ def _start_host(host: Host, names: tuple[str, ...]) -> dict[str, int]:
     return pids
 
 
-def up() -> None:
+def running_lab_checkouts() -> set[Path]:
+    """Checkouts whose `.lab/ns/` holds namespace mounts: the owners of the running lab.
+
+    Read from the kernel's mount table, so it cannot go stale: the lab's mount
+    and UTS namespaces are files under the owning checkout's `.lab/ns/`.
+    """
+    owners: set[Path] = set()
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        for line in info:
+            point = Path(line.split()[4].replace("\\040", " "))
+            for candidate in (point, *point.parents):
+                if candidate.name == "ns" and candidate.parent.name == ".lab":
+                    owners.add(candidate.parent.parent)
+                    break
+    return owners
+
+
+def foreign_owners(verb: str, force: bool) -> list[Path]:
+    """Other checkouts owning the running lab that `verb` may remove; refuse otherwise.
+
+    A lab another checkout started is left alone, unless that checkout no
+    longer exists (its `lab/` package is gone) or `--force` is given.
+    """
+    others = sorted(c for c in running_lab_checkouts() if c.resolve() != REPO)
+    for other in others:
+        if not (other / "lab" / "labctl.py").exists():
+            say(f"{verb}: the running lab belongs to {other}, which no longer exists: removing it")
+        elif force:
+            say(f"{verb}: --force: removing the lab that belongs to {other}")
+        else:
+            raise LabError(
+                f"{verb}: the running lab belongs to another checkout, {other}: leaving it up "
+                f"(run `python -m lab down` there, or `python -m lab {verb} --force` to remove it)"
+            )
+    return others
+
+
+def up(force: bool = False) -> None:
     netns.require_root()
     started = time.monotonic()
+    others = foreign_owners("up", force)
     if netns.lab_namespaces() or state.LAB_JSON.exists():
         say("cleaning up a previous lab first")
-        down(quiet=True)
+        down(quiet=True, force=force, others=others)
     for stale in ("hosts", "logs", "secrets", "ssh", "ca"):
         shutil.rmtree(STATE / stale, ignore_errors=True)
     STATE.mkdir(exist_ok=True)
@@ -186,6 +224,7 @@ def up() -> None:
 
     save_state(pids, [user for user, _ in accounts])
     inventory.write([user for user, _ in accounts])
+    health.verify(lab_state(), "up")
     elapsed = time.monotonic() - started
     say(
         f"up in {elapsed:.1f}s; inventory {inventory.INVENTORY.relative_to(REPO)}; "
@@ -196,6 +235,8 @@ def up() -> None:
 def save_state(pids: dict[str, dict[str, int]], mail_accounts: list[str]) -> None:
     data: dict[str, Any] = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # The checkout that owns this lab: `down` from any other leaves it alone.
+        "owner": str(REPO),
         "hosts": {
             h.key: {
                 "netns": h.netns,
@@ -234,10 +275,12 @@ def save_state(pids: dict[str, dict[str, int]], mail_accounts: list[str]) -> Non
     state.save(data)
 
 
-def down(quiet: bool = False) -> None:
+def down(quiet: bool = False, force: bool = False, others: list[Path] | None = None) -> None:
     netns.require_root()
     started = time.monotonic()
-    done = netns.teardown()
+    if others is None:
+        others = foreign_owners("down", force)
+    done = netns.teardown([other / ".lab" / "ns" for other in others])
     for stale in ("hosts", "ns", "ssh", "ca"):
         shutil.rmtree(STATE / stale, ignore_errors=True)
     for path in (state.LAB_JSON, inventory.INVENTORY, inventory.SSH_CONFIG, pki.CA_FILE):
@@ -279,6 +322,16 @@ def status() -> int:
     say("faults: " + (", ".join(sorted(data["faults"])) or "none"))
     for line in inventory_facts(data):
         say(line)
+    say(f"owner: {data.get('owner', '?')}")
+    try:
+        found = health.conditions(data)
+    except LabError as exc:
+        found = [health.Condition("postconditions", False, str(exc))]
+    say(
+        "postconditions" + (" (faults active: some are expected to fail)" if data["faults"] else "")
+    )
+    for condition in found:
+        say("  " + condition.line())
     memory = lab_memory_mib(names)
     say(f"memory: {memory:.0f} MiB RSS over {len(names)} namespaces")
     probe = on(
@@ -288,7 +341,7 @@ def status() -> int:
         check=False,
     )
     print(probe.stdout + probe.stderr, end="")
-    return probe.returncode
+    return 1 if probe.returncode or not all(c.ok for c in found) else 0
 
 
 SHOWN = 8  # mail accounts listed by `status` (`scale` adds thousands)

@@ -11,6 +11,7 @@ import shlex
 import shutil
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from lab.run import NS_FILES, LabError, pid_alive, run
@@ -177,8 +178,11 @@ def _kill_namespace_processes(names: list[str], grace: float = 5.0) -> int:
     return len(pids)
 
 
-def teardown() -> list[str]:
-    """Remove every trace of a lab, whatever state it is in. Returns what was done."""
+def teardown(other_ns_files: Iterable[Path] = ()) -> list[str]:
+    """Remove every trace of a lab, whatever state it is in. Returns what was done.
+
+    `other_ns_files`: another checkout's `.lab/ns` whose lab is being removed.
+    """
     done: list[str] = []
     names = lab_namespaces()
     if names:
@@ -186,7 +190,11 @@ def teardown() -> list[str]:
         done.append(f"stopped {killed} processes in {len(names)} namespaces")
     # Deepest first: the namespace files, then the private bind under them.
     for _attempt in range(3):
-        points = sorted(_mountpoints(NS_FILES), key=len, reverse=True)
+        points = sorted(
+            (p for d in (NS_FILES, *other_ns_files) for p in _mountpoints(d)),
+            key=len,
+            reverse=True,
+        )
         if not points:
             break
         for point in points:

@@ -8,9 +8,11 @@ Each line says which server answered: greeting, EHLO name or X-Served-By.
 from __future__ import annotations
 
 import errno
+import json
 import socket
 import ssl
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from lab.topology import CLIENT, FORWARDED_PORTS, NEW, OLD, PORT_NAMES, STATE, check_lab_address
 
@@ -65,28 +67,72 @@ def answer(address: str, port: int, context: ssl.SSLContext) -> str:
                     served = line.split(":", 1)[1].strip()
             return f"{status} served-by={served}"
         if port == 3306:
-            packet = conn.recv(256)
-            if len(packet) < 6 or packet[4] != 10:
-                return f"unexpected MySQL handshake {packet[:16]!r}"
-            version = packet[5:].split(b"\0", 1)[0].decode()
-            return f"MySQL handshake v10 {version}"
+            return _handshake(conn.recv(256))
         return _read_line(conn)
     finally:
         conn.close()
 
 
-def main() -> int:
-    require_client_namespace()
+def _handshake(packet: bytes) -> str:
+    if len(packet) < 6 or packet[4] != 10:
+        return f"unexpected MySQL handshake {packet[:16]!r}"
+    version = packet[5:].split(b"\0", 1)[0].decode()
+    return f"MySQL handshake v10 {version}"
+
+
+def socket_answer(path: str) -> str:
+    """The MySQL greeting through a unix socket (a local file: no network traffic)."""
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(TIMEOUT)
+    try:
+        conn.connect(path)
+        packet = conn.recv(256)
+    finally:
+        conn.close()
+    if not packet:
+        raise ConnectionResetError(f"{path} accepted and closed without a MySQL greeting")
+    return _handshake(packet)
+
+
+def sweep() -> dict[str, str]:
+    """Every forwarded port on both servers at once: "ok ANSWER" or "FAIL why" per address:port.
+
+    Concurrent, so a silent host costs one timeout, not one per port.
+    """
     context = ssl.create_default_context(cafile=str(STATE / "ca.pem"))
+    targets = [(host.address, port) for host in (OLD, NEW) for port in FORWARDED_PORTS]
+
+    def one(target: tuple[str, int]) -> str:
+        try:
+            return "ok   " + answer(*target, context)
+        except (OSError, ssl.SSLError) as exc:
+            return f"FAIL {exc or type(exc).__name__}"
+
+    with ThreadPoolExecutor(max_workers=len(targets)) as pool:
+        results = list(pool.map(one, targets))
+    return {
+        f"{address}:{port}": result
+        for (address, port), result in zip(targets, results, strict=True)
+    }
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--socket"]:
+        try:
+            print(json.dumps({"socket": "ok   " + socket_answer(sys.argv[2])}))
+        except OSError as exc:
+            print(json.dumps({"socket": f"FAIL {exc or type(exc).__name__}"}))
+        return 0
+    require_client_namespace()
+    results = sweep()
+    if sys.argv[1:2] == ["--json"]:
+        print(json.dumps(results))
+        return 0
     failures = 0
-    for host in (OLD, NEW):
-        for port in FORWARDED_PORTS:
-            try:
-                result = "ok   " + answer(host.address, port, context)
-            except (OSError, ssl.SSLError) as exc:
-                failures += 1
-                result = f"FAIL {exc}"
-            print(f"{host.address:>15}:{port:<5} {PORT_NAMES[port]:<11} {result}")
+    for key, result in results.items():
+        address, port = key.rsplit(":", 1)
+        failures += result.startswith("FAIL")
+        print(f"{address:>15}:{port:<5} {PORT_NAMES[int(port)]:<11} {result}")
     return 1 if failures else 0
 
 

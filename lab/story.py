@@ -10,7 +10,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import state
+from lab import health, state
 from lab.daemons import mysql, reload
 from lab.labctl import lab_state, say
 from lab.run import LabError, on, pid_alive
@@ -51,6 +51,7 @@ def lower_ttl() -> None:
     data["story"]["ttl"] = LOWERED_TTL
     data["story"]["ttl_lowered_at"] = data["story"].get("ttl_lowered_at") or time.time()
     state.save(data)
+    health.verify(data, "lower-ttl")
 
 
 def _mysql_accounts_sql() -> str:
@@ -119,6 +120,7 @@ def sync() -> None:
 
     data["story"]["synced"] = True
     state.save(data)
+    health.verify(data, "sync")
     say(f"sync: done in {time.monotonic() - started:.1f}s")
 
 
@@ -151,10 +153,11 @@ def cutover() -> None:
     data = lab_state()
     helpers: dict[str, Any] = data["cutover"]
     if data["story"]["cutover"] and helpers and all(pid_alive(p) for p in helpers.values()):
+        health.verify(data, "cutover")
         say(f"cutover: already done ({len(helpers)} helpers running on old)")
         return
     if data["story"]["cutover"]:
-        raise LabError("cutover: done before but helpers died; `fault --undo` or re-create the lab")
+        raise LabError("cutover: done before but helpers died; `python -m lab heal` restarts them")
     started = time.monotonic()
     shutil.copyfile(CUTOVER_SCRIPT, OLD.root / "root/cutover.sh")
     (OLD.root / "root/cutover.sh").chmod(0o755)
@@ -163,6 +166,7 @@ def cutover() -> None:
     data["cutover"] = cutover_pids()
     data["story"]["cutover"] = True
     state.save(data)
+    health.verify(data, "cutover")
     say(
         f"cutover: old now forwards every port to {NEW.address} "
         f"({len(data['cutover'])} helpers) in {time.monotonic() - started:.1f}s"
@@ -190,3 +194,4 @@ def dns_switch() -> None:
         say(f"dns-switch: {ns.key}: {len(ids)} zones now point at {NEW.address}, serials bumped")
     data["story"]["dns"] = "new"
     state.save(data)
+    health.verify(data, "dns-switch")

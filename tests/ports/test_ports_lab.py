@@ -210,6 +210,7 @@ def test_cutover_new_host_unreachable(cutover_lab: Lab) -> None:
         result = run(cutover_lab, "cutover", "--timeout=60")
     finally:
         subprocess.run([*link, "up"], check=True, timeout=30)
+        cutover_lab.recover_from_silent_new_host()
     port01 = [c for c in result.cases if c.check_id == "PORT01"]
     assert len(port01) == 18 and all(c.outcome == "failed" for c in port01), result.summary()
     assert not [c for c in result.cases if "Timeout" in c.message], result.summary()

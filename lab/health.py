@@ -1,0 +1,176 @@
+"""Postconditions: what each story step promises, checked cheaply against the running lab.
+
+`up`, `sync`, `cutover`, `dns-switch`, `fault --undo` and `heal` end by
+calling `verify()`, so a verb that did not achieve what it promises fails
+with one line naming what is wrong; `lab status` prints every postcondition.
+One concurrent port sweep from the client (each connection bounded by the
+probe's 3 s timeout), one MySQL greeting read through the old host's socket
+and a few SQL counts: a few hundred milliseconds on a healthy lab.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from lab.daemons import mysql
+from lab.run import LabError, on, pid_alive
+from lab.topology import (
+    CLIENT,
+    FORWARDED_PORTS,
+    LOWERED_TTL,
+    MYSQL_SOCKET,
+    NAMESERVERS,
+    NEW,
+    OLD,
+    PORT_NAMES,
+    REPO,
+    SERVERS,
+)
+
+PROBE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+def _probe(host_key: str, *args: str) -> dict[str, str]:
+    host = CLIENT if host_key == "client" else OLD
+    result = on(
+        host,
+        ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "lab.probe", *args],
+        timeout=PROBE_TIMEOUT,
+        check=False,
+    )
+    try:
+        answers: dict[str, str] = json.loads(result.stdout)
+    except ValueError:
+        why = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise LabError(f"the probe on {host.key} failed: {why[0]}") from None
+    return answers
+
+
+def _identity(answer: str, port: int) -> str:
+    """Which server an answer came from: its FQDN in the greeting, or "mysql"."""
+    if port == 3306:
+        return "mysql" if "MySQL handshake" in answer else "?"
+    for server in SERVERS:
+        if server.fqdn in answer:
+            return server.fqdn
+    return "?"
+
+
+def _ports(sweep: dict[str, str], address: str, expect: str, label: str) -> Condition:
+    wrong = []
+    for port in FORWARDED_PORTS:
+        answer = sweep.get(f"{address}:{port}", "FAIL not probed")
+        want = "mysql" if port == 3306 else expect
+        if not answer.startswith("ok") or _identity(answer, port) != want:
+            wrong.append(f"{PORT_NAMES[port]}/{port}: {answer.strip()[:120]}")
+    detail = (
+        f"all {len(FORWARDED_PORTS)} ports answer as {expect}" if not wrong else "; ".join(wrong)
+    )
+    return Condition(label, not wrong, detail)
+
+
+def _daemons(data: dict[str, Any]) -> Condition:
+    dead = []
+    for key, info in data["hosts"].items():
+        if key == OLD.key and data["story"]["cutover"]:
+            continue  # stopped by the cutover on purpose
+        dead += [f"{key}/{name}({pid})" for name, pid in info["pids"].items() if not pid_alive(pid)]
+    return Condition(
+        "daemons", not dead, "all running" if not dead else "not running: " + ", ".join(dead)
+    )
+
+
+def _helpers(data: dict[str, Any]) -> Condition:
+    helpers: dict[str, int] = data["cutover"]
+    dead = [f"{name}({pid})" for name, pid in sorted(helpers.items()) if not pid_alive(pid)]
+    expected = {"tunnel", "mysql-socket", *(f"forward-{p}" for p in FORWARDED_PORTS)}
+    missing = sorted(expected - set(helpers))
+    bad = dead + [f"{name}(none)" for name in missing]
+    detail = f"{len(helpers)} running" if not bad else "not running: " + ", ".join(bad)
+    return Condition("cutover helpers on old", not bad, detail)
+
+
+def _count(ns_key: str, sql: str) -> int:
+    ns = next(n for n in NAMESERVERS if n.key == ns_key)
+    return int(mysql(ns, sql, database="pdns", timeout=20).strip() or 0)
+
+
+def conditions(data: dict[str, Any]) -> list[Condition]:
+    """Every postcondition of the story as lab.json records it, observed now."""
+    story = data["story"]
+    found = [_daemons(data)]
+    sweep = _probe("client", "--json")
+    if story["cutover"]:
+        found.append(_helpers(data))
+        found.append(_ports(sweep, OLD.address, NEW.fqdn, f"old IP {OLD.address} forwards to new"))
+        through = _probe("old", "--socket", MYSQL_SOCKET).get("socket", "FAIL no answer")
+        found.append(
+            Condition(
+                "MySQL through old's socket and the ssh tunnel",
+                through.startswith("ok"),
+                through.strip()[:200],
+            )
+        )
+    else:
+        found.append(_ports(sweep, OLD.address, OLD.fqdn, f"old {OLD.address} serves"))
+    found.append(_ports(sweep, NEW.address, NEW.fqdn, f"new {NEW.address} serves"))
+    if story["synced"]:
+        apps = mysql(NEW, "SHOW DATABASES LIKE 'app';", timeout=20).split()
+        found.append(
+            Condition(
+                "synced: database app on new",
+                apps == ["app"],
+                "present" if apps == ["app"] else "missing",
+            )
+        )
+    for ns in NAMESERVERS:
+        if story["ttl"] <= LOWERED_TTL:
+            high = _count(ns.key, f"SELECT COUNT(*) FROM records WHERE ttl > {LOWERED_TTL};")
+            found.append(
+                Condition(
+                    f"{ns.key}: TTLs lowered",
+                    high == 0,
+                    f"every TTL <= {LOWERED_TTL}" if not high else f"{high} records above",
+                )
+            )
+        target = NEW.address if story["dns"] == "new" else OLD.address
+        other = OLD.address if story["dns"] == "new" else NEW.address
+        stale = _count(
+            ns.key,
+            "SELECT COUNT(*) FROM records r JOIN domains d ON r.domain_id = d.id "
+            f"WHERE r.type = 'A' AND r.name = d.name AND r.content = '{other}';",
+        )
+        found.append(
+            Condition(
+                f"{ns.key}: apex A records -> {story['dns']}",
+                stale == 0,
+                f"all point at {target}" if not stale else f"{stale} still point at {other}",
+            )
+        )
+    return found
+
+
+def failing(data: dict[str, Any]) -> list[Condition]:
+    return [c for c in conditions(data) if not c.ok]
+
+
+def verify(data: dict[str, Any], verb: str) -> None:
+    """Raise `LabError` (one line per broken postcondition) unless all hold."""
+    bad = failing(data)
+    if bad:
+        raise LabError(
+            f"{verb}: postcondition not met: " + "; ".join(f"{c.name}: {c.detail}" for c in bad)
+        )
