@@ -104,7 +104,9 @@ def verdict(result: Gate, *, expect_pass: bool) -> bool:
     state = "PASSED" if result.passed else f"FAILED ({count})"
     say(f"    verdict: {state} in {result.seconds:.1f} s — reports/{result.report}.xml")
     for check_id, name, message in result.failures[:12]:
-        say(f"      {check_id:<8}{name}: {message[:160]}")
+        # The suite leads each failure's message with its check ID and target.
+        shown = message if message.startswith(check_id) else f"{check_id} {name}: {message}"
+        say(f"      {shown[:160]}")
     if len(result.failures) > 12:
         say(f"      ... and {len(result.failures) - 12} more (see the report)")
     as_expected = result.passed == expect_pass
