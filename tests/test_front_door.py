@@ -555,10 +555,9 @@ def readme_commands() -> list[str]:
     blocks = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
     commands = []
     for block in blocks:
-        for line in block.splitlines():
-            command = shlex.join(shlex.split(line, comments=True))
-            if command.startswith(("cutover run ", "pytest --phase")):
-                commands.append(command)
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.strip().startswith(("cutover run ", "pytest --phase")):
+                commands.append(shlex.join(shlex.split(line, comments=True)))
     return commands
 
 
