@@ -519,8 +519,13 @@ class Acceptance(Strict):
     )
 
 
-# Where password references live (section, field): a mapping, or a list of them.
-SECRET_PLACES = (("mail", "accounts"), ("mysql", "admin"), ("mysql", "accounts"), ("dns", "sql"))
+# Where password references live (section, field), and whether the field is a list of them.
+SECRET_PLACES = {
+    ("mail", "accounts"): True,
+    ("mysql", "admin"): False,
+    ("mysql", "accounts"): True,
+    ("dns", "sql"): True,
+}
 # Files the inventory names that must exist wherever it is checked (they hold no secret).
 FILE_PLACES: tuple[Loc, ...] = (("ssh_config",), ("tls", "ca_file"))
 
@@ -604,9 +609,9 @@ class Inventory(Strict):
         >>> [loc for loc, _ in inventory.secret_refs()]  # doctest: +SKIP
         [('mail', 'accounts', 0), ('mysql', 'admin')]
         """
-        for section, field in SECRET_PLACES:
+        for (section, field), many in SECRET_PLACES.items():
             value = getattr(getattr(self, section), field)
-            for index, ref in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            for index, ref in enumerate(value) if many else [(None, value)]:
                 if ref is not None:
                     yield (section, field) if index is None else (section, field, index), ref
 
@@ -1066,8 +1071,10 @@ def _check_files(data: dict[Any, Any], base: Path, problems: _Problems, locate: 
 
 def _raw_secret_refs(data: dict[Any, Any]) -> Iterator[tuple[Loc, SecretRef]]:
     """Every well-shaped password reference in the raw data (the others are shape problems)."""
-    for place in SECRET_PLACES:
+    for place, many in SECRET_PLACES.items():
         value = _at(data, place)
+        if many != isinstance(value, list):
+            continue  # missing, or a shape problem of its own
         items = enumerate(value) if isinstance(value, list) else [(None, value)]
         for index, item in items:
             if not isinstance(item, dict):
