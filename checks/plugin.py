@@ -69,7 +69,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--inventory",
-        default=os.environ.get("CUTOVER_INVENTORY", "inventory.yaml"),
+        default=None,  # None: not typed (without --phase that is a run of something else)
         help="the migration's inventory file (default: $CUTOVER_INVENTORY or inventory.yaml)",
     )
     group.addoption(
@@ -116,7 +116,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     phase = Phase(phase_name)
     try:
-        fleet = load_fleet(config.getoption("inventory"))
+        fleet = load_fleet(
+            config.getoption("inventory") or os.environ.get("CUTOVER_INVENTORY", "inventory.yaml")
+        )
     except InventoryError as exc:
         raise pytest.UsageError(*exc.problems) from None  # one `ERROR:` line each
     selected = _selected_pairs(config, fleet)

@@ -8,7 +8,9 @@
   paths typed on the command line are collected as given; `checks/...` names
   the installed checks from anywhere.
 - Without `--phase`, collecting the checks is refused with one line (no
-  collection tracebacks); the self-tests run with `make test`.
+  collection tracebacks); the self-tests run with `make test`. So is
+  `--inventory` without `--phase`, at once: pytest would otherwise collect
+  the current directory (the user's own, perhaps a tree that never ends).
 - The phase and area markers are registered here, so `-m imap` and
   `--strict-markers` work whichever ini file pytest found (or none).
 - Every check's ID is a `-k` keyword: `-k PORT03`, `-k "DNS02 or DNS03"`.
@@ -99,9 +101,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for area in dict.fromkeys(AREAS.values()):
         config.addinivalue_line("markers", f"{area}: the {area} checks")
     if not config.getoption("phase"):
-        # e.g. plain `pytest` in a checkout (testpaths), or `--inventory /abs/inv.yaml`
-        # without --phase (pytest then falls back to the current directory)
-        if any(_overlaps_checks(path) for path in _collected_paths(config)):
+        # e.g. plain `pytest` in a checkout (testpaths), or `--inventory inv.yaml`
+        # without --phase (pytest then collects the current directory, whatever it holds)
+        if config.getoption("inventory") is not None or any(
+            _overlaps_checks(path) for path in _collected_paths(config)
+        ):
             raise pytest.UsageError(NEEDS_PHASE)
         return
     if config.args_source is pytest.Config.ArgsSource.ARGS:

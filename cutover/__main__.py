@@ -1,7 +1,7 @@
 """`cutover COMMAND` (or `python -m cutover COMMAND`) — the suite's command line.
 
 run PHASE [-i INVENTORY] [--pair NAME]... [--nagios] [PYTEST ARGS...]   run a phase's checks
-validate [--no-secrets] [INVENTORY]         check an inventory and say what it describes
+validate [--no-secrets] [INVENTORY | -i INVENTORY]   check an inventory, say what it describes
 schema                                      the inventory's JSON Schema, for editors
 checks [--markdown]                         the check catalogue
 capture-host [...]                          snapshot a VFIO/KVM host for offline checks
@@ -58,18 +58,34 @@ def cmd_checks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counted(count: int, noun: str) -> str:
+    """`1 mail account`, `2 mail accounts`.
+
+    >>> _counted(1, "DNS zone"), _counted(0, "service")
+    ('1 DNS zone', '0 services')
+    """
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _describe(inventory: Inventory) -> str:
     return (
         f"old {inventory.old.address} -> new {inventory.new.address}, "
-        f"{len(inventory.services)} services, {len(inventory.mail.accounts)} mail accounts, "
-        f"{len(inventory.mysql.accounts)} MySQL accounts, {len(inventory.dns.zones)} DNS zones"
+        f"{_counted(len(inventory.services), 'service')}, "
+        f"{_counted(len(inventory.mail.accounts), 'mail account')}, "
+        f"{_counted(len(inventory.mysql.accounts), 'MySQL account')}, "
+        f"{_counted(len(inventory.dns.zones), 'DNS zone')}"
         + (", a virtualization host" if inventory.virt_host else "")
     )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    path = args.path or args.inventory or _default_inventory()
     try:
-        fleet = load_fleet(args.inventory, secrets=not args.no_secrets)
+        fleet = load_fleet(
+            path,
+            secrets=not args.no_secrets,
+            how_to_name="give it as `cutover validate PATH`, or set CUTOVER_INVENTORY",
+        )
     except InventoryError as exc:
         for problem in exc.problems:
             print(f"cutover: {problem}", file=sys.stderr)
@@ -77,9 +93,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ok = "ok (secrets not read)" if args.no_secrets else "ok"
     if not fleet.explicit:
         inventory = fleet.pairs[0]
-        print(f"{args.inventory}: {ok} — migration {inventory.name}: {_describe(inventory)}")
+        print(f"{path}: {ok} — migration {inventory.name}: {_describe(inventory)}")
         return 0
-    print(f"{args.inventory}: {ok} — fleet {fleet.name}: {len(fleet.pairs)} pairs")
+    print(f"{path}: {ok} — fleet {fleet.name}: {_counted(len(fleet.pairs), 'pair')}")
     for inventory in fleet.pairs:
         print(f"  pair {inventory.name}: {_describe(inventory)}")
     return 0
@@ -301,13 +317,29 @@ def _parser() -> _Parser:
         "2 CRITICAL, 3 UNKNOWN",
     )
 
-    validate = sub.add_parser("validate", help="check an inventory file")
-    validate.add_argument("inventory", nargs="?", default=_default_inventory())
+    validate = sub.add_parser(
+        "validate",
+        usage="cutover validate [--no-secrets] [INVENTORY | -i INVENTORY]",
+        help="check an inventory file",
+        description="Check an inventory file and say what it describes; every problem is one "
+        "line (file:line: field: what), all of them at once, exit 4.",
+    )
+    named = validate.add_mutually_exclusive_group()
+    named.add_argument(
+        "path",
+        nargs="?",
+        metavar="INVENTORY",
+        help="the inventory file (default: $CUTOVER_INVENTORY or inventory.yaml)",
+    )
+    named.add_argument(
+        "-i", "--inventory", metavar="INVENTORY", help="the same, as `cutover run` takes it"
+    )
     validate.add_argument(
         "--no-secrets",
         action="store_true",
         help="check secret references for their shape only: the environment variables and "
-        "files they name need not exist (check a file on a laptop)",
+        "files they name need not exist (check a file on a laptop); tls.ca_file and "
+        "ssh_config, which hold no secret, must still exist",
     )
 
     sub.add_parser("schema", help="print the inventory's JSON Schema")
@@ -331,6 +363,8 @@ def _parser() -> _Parser:
         metavar="S",
         help="exit 1 when any endpoint's longest window without a correct answer exceeded S s",
     )
+    for command in sub.choices.values():
+        command.set_defaults(command_parser=command)  # its own usage on an error
     return parser
 
 
@@ -343,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return cmd_run(args, extra)
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.command_parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "validate": cmd_validate,
         "schema": cmd_schema,

@@ -81,6 +81,8 @@ IPAddress = Annotated[
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Seconds = Annotated[float, Field(gt=0, le=3600, strict=True)]
 Count = Annotated[int, Field(ge=1, strict=True)]
+# Where a field is in the inventory: ("mail", "accounts", 0, "user").
+Loc = tuple[str | int, ...]
 # An environment variable's name, as a shell would accept it.
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -143,6 +145,7 @@ _ONE_SECRET_REFERENCE: dict[str, Any] = {
         {"not": {"anyOf": [{"required": ["password_env"]}, {"required": ["password_file"]}]}},
     ]
 }
+_EXACTLY_ONE_SECRET_REFERENCE: dict[str, Any] = {"oneOf": _ONE_SECRET_REFERENCE["oneOf"][:2]}
 
 
 class SecretRef(Strict):
@@ -272,9 +275,20 @@ class Http(Strict):
 
 
 class Account(SecretRef):
-    """A mail account (IMAP/POP3/SMTP AUTH login)."""
+    """A mail account (IMAP/POP3/SMTP AUTH login): every mail check logs in as it."""
+
+    model_config = ConfigDict(json_schema_extra=_EXACTLY_ONE_SECRET_REFERENCE)
 
     user: str = Field(description="the login name; listed once")
+
+    @model_validator(mode="after")
+    def _has_password(self) -> Account:
+        if self.password_env is None and self.password_file is None:
+            raise ValueError(
+                "no password: a mail account needs password_env: VARIABLE or "
+                "password_file: PATH (the IMAP, POP3 and AUTH checks log in as it)"
+            )
+        return self
 
 
 class Mail(Strict):
@@ -505,6 +519,16 @@ class Acceptance(Strict):
     )
 
 
+# Where password references live (section, field), and whether the field is a list of them.
+SECRET_PLACES = {
+    ("mail", "accounts"): True,
+    ("mysql", "admin"): False,
+    ("mysql", "accounts"): True,
+    ("dns", "sql"): True,
+}
+# Files the inventory names that must exist wherever it is checked (they hold no secret).
+FILE_PLACES: tuple[Loc, ...] = (("ssh_config",), ("tls", "ca_file"))
+
 # Names that become part of test ids and report file names.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -579,16 +603,17 @@ class Inventory(Strict):
         default = type(self).model_fields[section].get_default(call_default_factory=True)
         return _plain(value) != _plain(default)
 
-    def secret_refs(self) -> Iterator[tuple[str, SecretRef]]:
-        """Every object that carries a password reference, with its field path."""
-        for i, account in enumerate(self.mail.accounts):
-            yield f"mail.accounts[{i}]", account
-        if self.mysql.admin is not None:
-            yield "mysql.admin", self.mysql.admin
-        for i, maccount in enumerate(self.mysql.accounts):
-            yield f"mysql.accounts[{i}]", maccount
-        for i, sql in enumerate(self.dns.sql):
-            yield f"dns.sql[{i}]", sql
+    def secret_refs(self) -> Iterator[tuple[Loc, SecretRef]]:
+        """Every object that carries a password reference, with its location.
+
+        >>> [loc for loc, _ in inventory.secret_refs()]  # doctest: +SKIP
+        [('mail', 'accounts', 0), ('mysql', 'admin')]
+        """
+        for (section, field), many in SECRET_PLACES.items():
+            value = getattr(getattr(self, section), field)
+            for index, ref in enumerate(value) if many else [(None, value)]:
+                if ref is not None:
+                    yield (section, field) if index is None else (section, field, index), ref
 
 
 def _plain(value: object) -> object:
@@ -649,8 +674,6 @@ class Fleet:
 
 
 # --- meaning: what the shape cannot say ------------------------------------------
-
-Loc = tuple[str | int, ...]
 
 
 def _items(data: object, *path: str) -> list[Any]:
@@ -881,16 +904,23 @@ def load_inventory(
     return fleet.pairs[0]
 
 
+# How the front doors that take `--inventory` (pytest, `cutover run`, `cutover watch`) name one.
+NAME_AN_INVENTORY = "give --inventory PATH or set CUTOVER_INVENTORY"
+
+
 def load_fleet(
     path: str | os.PathLike[str],
     *,
     environ: dict[str, str] | None = None,
     secrets: bool = True,
+    how_to_name: str = NAME_AN_INVENTORY,
 ) -> Fleet:
     """Read, validate and resolve an inventory file, every pair of it, or raise `InventoryError`.
 
     With `secrets=False` (`validate --no-secrets`, on a laptop) secret references
     are checked for their shape only: the variables and files they name are not read.
+    `how_to_name` ends the line of an inventory that is not there: how the
+    command that was typed takes one.
 
     >>> load_fleet("fleet.yaml").names  # doctest: +SKIP
     ['web07', 'mail02']
@@ -900,9 +930,7 @@ def load_fleet(
     try:
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise InventoryError(
-            f"{source}: inventory not found (give --inventory PATH or set CUTOVER_INVENTORY)"
-        ) from None
+        raise InventoryError(f"{source}: inventory not found ({how_to_name})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{source}: cannot read inventory: {exc}") from None
 
@@ -933,8 +961,7 @@ def load_fleet(
     for loc, what in meaning_problems(data):
         problems.add(loc, what)
     inventory = _validate(Inventory, data, problems, _same_place)
-    if inventory is not None:
-        _finish(inventory, source, base, environ, problems, _same_place, secrets)
+    _finish(inventory, data, source, base, environ, problems, _same_place, secrets)
     problems.check()
     assert inventory is not None
     return Fleet(inventory.name, source, (inventory,))
@@ -995,7 +1022,8 @@ def _validate(
 
 
 def _finish(
-    inventory: Inventory,
+    inventory: Inventory | None,
+    data: dict[Any, Any],
     source: Path,
     base: Path,
     environ: dict[str, str],
@@ -1003,11 +1031,89 @@ def _finish(
     locate: Locate,
     secrets: bool,
 ) -> None:
+    """Check the files and secrets `data` names, and give them to `inventory` if it is valid.
+
+    Read from the raw data, so a shape problem elsewhere (even in the same
+    account) hides no missing file or unset variable: every problem at once.
+    """
+    _check_files(data, base, problems, locate)
+    resolved = _resolve_secrets(data, base, environ, problems, locate) if secrets else {}
+    if inventory is None:
+        return
     inventory._source = source
-    _resolve_relative_paths(inventory, base, problems, locate)
-    if secrets:
-        for field, ref in inventory.secret_refs():
-            _resolve_secret_ref(ref, field, base, environ, problems, locate)
+    # Models are frozen for the checks; paths are made absolute once, here.
+    object.__setattr__(inventory, "ssh_config", _resolve_path(base, inventory.ssh_config))
+    object.__setattr__(inventory.tls, "ca_file", _resolve_path(base, inventory.tls.ca_file))
+    for loc, ref in inventory.secret_refs():
+        ref._password = resolved.get(loc)
+
+
+def _at(data: object, loc: Loc) -> object:
+    """The raw value at `loc`, or None where the data has no such place."""
+    for key in loc:
+        if isinstance(data, dict):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
+
+
+def _check_files(data: dict[Any, Any], base: Path, problems: _Problems, locate: Locate) -> None:
+    for loc in FILE_PLACES:
+        value = _at(data, loc)
+        if isinstance(value, str) and value.strip():
+            path = _resolve_path(base, Path(value.strip()))
+            if path is not None and not path.is_file():
+                problems.add(locate(loc), f"no such file: {path}")
+
+
+def _raw_secret_refs(data: dict[Any, Any]) -> Iterator[tuple[Loc, SecretRef]]:
+    """Every well-shaped password reference in the raw data (the others are shape problems)."""
+    for place, many in SECRET_PLACES.items():
+        value = _at(data, place)
+        if many != isinstance(value, list):
+            continue  # missing, or a shape problem of its own
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if not isinstance(item, dict):
+                continue
+            reference = {key: item[key] for key in ("password_env", "password_file") if key in item}
+            try:
+                ref = SecretRef.model_validate(reference)
+            except ValidationError:
+                continue
+            yield place if index is None else (*place, index), ref
+
+
+def _resolve_secrets(
+    data: dict[Any, Any],
+    base: Path,
+    environ: dict[str, str],
+    problems: _Problems,
+    locate: Locate,
+) -> dict[Loc, Secret]:
+    """Every secret the raw data references, by location; each one that does not resolve noted."""
+    resolved: dict[Loc, Secret] = {}
+    for loc, ref in _raw_secret_refs(data):
+        if ref.password_env is None and ref.password_file is None:
+            continue
+        field = "password_env" if ref.password_env else "password_file"
+        try:
+            if ref.password_env is not None:
+                secret = resolve_secret(env=ref.password_env, environ=environ)
+            else:
+                path = _resolve_path(base, ref.password_file)
+                assert path is not None
+                secret = resolve_secret(file=path)
+        except SecretError as exc:
+            problems.add(
+                locate(loc), str(exc), line=_line_for(locate((*loc, field)), problems.lines)
+            )
+            continue
+        resolved[loc] = secret
+    return resolved
 
 
 def _pair_place(at: Loc, own: frozenset[Any], *, whole: bool = False) -> Locate:
@@ -1065,48 +1171,11 @@ def _load_pairs(
         for loc, what in meaning_problems(merged):
             problems.add(locate(loc), what)
         inventory = _validate(Inventory, merged, problems, locate, inherited)
+        _finish(inventory, merged, source, base, environ, problems, locate, secrets)
         if inventory is not None:
-            _finish(inventory, source, base, environ, problems, locate, secrets)
             pairs.append(inventory)
     problems.check()
     return Fleet(str(name), source, tuple(pairs), explicit=True)
-
-
-def _resolve_relative_paths(
-    inventory: Inventory, base: Path, problems: _Problems, locate: Locate
-) -> None:
-    # Models are frozen for the checks; paths are made absolute once, here.
-    object.__setattr__(inventory, "ssh_config", _resolve_path(base, inventory.ssh_config))
-    object.__setattr__(inventory.tls, "ca_file", _resolve_path(base, inventory.tls.ca_file))
-    if inventory.tls.ca_file is not None and not inventory.tls.ca_file.is_file():
-        problems.add(locate(("tls", "ca_file")), f"no such file: {inventory.tls.ca_file}")
-
-
-def _resolve_secret_ref(
-    ref: SecretRef,
-    field: str,
-    base: Path,
-    environ: dict[str, str],
-    problems: _Problems,
-    locate: Locate = _same_place,
-) -> None:
-    loc = locate(tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", field) if p))
-    if ref.password_env is None and ref.password_file is None:
-        return
-    line = _line_for(
-        (*loc, "password_env" if ref.password_env else "password_file"), problems.lines
-    )
-    try:
-        if ref.password_env is not None:
-            secret = resolve_secret(env=ref.password_env, environ=environ)
-        else:
-            path = _resolve_path(base, ref.password_file)
-            assert path is not None
-            secret = resolve_secret(file=path)
-    except SecretError as exc:
-        problems.add(loc, str(exc), line=line)
-        return
-    ref._password = secret
 
 
 def inventory_schema() -> dict[str, Any]:

@@ -29,6 +29,7 @@ import jsonschema
 import pytest
 import yaml
 
+from checks.selection import NEEDS_PHASE
 from cutover import nagios, watch
 from cutover.catalogue import load_catalogue
 from cutover.phases import Phase, area_of, runs_in
@@ -340,6 +341,25 @@ def test_inventory_path_in_the_space_form_inside_the_checkout_runs_no_self_test(
     ran = run([*PYTEST, "--inventory", str(host.inventory)], REPO, timeout=120)
     assert ran.returncode == 4, ran.output
     assert "the checks need a phase" in ran.stderr
+
+
+@pytest.mark.parametrize("form", ["space", "equals"])
+def test_an_inventory_without_a_phase_is_refused_before_collecting_the_directory(
+    user_dir: Path, form: str
+) -> None:
+    """pytest would collect the user's own directory (a tree of any size): one line instead."""
+    (user_dir / "inv.yaml").write_text("old: {address: 127.0.0.1}\nnew: {address: 127.0.0.2}\n")
+    (user_dir / "test_mine.py").write_text(
+        "import pathlib\npathlib.Path('collected').touch()\n\n\ndef test_mine():\n    pass\n"
+    )
+    typed = ["--inventory", "inv.yaml"] if form == "space" else ["--inventory=inv.yaml"]
+    ran = run([*PYTEST, *typed], user_dir, timeout=120)
+    assert ran.returncode == 4, ran.output
+    assert [line for line in ran.stderr.splitlines() if line.strip()] == [
+        f"ERROR: {NEEDS_PHASE}"
+    ], ran.output
+    assert not (user_dir / "collected").exists(), "the user's directory was collected"
+    assert " passed" not in ran.stdout
 
 
 def _all_areas() -> set[str]:

@@ -315,6 +315,19 @@ BAD_CASES = [
         "acceptance.old_ip: Input should be 'forward' or 'closed'",
     ),
     ("missing-ca-file", GOOD + "tls: {ca_file: nowhere.pem}\n", {}, "tls.ca_file: no such file"),
+    (
+        "missing-ssh-config",
+        GOOD + "ssh_config: /nonexistent/ssh_config\n",
+        {},
+        ":7: ssh_config: no such file: /nonexistent/ssh_config",
+    ),
+    (
+        "mail-account-without-password",
+        GOOD + "    - {user: d@example.test}\n",
+        {},
+        ":7: mail.accounts[1]: no password: a mail account needs password_env: VARIABLE or "
+        "password_file: PATH",
+    ),
     # Fleets: several pairs in one inventory.
     (
         "fleet-duplicate-pair-name",
@@ -381,7 +394,8 @@ BAD_CASES = [
         "fleet-duplicate-account-in-a-pair",
         FLEET.replace(
             "mail: {accounts: []}",
-            "mail: {accounts: [{user: b, password_env: CUTOVER_TEST_ALICE}, {user: b}]}",
+            "mail: {accounts: [{user: b, password_env: CUTOVER_TEST_ALICE}, "
+            "{user: b, password_env: CUTOVER_TEST_ALICE}]}",
         ),
         {},
         ":15: pairs[1].mail.accounts[1]: mail account 'b' is listed twice",
@@ -418,8 +432,41 @@ BAD_CASES = [
         (
             ":2: old.address: not a valid IP address: 'old.example.test'",
             ":7: mail.accounts[1]: mail account 'alice@example.test' is listed twice",
+            ":7: mail.accounts[1]: environment variable CUTOVER_TEST_UNSET is not set",
             ":8: colour: unknown key",
             ":10: services[0].port: Input should be less than or equal to 65535",
+        ),
+    ),
+    (
+        # A reference of the wrong shape hides no other problem, not even in its own section.
+        "bad-reference-beside-missing-secrets-and-files",
+        GOOD.replace("CUTOVER_TEST_ALICE", "'alice password'")
+        + "    - {user: bob@example.test, password_env: CUTOVER_TEST_UNSET}\n"
+        + "    - {user: carol@example.test}\n"
+        + "mysql:\n  admin: {user: ro, password_file: nowhere}\n"
+        + "tls: {ca_file: nowhere.pem}\n"
+        + "ssh_config: /nonexistent/ssh_config\n",
+        {},
+        (
+            ":6: mail.accounts[0].password_env: String should match pattern",
+            ":7: mail.accounts[1]: environment variable CUTOVER_TEST_UNSET is not set",
+            ":8: mail.accounts[2]: no password: a mail account needs password_env",
+            ":10: mysql.admin: secret file not found",
+            ":11: tls.ca_file: no such file",
+            ":12: ssh_config: no such file: /nonexistent/ssh_config",
+        ),
+    ),
+    (
+        "fleet-bad-reference-in-a-pair-beside-a-missing-file",
+        FLEET.replace(
+            "    mail: {accounts: []}\n",
+            "    mail: {accounts: [{user: b, password_env: 'b pw'}]}\n"
+            "    tls: {ca_file: nowhere.pem}\n",
+        ),
+        {},
+        (
+            ":15: pairs[1].mail.accounts[0].password_env: String should match pattern",
+            ":16: pairs[1].tls.ca_file: no such file",
         ),
     ),
     (
@@ -534,7 +581,7 @@ def _validate_cli(
 
 def test_validate_lists_every_problem_on_its_own_line(tmp_path: Path) -> None:
     _, text, files, expected = next(case for case in BAD_CASES if case[0] == "several-problems")
-    completed = _validate_cli(str(write_case(tmp_path, text, files)))
+    completed = _validate_cli(str(write_case(tmp_path, text, files)), env=ENV_ALICE)
     assert completed.returncode == 4, completed.stderr
     lines = completed.stderr.splitlines()
     assert len(lines) == len(expected), completed.stderr
@@ -560,11 +607,80 @@ def test_validate_no_secrets_checks_a_file_without_its_secrets(tmp_path: Path) -
     assert ":6: mail.accounts[0].password_env: String should match pattern" in completed.stderr
 
 
+def test_validate_no_secrets_still_needs_a_reference_and_the_files(tmp_path: Path) -> None:
+    """Without secrets a reference's shape is still checked: a mail account must have one.
+
+    tls.ca_file and ssh_config hold no secret: they must exist wherever the file is checked.
+    """
+    text = (
+        GOOD
+        + "    - {user: d@example.test}\n"
+        + "ssh_config: /nonexistent/ssh_config\n"
+        + "tls: {ca_file: nowhere.pem}\n"
+    )
+    completed = _validate_cli("--no-secrets", str(write_case(tmp_path, text, {})))
+    assert completed.returncode == 4, completed.stdout
+    assert [line.split(": ", 3)[2:] for line in completed.stderr.splitlines()] == [
+        [
+            "mail.accounts[1]",
+            "no password: a mail account needs password_env: VARIABLE or password_file: PATH "
+            "(the IMAP, POP3 and AUTH checks log in as it)",
+        ],
+        ["ssh_config", "no such file: /nonexistent/ssh_config"],
+        ["tls.ca_file", f"no such file: {tmp_path / 'nowhere.pem'}"],
+    ], completed.stderr
+
+
+def test_validate_says_what_works_for_validate(tmp_path: Path) -> None:
+    missing = _validate_cli(str(tmp_path / "missing.yaml"))
+    assert missing.returncode == 4
+    assert missing.stderr == (
+        f"cutover: {tmp_path / 'missing.yaml'}: inventory not found "
+        "(give it as `cutover validate PATH`, or set CUTOVER_INVENTORY)\n"
+    )
+    inventory = str(write_case(tmp_path, GOOD, {}))
+    for typed in ([inventory], ["-i", inventory], ["--inventory", inventory]):
+        completed = _validate_cli(*typed, env=ENV_ALICE)
+        assert completed.returncode == 0, (typed, completed.stderr)
+        assert completed.stdout.startswith(f"{inventory}: ok — migration shop"), completed.stdout
+    both = _validate_cli(inventory, "-i", inventory, env=ENV_ALICE)
+    unknown = _validate_cli("--colour", inventory, env=ENV_ALICE)
+    for refused in (both, unknown):
+        assert refused.returncode == 4
+        assert refused.stderr.startswith("usage: cutover validate "), refused.stderr
+        assert refused.stderr.splitlines()[-1].startswith("cutover validate: error: ")
+    assert "unrecognized arguments: --colour" in unknown.stderr
+
+
+def test_validate_counts_in_words(tmp_path: Path) -> None:
+    one = GOOD + "mysql: {accounts: [{user: app}]}\ndns: {zones: [{name: example.test}]}\n"
+    one += "services:\n  - {name: imaps, port: 993, protocol: imap, tls: implicit}\n"
+    completed = _validate_cli(str(write_case(tmp_path, one, {})), env=ENV_ALICE)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.rstrip().endswith(
+        "1 service, 1 mail account, 1 MySQL account, 1 DNS zone"
+    ), completed.stdout
+    two = GOOD + "    - {user: bob@example.test, password_env: CUTOVER_TEST_ALICE}\n"
+    completed = _validate_cli(str(write_case(tmp_path, two, {})), env=ENV_ALICE)
+    assert completed.stdout.rstrip().endswith(
+        "9 services, 2 mail accounts, 0 MySQL accounts, 0 DNS zones"
+    ), completed.stdout
+    fleet = (tmp_path / "fleet.yaml", (tmp_path / "fleet.yaml").write_text(FLEET))[0]
+    one_pair = fleet.with_name("one-pair.yaml")
+    one_pair.write_text(FLEET.split("  - name: mail02")[0])
+    for path, pairs in ((fleet, "2 pairs"), (one_pair, "1 pair")):
+        completed = _validate_cli(str(path), env=ENV_ALICE)
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stdout.splitlines()[0].endswith(f"fleet fleet: {pairs}"), completed.stdout
+
+
 def test_a_tilde_in_a_path_is_the_home_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
     (home / ".cutover").mkdir(parents=True)
+    (home / ".ssh").mkdir()
+    (home / ".ssh" / "config").write_text("Host *\n")
     (home / ".cutover" / "alice").write_text("from-home\n")
     (home / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
     monkeypatch.setenv("HOME", str(home))
@@ -698,6 +814,7 @@ SCHEMA_CANNOT_SAY = {
             "missing-secret-file",
             "empty-secret-file",
             "missing-ca-file",
+            "missing-ssh-config",
             "fleet-secret-in-a-pair",
             "several-secrets-missing",
         ],
@@ -779,15 +896,24 @@ def test_a_port_is_an_integer_in_both() -> None:
     assert port["type"] == "integer" and (port["minimum"], port["maximum"]) == (1, 65535)
 
 
-def test_a_password_is_given_one_way_or_none() -> None:
-    account = {"user": "alice"}
-    for valid in ({}, {"password_env": "A"}, {"password_file": "f"}):
-        assert SCHEMA_VALIDATOR.is_valid(
-            {"old": {"address": "127.0.0.2"}, "new": {"address": "127.0.0.3"},
-             "mail": {"accounts": [{**account, **valid}]}}
-        )  # fmt: skip
-    both = {**account, "password_env": "A", "password_file": "f"}
-    assert not SCHEMA_VALIDATOR.is_valid(
-        {"old": {"address": "127.0.0.2"}, "new": {"address": "127.0.0.3"},
-         "mail": {"accounts": [both]}}
-    )  # fmt: skip
+def _with(section: dict[str, Any]) -> dict[str, Any]:
+    return {"old": {"address": "127.0.0.2"}, "new": {"address": "127.0.0.3"}, **section}
+
+
+@pytest.mark.parametrize(
+    ("reference", "mail", "mysql"),
+    [
+        ({}, False, True),  # a MySQL account may log in without one (unix_socket, none set)
+        ({"password_env": "A"}, True, True),
+        ({"password_file": "f"}, True, True),
+        ({"password_env": "A", "password_file": "f"}, False, False),
+    ],
+    ids=["none", "env", "file", "both"],
+)
+def test_a_password_is_given_one_way_and_a_mail_account_needs_one(
+    reference: dict[str, str], mail: bool, mysql: bool
+) -> None:
+    mail_account = {"mail": {"accounts": [{"user": "alice", **reference}]}}
+    mysql_account = {"mysql": {"accounts": [{"user": "app", **reference}]}}
+    assert SCHEMA_VALIDATOR.is_valid(_with(mail_account)) is mail
+    assert SCHEMA_VALIDATOR.is_valid(_with(mysql_account)) is mysql

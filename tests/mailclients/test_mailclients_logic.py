@@ -112,7 +112,7 @@ def _inventory() -> Inventory:
     return Inventory(
         old=Server(address=ipaddress.ip_address("198.51.100.10")),
         new=Server(address=ipaddress.ip_address("198.51.100.20")),
-        mail={"accounts": [Account(user="alice@example.test")]},
+        mail={"accounts": [Account(user="alice@example.test", password_env="ALICE_PASSWORD")]},
     )
 
 
