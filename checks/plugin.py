@@ -221,13 +221,17 @@ def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
 
 
 def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
+    """Each `--host-snapshot`, checked now: a path that is not a tarball is a usage error."""
+    from cutover.hostfs import snapshot_problem
+
     found: dict[str, Path] = {}
     for value in config.getoption("host_snapshot") or []:
         pair, sep, path = value.partition("=")
-        if sep and pair in fleet.names:
-            found[pair] = Path(path)
-        else:
-            found[""] = Path(value)
+        key, tarball = (pair, Path(path)) if sep and pair in fleet.names else ("", Path(value))
+        problem = snapshot_problem(config.invocation_params.dir / tarball)
+        if problem is not None:
+            raise pytest.UsageError(f"--host-snapshot {shown(str(tarball))}: {problem}")
+        found[key] = tarball
     return found
 
 
