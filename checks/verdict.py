@@ -148,7 +148,7 @@ _MUTE = (  # (how it shows, what the run says)
         re.compile(r"TLS handshake with " + _ADDRESS + r" failed: [^\n]*(?:EOF|closed)"),
     ),
 )
-_LOGIN = re.compile(r"login as (?P<user>\S+?) (?:failed on|with) ")
+_LOGIN = re.compile(r"login as (?P<user>\S+?) (?:failed on|with|rejected)\b")
 _NO_BASELINE = re.compile(r"run (?:the )?preflight(?: phase)? (?:first|before|again)")
 _JUNIT_WRAPPED = re.compile(r'failed on (?:setup|teardown) with "(?P<message>.*)"', re.S)
 _HOW = {
