@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from checks.verdict import Result, root_causes
 from tests.suite import REPO, SuiteRun, parse_junit, run_suite
 from tests.test_reports import UNUSED_NEW, UNUSED_OLD, _inventory
 from tests.trust.peers import Peer, imap_rejecting, smtp_good
@@ -373,3 +374,45 @@ def test_a_password_the_old_server_rejects_too_is_blamed_on_the_inventory(tmp_pa
         f"account alice@example.test rejected (login failed): {len(run.failing())} checks failed"
     ) in text, text
     assert not [line for line in verdict if "own:" in line], text
+
+
+def test_a_missing_baseline_is_one_cause_whatever_the_area() -> None:
+    """IMAP, POP, TLS and MySQL checks that found no baseline: one line, not "on their own"."""
+    where = "reports/baseline.json"
+    failures = [
+        (
+            "IMAP01",
+            f"no IMAP baseline for alice@example.test in {where}: run the preflight phase "
+            "first (while the old server still answers on the old IP)",
+        ),
+        (
+            "POP01",
+            f"no POP3 baseline for alice@example.test in {where}: run the preflight phase first",
+        ),
+        ("TLS04", "no names recorded (run preflight before the cutover to record it)"),
+        ("MYSQL03", "no grants recorded: run preflight first (it records them)"),
+        ("IMAP02", "truncated; run preflight again"),
+        ("DNS03", "DNS03 example.test: TTL 3600"),
+    ]
+    results = [
+        Result({"check_id": check_id}, "failed", f"{check_id} x: {message}")
+        for check_id, message in failures
+    ]
+    assert root_causes(results) == [
+        "no baseline from preflight (run the preflight phase first): 5 checks failed",
+        "1 check failed on its own: DNS03",
+    ]
+
+
+def test_a_nameserver_that_never_answers_is_an_address_that_answered_nothing() -> None:
+    timed_out = "timed out after 2 s asking 198.51.100.53:53 for example.test SOA"
+    results = [
+        Result({"check_id": "DNS01"}, "failed", f"DNS01 example.test: 198.51.100.53: {timed_out}"),
+        Result({"check_id": "MAIL04"}, "failed", f"MAIL04 example.test: {timed_out}"),
+        Result({"check_id": "VM01"}, "error", "VM01: cannot unpack host snapshot"),
+    ]
+    assert root_causes(results) == [
+        "198.51.100.53 answered nothing: no answer to DNS queries on every port tried (53): "
+        "2 checks failed",
+        "1 check could not run (error) on its own: VM01",
+    ]
