@@ -227,11 +227,14 @@ def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for value in config.getoption("host_snapshot") or []:
         pair, sep, path = value.partition("=")
-        key, tarball = (pair, Path(path)) if sep and pair in fleet.names else ("", Path(value))
+        if sep and pair in fleet.names:
+            found[pair] = Path(path)
+        else:
+            found[""] = Path(value)
+    for tarball in found.values():  # the last one given for a pair is the one used
         problem = snapshot_problem(config.invocation_params.dir / tarball)
         if problem is not None:
             raise pytest.UsageError(f"--host-snapshot {shown(str(tarball))}: {problem}")
-        found[key] = tarball
     return found
 
 
