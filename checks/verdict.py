@@ -9,9 +9,11 @@ Three things, each in one place:
   raised, which already says what the probe found), so no failure reads
   "During handling of the above exception, another exception occurred".
 - `VerdictSummary` prints, after pytest's own summary, the services x IPs
-  matrix, one line per area and the root-cause block: failures grouped by
-  what they share (an address that answered nothing, a missing baseline,
-  one account rejected everywhere), each with the number of checks it failed.
+  matrix, one line per area (`not checked` when -k/-m deselected its checks
+  or -x stopped the run before them; setup errors counted as errors, not
+  failures) and the root-cause block: failures grouped by what they share
+  (an address that answered nothing, a missing baseline, one account
+  rejected everywhere), each with the number of checks it failed.
 - `session_error` records a failure that belongs to no check (the baseline
   could not be written): its own line, a JUnit suite property and a
   non-zero exit, never pinned on whichever check ran last.
