@@ -223,6 +223,9 @@ def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
 
 
 def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
+    """Each `--host-snapshot`, checked now: a path that is not a tarball is a usage error."""
+    from cutover.hostfs import snapshot_problem
+
     found: dict[str, Path] = {}
     for value in config.getoption("host_snapshot") or []:
         pair, sep, path = value.partition("=")
@@ -230,6 +233,10 @@ def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
             found[pair] = Path(path)
         else:
             found[""] = Path(value)
+    for tarball in found.values():  # the last one given for a pair is the one used
+        problem = snapshot_problem(config.invocation_params.dir / tarball)
+        if problem is not None:
+            raise pytest.UsageError(f"--host-snapshot {shown(str(tarball))}: {problem}")
     return found
 
 

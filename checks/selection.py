@@ -144,6 +144,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.extra_keyword_matches.add(check_id)
 
 
+def selection_given(config: pytest.Config) -> str:
+    """The `-k` and `-m` a run was given, as typed (`-k 'VFIO or VM'`), or ""."""
+    return " and ".join(
+        f"{flag} {value!r}"
+        for flag, value in (("-k", config.option.keyword), ("-m", config.option.markexpr))
+        if value
+    )
+
+
+def unconfigured_sections(config: pytest.Config) -> list[str]:
+    """The inventory sections (`mysql:`) that areas or check IDs named by `-k`/`-m` need and
+    no selected pair configures: their checks were never collected, so nothing matched."""
+    import re
+
+    from checks.plugin import AREA_SECTIONS
+    from checks.support import PAIRS_KEY, pairs_of
+    from cutover.catalogue import load_catalogue
+
+    if PAIRS_KEY not in config.stash:
+        return []
+    typed = f"{config.option.keyword or ''} {config.option.markexpr or ''}"
+    words = {word.lower() for word in re.findall(r"[A-Za-z0-9_]+", typed)}
+    missing: dict[str, None] = {}
+    for entry in load_catalogue():
+        named = {entry.area, entry.check_id.lower(), entry.check_id.rstrip("0123456789").lower()}
+        sections = AREA_SECTIONS.get(entry.module)
+        if sections is None or not words & named:
+            continue
+        if not any(pair.configures(section) for pair in pairs_of(config) for section in sections):
+            missing.update({f"{section}:": None for section in sections})
+    return list(missing)
+
+
 class NothingChecked:
     """On a phase run's controller: no check ran means a non-zero exit and untouched reports."""
 
@@ -190,15 +223,14 @@ class NothingChecked:
 
     def reason(self) -> str:
         phase = self.config.getoption("phase")
-        given = " and ".join(
-            f"{flag} {value!r}"
-            for flag, value in (
-                ("-k", self.config.option.keyword),
-                ("-m", self.config.option.markexpr),
-            )
-            if value
-        )
+        given = selection_given(self.config)
         kept = "reports left as they were"
+        missing = unconfigured_sections(self.config)
+        if missing:
+            return (
+                f"no check ran: the inventory configures no {' or '.join(missing)} section, "
+                f"which the checks {given} selects need; {kept}"
+            )
         if self.deselected:
             by = given or "the phase and the inventory"
             return (

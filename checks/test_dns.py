@@ -89,6 +89,24 @@ def _unobserved(seen: ZoneObservation) -> list[str]:
     ]
 
 
+def _judged(seen: ZoneObservation, problems: list[str], headline: str, cannot: str) -> None:
+    """Fail on `problems` under `headline`; when the only problems are answers that could
+    not be judged, the headline says so (`cannot read the TTLs: ...`), not what was not seen."""
+    __tracebackhide__ = True
+    unobserved = _unobserved(seen)
+    if problems or not unobserved:
+        no_problems(problems + unobserved, headline)
+        return
+    answers = list(seen.own_answers())
+    usable = [a for a in answers if a.judgeable]
+    why = (
+        "no nameserver gave a usable answer (see DNS01)"
+        if not usable
+        else f"{len(answers) - len(usable)} of {len(answers)} answers unusable (see DNS01)"
+    )
+    no_problems(unobserved, f"{seen.zone}: cannot {cannot}: {why}")
+
+
 # --- DNS01 -------------------------------------------------------------------
 
 
@@ -149,9 +167,11 @@ def test_ttl_lowered(
             for (name, rdtype), ttl in ttls.items()
             if ttl > limit
         ]
-    no_problems(
-        offenders + _unobserved(seen),
+    _judged(
+        seen,
+        offenders,
         f"{seen.zone}: TTL above {limit} s (server, name, type, TTL)",
+        "read the TTLs",
     )
 
 
@@ -431,9 +451,11 @@ def test_records_point_to_the_expected_server(
                     f"{seen.label(answer.server)}: {role}{answer.question}{via} is {value} ({side})"
                 )
     record(points_to=",".join(sorted(pointed)) or "nothing (no apex address, no MX)")
-    no_problems(
-        problems + _unobserved(seen),
+    _judged(
+        seen,
+        problems,
         f"{seen.zone}: records do not point at {wanted} (phase {expect.phase.value})",
+        f"tell whether the records point at {wanted}",
     )
 
 

@@ -29,6 +29,8 @@ from cutover.mailauth import (
     login_services,
     observe_logins,
     offered_methods,
+    only_rejected,
+    refused_by_old_server,
 )
 from cutover.net import ProbeError
 from cutover.phases import PhaseExpectations, Side
@@ -76,6 +78,11 @@ HINTS = {
     ),
     AuthOutcome.NO_STARTTLS: "STARTTLS does not work on that port (PORT01 has the details)",
 }
+OLD_REJECTS_HINT = (
+    "the inventory's password for this account is probably wrong (or the account is refused "
+    "everywhere): the old server, which clients use today, rejects it too ({rejected}); check "
+    "the secret mail.accounts names for it (password_env or password_file)"
+)
 TIMEOUT_HINT = (
     "a login that times out may have been delayed on purpose: Dovecot waits 4-15 s before "
     "checking any login from a client IP whose previous login failed (auth penalty); fix the "
@@ -186,6 +193,7 @@ def test_account_logs_in_everywhere(
     mail_account: AccountTarget,
     account_logins: Observations[AccountTarget, AccountLogins],
     old_login_methods: dict[str, list[str] | str],
+    expect: PhaseExpectations,
     record: Record,
 ) -> None:
     """AUTH01: every account logs in on every mail port, with every method the old server offered.
@@ -209,18 +217,32 @@ def test_account_logs_in_everywhere(
         login_seconds=f"{logins.seconds:.3f}",
     )
     user = mail_account.id
-    problems = [m for m in old_login_methods.values() if isinstance(m, str)]
+    unknown = [m for m in old_login_methods.values() if isinstance(m, str)]
+    problems = list(unknown)
     failures = logins.failures()
     problems += _login_problems(failures)
     causes = dict.fromkeys(a.outcome for a in failures if a.outcome is not None)
+    old_rejects = refused_by_old_server(logins, serving_ip(expect, Side.OLD))
+    if old_rejects:  # not the new server's fault: the old one says no as well
+        causes.pop(AuthOutcome.REJECTED, None)
+        rejected = f"{len(old_rejects)} of its logins rejected"
+        problems.append(f"likely cause: {OLD_REJECTS_HINT.format(rejected=rejected)}")
     problems += [f"likely cause: {HINTS[cause]}" for cause in causes if cause in HINTS]
     if any(a.outcome is None and "timed out" in a.detail for a in failures):
         problems.append(f"likely cause: {TIMEOUT_HINT}")
-    if logins.attempts:
+    fail = f"{len(failures)} of {len(logins.attempts)} logins fail"
+    # `login as USER rejected`: the verdict's root causes group it with the account's
+    # other failures (IMAP01-05 cannot log in either).
+    rejected_only = only_rejected(failures) and not unknown
+    if rejected_only and old_rejects:
+        headline = f"login as {user} rejected, by the old server too ({fail})"
+    elif rejected_only:
         headline = (
-            f"{user} cannot log in everywhere the old server let it "
-            f"({len(failures)} of {len(logins.attempts)} logins fail)"
+            f"{user} cannot log in everywhere the old server let it: login as {user} "
+            f"rejected ({fail})"
         )
+    elif logins.attempts:
+        headline = f"{user} cannot log in everywhere the old server let it ({fail})"
     else:  # nothing was tried: say what stopped it, not a count of zero
         headline = f"{user}: no login could be tried"
     no_problems(problems, headline)

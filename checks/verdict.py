@@ -9,9 +9,11 @@ Three things, each in one place:
   raised, which already says what the probe found), so no failure reads
   "During handling of the above exception, another exception occurred".
 - `VerdictSummary` prints, after pytest's own summary, the services x IPs
-  matrix, one line per area and the root-cause block: failures grouped by
-  what they share (an address that answered nothing, a missing baseline,
-  one account rejected everywhere), each with the number of checks it failed.
+  matrix, one line per area (`not checked` when -k/-m deselected its checks
+  or -x stopped the run before them; setup errors counted as errors, not
+  failures) and the root-cause block: failures grouped by what they share
+  (an address that answered nothing, a missing baseline, one account
+  rejected everywhere), each with the number of checks it failed.
 - `session_error` records a failure that belongs to no check (the baseline
   could not be written): its own line, a JUnit suite property and a
   non-zero exit, never pinned on whichever check ran last.
@@ -20,7 +22,7 @@ Three things, each in one place:
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -127,15 +129,18 @@ class SessionErrorsFromWorker:
 
 # --- the closing verdict ----------------------------------------------------
 
-_RANK = {"passed": 0, "skipped": 1, "failed": 2}
-_MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL"}
+_RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+_MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL", "error": "ERROR"}
+_OUTCOMES = ("passed", "failed", "error", "skipped")
+_COUNTED = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
 
 # How a probe says an address answered nothing (cutover/net.py's wording): no
 # connection at all, or a connection that never got a word (a forwarder whose
 # backend is gone accepts, then stays silent or hangs up).
 _ADDRESS = r"(?P<address>\[[0-9A-Fa-f:.]+\]|[^\s:\[\]()]+):(?P<port>\d+)"
 _UNREACHABLE = re.compile(
-    r"(?P<how>connection refused by|timed out after \S+ s connecting to|no route to) " + _ADDRESS
+    r"(?P<how>connection refused by|timed out after \S+ s connecting to|no route to"
+    r"|timed out after \S+ s asking) " + _ADDRESS  # asking: a DNS query that got no answer
 )
 _MUTE = (  # (how it shows, what the run says)
     ("timed out", re.compile(r"timed out after \S+ s [^\n:]*? from " + _ADDRESS)),
@@ -145,19 +150,20 @@ _MUTE = (  # (how it shows, what the run says)
         re.compile(r"TLS handshake with " + _ADDRESS + r" failed: [^\n]*(?:EOF|closed)"),
     ),
 )
-_LOGIN = re.compile(r"login as (?P<user>\S+?) (?:failed on|with) ")
-_NO_BASELINE = re.compile(r"run preflight (?:first|before|again)")
+_LOGIN = re.compile(r"login as (?P<user>\S+?) (?:failed on|with|rejected)\b")
+_NO_BASELINE = re.compile(r"run (?:the )?preflight(?: phase)? (?:first|before|again)")
 _JUNIT_WRAPPED = re.compile(r'failed on (?:setup|teardown) with "(?P<message>.*)"', re.S)
 _HOW = {
     "connection refused by": "connection refused",
     "no route to": "no route",
 }
+_ASKING = "no answer to DNS queries"
 
 
 @dataclass
 class Result:
     props: dict[str, str]
-    outcome: str  # passed | skipped | failed
+    outcome: str  # passed | skipped | failed | error (the check could not run: a setup error)
     message: str = ""  # a failure's message (its first line leads with the check ID)
 
 
@@ -176,6 +182,7 @@ class Cause:
     """What several failures share, and which checks it failed."""
 
     checks: list[str] = field(default_factory=list)
+    errors: int = 0  # how many of the checks errored (could not run) rather than failed
     hows: set[str] = field(default_factory=set)
     ports: set[int] = field(default_factory=set)
 
@@ -190,7 +197,8 @@ def cause_of(message: str) -> Finding | None:
     """
     found = _UNREACHABLE.search(message)
     if found:
-        how = _HOW.get(found["how"], "timed out connecting")
+        asked = found["how"].endswith("asking")
+        how = _ASKING if asked else _HOW.get(found["how"], "timed out connecting")
         return Finding("unreachable", found["address"].strip("[]"), how, int(found["port"]))
     for how, pattern in _MUTE:
         found = pattern.search(message)
@@ -220,24 +228,25 @@ def root_causes(results: list[Result]) -> list[str]:
     """
     answered = {r.props.get("address") for r in results if r.outcome == "passed"}
     causes: dict[tuple[str, str], Cause] = {}
-    alone: list[str] = []
+    alone: dict[str, list[str]] = {"failed": [], "error": []}
     for result in results:
-        if result.outcome != "failed":
+        if result.outcome not in alone:
             continue
         check_id = result.props.get("check_id", "?")
         finding = cause_of(result.message)
         if finding is None:
-            alone.append(check_id)
+            alone[result.outcome].append(check_id)
             continue
         cause = causes.setdefault((finding.kind, finding.subject), Cause())
         cause.checks.append(check_id)
+        cause.errors += result.outcome == "error"
         if finding.how:
             cause.hows.add(finding.how)
         if finding.port is not None:
             cause.ports.add(finding.port)
     lines = []
     for (kind, subject), cause in sorted(causes.items(), key=lambda kv: -len(kv[1].checks)):
-        failed = f"{_checks(len(cause.checks))} failed"
+        failed = _failed(len(cause.checks), cause.errors)
         how = " or ".join(sorted(cause.hows))
         ports = ", ".join(str(p) for p in sorted(cause.ports))
         if kind == "unreachable" and subject not in answered:
@@ -254,13 +263,26 @@ def root_causes(results: list[Result]) -> list[str]:
         elif kind == "account":
             lines.append(f"account {subject} rejected (login failed): {failed}")
         else:
-            lines.append(f"no baseline for what preflight records (run preflight first): {failed}")
-    if alone:
-        ids = ", ".join(_counted(alone))
-        lines.append(
-            f"{_checks(len(alone))} failed on {'its' if len(alone) == 1 else 'their'} own: {ids}"
-        )
+            lines.append(f"no baseline from preflight (run the preflight phase first): {failed}")
+    for outcome, how in (("failed", "failed"), ("error", "could not run (error)")):
+        ids = alone[outcome]
+        if ids:
+            whose = "its" if len(ids) == 1 else "their"
+            lines.append(f"{_checks(len(ids))} {how} on {whose} own: {', '.join(_counted(ids))}")
     return lines
+
+
+def _failed(count: int, errors: int) -> str:
+    """How many checks a cause failed, errors (a check that could not run) told apart.
+
+    >>> _failed(5, 3)
+    '5 checks: 2 failed, 3 could not run (error)'
+    """
+    if not errors:
+        return f"{_checks(count)} failed"
+    if errors == count:
+        return f"{_checks(count)} could not run (error)"
+    return f"{_checks(count)}: {count - errors} failed, {errors} could not run (error)"
 
 
 def _checks(count: int) -> str:
@@ -276,8 +298,8 @@ def _counted(ids: list[str]) -> Iterator[str]:
 
 
 def area_verdict(outcomes: dict[str, int]) -> str:
-    """FAIL, ok, or skipped when nothing in the area was checked at all."""
-    if outcomes.get("failed"):
+    """FAIL (a check failed or could not run), ok, or skipped when nothing was checked at all."""
+    if outcomes.get("failed") or outcomes.get("error"):
         return "FAIL"
     return "ok" if outcomes.get("passed") else "skipped"
 
@@ -293,6 +315,26 @@ class VerdictSummary:
         self.phase = phase
         self.pairs = pairs or []
         self.results: list[Result] = []
+        # The phase's checks that were collected: (pair, check ID), deselected (-k, -m) or
+        # selected. Unknown on an xdist controller (the workers collect): only results count.
+        self.deselected: list[tuple[str, str]] = []
+        self.selected: list[tuple[str, str]] = []
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += self._planned(items)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.selected = self._planned(session.items)
+
+    def _planned(self, items: list[pytest.Item]) -> list[tuple[str, str]]:
+        """The phase's checks among `items` (the phase deselects the other phases' first)."""
+        planned = []
+        for item in items:
+            props = {str(k): str(v) for k, v in item.user_properties}
+            if props.get("phase") == self.phase.value and "check_id" in props:
+                planned.append((props.get("pair", ""), props["check_id"]))
+        return planned
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -301,7 +343,9 @@ class VerdictSummary:
             if "check_id" in props:
                 crash = getattr(report.longrepr, "reprcrash", None)
                 message = crash.message if crash is not None else str(report.longrepr or "")
-                self.results.append(Result(props, report.outcome, message if report.failed else ""))
+                # A check whose setup failed could not run: an error, as pytest counts it.
+                outcome = "error" if report.failed and report.when != "call" else report.outcome
+                self.results.append(Result(props, outcome, message if report.failed else ""))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -355,8 +399,10 @@ class VerdictSummary:
     def verdict_lines(self) -> list[tuple[str, dict[str, bool]]]:
         """What the terminal ends with: the overview, then the root causes (with markup)."""
         bold: dict[str, bool] = {"bold": True}
+        matrix = any("service" in r.props and "side" in r.props for r in self.results)
+        title = "services x IPs" if matrix else "areas"
         lines: list[tuple[str, dict[str, bool]]] = [
-            (f"== cutover {self.phase.value}: services x IPs ==", bold)
+            (f"== cutover {self.phase.value}: {title} ==", bold)
         ]
         lines += [
             (line, bold if line.startswith("pair ") else {}) for line in self.overview_lines()
@@ -372,8 +418,10 @@ class VerdictSummary:
         by_pair: dict[str, list[Result]] = defaultdict(list)
         for result in self.results:
             by_pair[result.props.get("pair", "")].append(result)
+        for pair, _ in self.selected + self.deselected:
+            by_pair.setdefault(pair, [])
         if list(by_pair) in ([""], []):
-            return self.matrix_lines() + self.area_lines()
+            return self.matrix_lines() + self.area_lines() + self.not_run_lines()
         lines = []
         order = {name: index for index, name in enumerate(self.pairs)}
         for pair in sorted(by_pair, key=lambda name: order.get(name, len(order))):
@@ -381,9 +429,56 @@ class VerdictSummary:
             counts: dict[str, int] = defaultdict(int)
             for result in results:
                 counts[result.outcome] += 1
-            lines.append(f"pair {pair}: {area_verdict(counts)}")
-            lines += [f"  {line}" for line in self.matrix_lines(results) + self.area_lines(results)]
-        return lines
+            lines.append(f"pair {pair}: {area_verdict(counts) if results else 'not checked'}")
+            lines += [
+                f"  {line}" for line in self.matrix_lines(results) + self.area_lines(results, pair)
+            ]
+        return lines + self.not_run_lines()
+
+    def _not_run(self, pair: str | None = None) -> tuple[Counter[str], Counter[str]]:
+        """Per area: the checks deselected, and the checks selected that never ran (-x)."""
+        deselected = Counter(area_of(c) for p, c in self.deselected if pair in (None, p))
+        selected = Counter(area_of(c) for p, c in self.selected if pair in (None, p))
+        results = (
+            self.results
+            if pair is None
+            else [r for r in self.results if r.props.get("pair", "") == pair]
+        )
+        ran = Counter(area_of(r.props["check_id"]) for r in results)
+        return deselected, selected - ran
+
+    def _why_deselected(self) -> str:
+        from checks.selection import selection_given
+
+        given = selection_given(self.config)
+        return f"deselected by {given}" if given else "deselected"
+
+    def _why_not_run(self) -> str:
+        maxfail = self.config.option.maxfail
+        if maxfail:
+            stopped_by = "-x" if maxfail == 1 else f"--maxfail {maxfail}"
+            return f"not run ({stopped_by} stopped the run)"
+        return "not run (the run stopped early)"
+
+    def not_run_lines(self) -> list[str]:
+        """How many of the phase's checks were not run, and why: a partial run says so."""
+        deselected, unrun = self._not_run()
+        missing = deselected.total() + unrun.total()
+        if not missing:
+            return []
+        planned = len(self.selected) + len(self.deselected)
+        why = [
+            f"{count} {text}"
+            for count, text in (
+                (deselected.total(), self._why_deselected()),
+                (unrun.total(), self._why_not_run()),
+            )
+            if count
+        ]
+        return [
+            f"{missing} of {planned} checks of the {self.phase.value} phase not checked: "
+            + "; ".join(why)
+        ]
 
     def cause_lines(self) -> list[str]:
         """Session errors, then the failures grouped by what they share."""
@@ -406,19 +501,34 @@ class VerdictSummary:
             lines.append(f"{service:<18}{marks[0]:<8}{marks[1]:<8}")
         return lines
 
-    def area_lines(self, results: list[Result] | None = None) -> list[str]:
+    def area_lines(self, results: list[Result] | None = None, pair: str | None = None) -> list[str]:
+        """One line per area: its verdict and counts; an area none of whose checks ran is
+        `not checked`, saying why (deselected by -k/-m, or not run after -x stopped the run)."""
         counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         failing: dict[str, set[str]] = defaultdict(set)
         for result in self.results if results is None else results:
             area = area_of(result.props["check_id"])
             counts[area][result.outcome] += 1
-            if result.outcome == "failed":
+            if result.outcome in ("failed", "error"):
                 failing[area].add(result.props["check_id"])
+        deselected, unrun = self._not_run(pair)
         lines = []
-        for area in sorted(counts):
+        for area in sorted(set(counts) | set(deselected) | set(unrun)):
+            missing = [
+                f"{count} {text}"
+                for count, text in (
+                    (deselected[area], self._why_deselected()),
+                    (unrun[area], self._why_not_run()),
+                )
+                if count
+            ]
+            if area not in counts:
+                lines.append(f"{area:<8}not checked: {'; '.join(missing)}")
+                continue
             detail = ", ".join(
-                f"{counts[area][o]} {o}" for o in ("passed", "failed", "skipped") if counts[area][o]
+                f"{counts[area][o]} {_COUNTED[o]}" for o in _OUTCOMES if counts[area][o]
             )
             ids = f" [{', '.join(sorted(failing[area]))}]" if failing[area] else ""
-            lines.append(f"{area:<8}{area_verdict(counts[area]):<8}{detail}{ids}")
+            also = f" ({'; '.join(missing)})" if missing else ""
+            lines.append(f"{area:<8}{area_verdict(counts[area]):<8}{detail}{ids}{also}")
         return lines

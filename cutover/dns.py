@@ -19,6 +19,7 @@ over TCP.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ipaddress
 import secrets
@@ -40,7 +41,7 @@ import dns.resolver
 import dns.rrset
 
 from cutover.inventory import DnsZone
-from cutover.net import ProbeError, peer
+from cutover.net import ProbeError, no_route_to, peer, refused_by
 from cutover.progress import Progress
 from cutover.untrusted import shown
 
@@ -329,16 +330,16 @@ class _Channel(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable arrives for the socket, not for one query.
-        reason = (
-            f"nothing listening on port {self.port}"
-            if isinstance(exc, ConnectionRefusedError)
-            else str(getattr(exc, "strerror", None) or exc)
-        )
+        where = peer(self.server, self.port)
+        if isinstance(exc, ConnectionRefusedError):
+            message = refused_by(where)
+        elif isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+            message = no_route_to(where, exc)
+        else:
+            message = f"{where} unreachable ({getattr(exc, 'strerror', None) or exc})"
         for _, waiter in self.pending.values():
             if not waiter.done():
-                waiter.set_exception(
-                    ProbeError(f"{peer(self.server, self.port)} unreachable ({reason})")
-                )
+                waiter.set_exception(ProbeError(message))
 
     def new_id(self) -> int:
         while True:

@@ -344,6 +344,34 @@ class TestinfraHost:
 # --- snapshots -----------------------------------------------------------
 
 
+def snapshot_problem(tarball: Path) -> str | None:
+    """Why `tarball` cannot be a host snapshot (one line), or None when it opens as a tarball.
+
+    Only the first member is read: a quick look before a run, not the unpacking.
+
+    >>> snapshot_problem(Path("/nonexistent/host.tar.gz"))
+    'no such file'
+    """
+    if not tarball.exists():
+        return "no such file"
+    if not tarball.is_file():
+        return "not a file"
+    try:
+        with tarfile.open(tarball, "r:*") as archive:
+            archive.next()
+    except tarfile.ReadError:
+        return "not a tarball (plain, gzip, bzip2 or xz) from `python -m cutover capture-host`"
+    except (OSError, tarfile.TarError) as exc:
+        return _why(exc)
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    """An exception's text on one line (tarfile's name each method it tried on a line)."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return shown(" ".join(str(text).split()))
+
+
 def open_snapshot(tarball: Path, into: Path, limits: SnapshotLimits | None = None) -> LocalRoot:
     """Unpack a capture-host tarball into the empty directory `into` and open it.
 
@@ -365,7 +393,7 @@ def open_snapshot(tarball: Path, into: Path, limits: SnapshotLimits | None = Non
                 if member.issym():
                     links.append(member.name)
     except (OSError, tarfile.TarError) as exc:
-        raise SnapshotError(f"{tarball}: cannot unpack host snapshot: {shown(str(exc))}") from None
+        raise SnapshotError(f"{tarball}: cannot unpack host snapshot: {_why(exc)}") from None
     except SnapshotError as exc:
         raise SnapshotError(f"{tarball}: {exc}") from None
     commands_path = into / COMMANDS_FILE.lstrip("/")

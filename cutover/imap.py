@@ -14,6 +14,7 @@ for the whole mailbox.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import imaplib
@@ -162,8 +163,33 @@ def _reason(exc: BaseException) -> str:
         return f"TLS error: {exc.reason or exc}"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc) or type(exc).__name__
-    text = " ".join(str(exc).split())
+    text = " ".join(_server_words(exc).split())
     return shown(text, limit=300) or type(exc).__name__
+
+
+def _server_words(exc: BaseException) -> str:
+    """An IMAP library error's text, the server's bytes decoded.
+
+    imaplib raises its error with the server's response as bytes, and
+    IMAPClient turns a failed login into `LoginError(str(that error))`:
+    both would show `b'[AUTHENTICATIONFAILED] ...'`.
+
+    >>> _server_words(imaplib.IMAP4.error(b"[AUTHENTICATIONFAILED] Authentication failed."))
+    '[AUTHENTICATIONFAILED] Authentication failed.'
+    >>> _server_words(ValueError("b'[ALERT] Over quota'"))
+    '[ALERT] Over quota'
+    """
+    if len(exc.args) == 1 and isinstance(exc.args[0], bytes):
+        return _text(exc.args[0])
+    text = str(exc)
+    if re.fullmatch(r"b('|\").*\1", text, re.S):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(value, bytes):
+            return _text(value)
+    return text
 
 
 _LIBRARY_ERRORS = (IMAPClientError, imaplib.IMAP4.error, OSError, ValueError, EOFError)

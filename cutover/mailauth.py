@@ -27,7 +27,7 @@ from types import ModuleType
 
 from cutover.inventory import Account, Inventory, Protocol, Service, TlsMode
 from cutover.net import Deadline, ProbeError
-from cutover.phases import PhaseExpectations
+from cutover.phases import PhaseExpectations, Side
 from cutover.protocols import ProbeSettings, ServiceAnswer, imap, pop3, smtp
 from cutover.protocols.base import AuthOutcome, AuthReply, Conversation, converse
 from cutover.targets import Endpoint, endpoints
@@ -143,6 +143,30 @@ class AccountLogins:
 
     def failures(self) -> list[LoginAttempt]:
         return [attempt for attempt in self.attempts if not attempt.ok]
+
+
+def only_rejected(failures: list[LoginAttempt]) -> bool:
+    """Every failed login was a rejected password (or not tried after one)."""
+    return bool(failures) and all(
+        attempt.outcome is AuthOutcome.REJECTED
+        or (attempt.outcome is None and attempt.detail.startswith("not tried after"))
+        for attempt in failures
+    )
+
+
+def refused_by_old_server(logins: AccountLogins, old_side: Side | None) -> list[LoginAttempt]:
+    """The old server's rejections of this account when it let it in nowhere, else [].
+
+    `old_side` is the IP the old server answers on in this phase (None once it
+    is no longer live). A password the old server rejects too is not the new
+    server's fault: the inventory's password is probably wrong.
+    """
+    if old_side is None:
+        return []
+    asked = [a for a in logins.attempts if a.endpoint.side is old_side and a.outcome is not None]
+    if not asked or any(a.ok for a in asked):
+        return []
+    return [a for a in asked if a.outcome is AuthOutcome.REJECTED]
 
 
 def _censor(text: str, password: str) -> str:

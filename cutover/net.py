@@ -64,6 +64,20 @@ class Deadline:
         return left
 
 
+def refused_by(where: str) -> str:
+    """How every probe says a port was refused (TCP RST, or ICMP port unreachable for UDP).
+
+    The verdict groups failures by this wording: an address that refused
+    every port tried is one root cause.
+    """
+    return f"connection refused by {where} (nothing listening)"
+
+
+def no_route_to(where: str, exc: OSError) -> str:
+    """How every probe says the network has no way to an address (EHOSTUNREACH, ENETUNREACH)."""
+    return f"no route to {where} ({exc.strerror})"
+
+
 def connect(address: object, port: int, timeout: float) -> socket.socket:
     """A TCP connection, or a one-line `ProbeError` ("timed out after 5 s connecting to ...")."""
     where = peer(address, port)
@@ -72,10 +86,10 @@ def connect(address: object, port: int, timeout: float) -> socket.socket:
     except TimeoutError:
         raise ProbeTimeout(f"timed out after {timeout:g} s connecting to {where}") from None
     except ConnectionRefusedError:
-        raise ProbeError(f"connection refused by {where} (nothing listening)") from None
+        raise ProbeError(refused_by(where)) from None
     except OSError as exc:
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            raise ProbeError(f"no route to {where} ({exc.strerror})") from None
+            raise ProbeError(no_route_to(where, exc)) from None
         raise ProbeError(f"cannot connect to {where}: {exc.strerror or exc}") from None
 
 

@@ -388,6 +388,36 @@ def test_a_run_that_deselects_every_check_fails_and_keeps_the_reports(
         assert sorted((user_dir / "reports").iterdir()) == reports
 
 
+def test_an_area_the_inventory_does_not_configure_is_named(host: Host, user_dir: Path) -> None:
+    """`-m mysql` without `mysql:`: not "deselected all", which reads like a typo."""
+    for selection in (["-m", "mysql"], ["-k", "MYSQL01"]):
+        ran = run([CUTOVER, "run", "preflight", "-i", str(host.inventory), *selection], user_dir)
+        assert ran.returncode == 5, ran.output
+        why = [line for line in ran.stdout.splitlines() if "no check ran" in line]
+        assert len(why) == 1, ran.output
+        assert "the inventory configures no mysql: section" in why[0], why[0]
+        assert "deselected all" not in why[0], why[0]
+
+
+@pytest.mark.parametrize("kind", ["missing", "not-a-tarball", "directory"])
+def test_a_host_snapshot_that_cannot_be_read_is_a_usage_error(
+    host: Host, user_dir: Path, kind: str
+) -> None:
+    """One line naming the path, exit 4 (Nagios UNKNOWN), before anything runs."""
+    path = user_dir / "host.tar.gz"
+    if kind == "not-a-tarball":
+        path.write_text("not a tarball\n", encoding="utf-8")
+    elif kind == "directory":
+        path.mkdir()
+    argv = [CUTOVER, "run", "preflight", "-i", str(host.inventory), f"--host-snapshot={path}"]
+    ran = run([*argv, "-m", "vfio"], user_dir)
+    assert ran.returncode == 4, ran.output
+    errors = [line for line in ran.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and f"--host-snapshot {path}: " in errors[0], ran.output
+    assert "\\n" not in errors[0] and "Traceback" not in ran.output, errors[0]
+    assert report_files(user_dir) == []
+
+
 def test_collect_only_writes_no_report(host: Host, user_dir: Path) -> None:
     ran = run([CUTOVER, "run", "preflight", "-i", str(host.inventory), "--collect-only"], user_dir)
     assert ran.returncode == 0, ran.output

@@ -12,16 +12,17 @@ import html
 import json
 import re
 import socket
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from checks.verdict import area_verdict
+from checks.verdict import Result, area_verdict, root_causes
 from tests.suite import REPO, SuiteRun, parse_junit, run_suite
 from tests.test_reports import UNUSED_NEW, UNUSED_OLD, _inventory
-from tests.trust.peers import Peer, smtp_good
+from tests.trust.peers import Peer, imap_rejecting, smtp_good
 
 FINAL_LINE = re.compile(r"^=+ .* in [\d.]+s")
 
@@ -75,6 +76,7 @@ def test_the_verdict_comes_after_pytest_summary(broken: tuple[SuiteRun, Path]) -
     assert "cutover preflight: services x IPs" in text, run.stdout
     assert re.search(r"^imaps-993 +FAIL +FAIL", text, re.M), text
     assert re.search(r"^vfio +FAIL +16 passed, 1 failed \[VFIO05\]", text, re.M), text
+    assert re.search(r"^vm +ok +12 passed, 1 skipped$", text, re.M), text
     assert "cutover preflight: root causes" in text, text
     for address in (UNUSED_OLD, UNUSED_NEW):
         naming = [line for line in verdict if line.startswith(f"{address} answered nothing")]
@@ -248,3 +250,178 @@ def test_dns06_says_it_could_not_read_the_sql_backend(tmp_path: Path) -> None:
     assert "differ" not in first, first
     assert "dns.sql host is localhost (the default)" in cases[0].message
     assert str(REPO) not in first
+
+
+def _dead_nameserver(tmp_path: Path) -> Path:
+    """One zone served by the new IP, where nothing listens (port 53 refused, like 25)."""
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "dead-dns",
+        "old": {"address": UNUSED_OLD},
+        "new": {"address": UNUSED_NEW},
+        "services": [{"name": "smtp", "port": 25, "protocol": "smtp", "tls": "starttls"}],
+        "dns": {"zones": [{"name": "example.test", "nameservers": [UNUSED_NEW]}]},
+        "timeouts": {"connect": 2, "operation": 2},
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return inventory
+
+
+def test_a_dead_nameserver_is_its_address_s_root_cause(tmp_path: Path) -> None:
+    """DNS and MAIL checks refused on port 53 are grouped under the address, 53 among its ports;
+    a check that could judge no answer says so in its headline, not what it did not see."""
+    run = run_suite("preflight", _dead_nameserver(tmp_path), tmp_path / "reports", "-m", "dns")
+    failing = run.failing_ids()
+    assert {"DNS01", "DNS02", "DNS03", "DNS04", "DNS05"} <= failing, run.summary()
+    verdict = verdict_of(run)
+    text = "\n".join(verdict)
+    naming = [line for line in verdict if line.startswith(f"{UNUSED_NEW} answered nothing")]
+    assert len(naming) == 1, text
+    assert "connection refused on every port tried (25, 53)" in naming[0], text
+    assert naming[0].endswith(f": {len(run.failing())} checks failed"), text
+    assert not [line for line in verdict if "on their own" in line or "on its own" in line], text
+    first = {c.check_id: c.message.splitlines()[0] for c in run.failing()}
+    assert first["DNS02"].endswith(
+        "example.test: cannot read the TTLs: no nameserver gave a usable answer (see DNS01):"
+    ), first["DNS02"]
+    assert "TTL above" not in first["DNS02"]
+    assert "cannot tell whether the records point at 127.0.0.2 (old IP)" in first["DNS05"]
+    assert "do not point" not in first["DNS05"]
+
+
+def test_the_verdict_counts_setup_errors_as_errors(tmp_path: Path) -> None:
+    """A host snapshot that unpacks but is no capture: the VFIO/VM checks error, not fail."""
+    built, _ = _inventory(tmp_path, "audio-on-snd-hda-intel")
+    member = tmp_path / "hello.txt"
+    member.write_text("not a host capture\n", encoding="utf-8")
+    tarball = tmp_path / "no-capture.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(member, arcname="hello.txt")
+    run = run_suite(
+        "preflight", built, tmp_path / "reports", f"--host-snapshot={tarball}", "-m", "vfio"
+    )
+    errors = [c for c in run.cases if c.outcome == "error"]
+    assert errors and not [c for c in run.cases if c.outcome == "failed"], run.summary()
+    verdict = verdict_of(run)
+    text = "\n".join(verdict)
+    assert re.search(rf"^vfio +FAIL +{len(errors)} errors \[", text, re.M), text
+    assert "failed" not in text, text
+    assert f"{len(errors)} checks could not run (error) on their own: " in text, text
+
+
+def test_a_partial_run_says_what_was_not_checked(
+    broken: tuple[SuiteRun, Path], tmp_path: Path
+) -> None:
+    """-k: the other areas are `not checked (deselected)`; -x: the checks never run are counted."""
+    full, _ = broken
+    planned = len(full.cases)
+    built, tarball = _inventory(tmp_path, "audio-on-snd-hda-intel")
+    snapshot = f"--host-snapshot={tarball}"
+    selected = run_suite("preflight", built, tmp_path / "k", snapshot, "-k", "VFIO or VM")
+    text = "\n".join(verdict_of(selected))
+    assert "services x IPs" not in text, text  # no matrix: no header for one
+    assert "cutover preflight: areas" in text, text
+    for area in ("ports", "tls"):
+        assert re.search(rf"^{area} +not checked: \d+ deselected by -k 'VFIO or VM'$", text, re.M)
+    deselected = planned - len(selected.cases)
+    assert (
+        f"{deselected} of {planned} checks of the preflight phase not checked: "
+        f"{deselected} deselected by -k 'VFIO or VM'"
+    ) in text, text
+    stopped = run_suite("preflight", built, tmp_path / "x", snapshot, "-x")
+    text = "\n".join(verdict_of(stopped))
+    unrun = planned - len(stopped.cases)
+    assert unrun > 0, stopped.summary()
+    assert (
+        f"{unrun} of {planned} checks of the preflight phase not checked: "
+        f"{unrun} not run (-x stopped the run)"
+    ) in text, text
+    assert re.search(r"^vfio +not checked: \d+ not run \(-x stopped the run\)$", text, re.M), text
+
+
+def test_a_password_the_old_server_rejects_too_is_blamed_on_the_inventory(tmp_path: Path) -> None:
+    """AUTH01 says the inventory's password is probably wrong, and folds into the account's
+    root cause with IMAP01-05; IMAP messages show the server's words, not Python bytes."""
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "wrong-password",
+        "old": {"address": UNUSED_OLD},
+        "new": {"address": UNUSED_NEW},
+        "services": [{"name": "imap", "port": 11143, "protocol": "imap", "tls": "none"}],
+        "mail": {"accounts": [{"user": "alice@example.test", "password_env": "VERDICT_PW"}]},
+        "timeouts": {"connect": 2, "operation": 2},
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with (
+        Peer(UNUSED_OLD, 11143, imap_rejecting, "old"),
+        Peer(UNUSED_NEW, 11143, imap_rejecting, "new"),
+    ):
+        run = run_suite(
+            "preflight",
+            inventory,
+            tmp_path / "reports",
+            "-m",
+            "imap",
+            env={"VERDICT_PW": "wrong-password"},
+        )
+    auth = [c for c in run.failing() if c.check_id == "AUTH01"]
+    assert len(auth) == 1, run.summary()
+    message = auth[0].message
+    assert message.startswith(
+        "AUTH01 alice@example.test: login as alice@example.test rejected, by the old server too"
+    ), message
+    assert "inventory's password for this account is probably wrong" in message, message
+    assert "does not accept this account's password" not in message, message
+    imap = [c for c in run.failing() if c.check_id.startswith("IMAP")]
+    assert imap, run.summary()
+    for case in imap:
+        assert ": [AUTHENTICATIONFAILED] Authentication failed." in case.message, case.message
+        assert "b'" not in case.message, case.message
+    verdict = verdict_of(run)
+    text = "\n".join(verdict)
+    assert (
+        f"account alice@example.test rejected (login failed): {len(run.failing())} checks failed"
+    ) in text, text
+    assert not [line for line in verdict if "own:" in line], text
+
+
+def test_a_missing_baseline_is_one_cause_whatever_the_area() -> None:
+    """IMAP, POP, TLS and MySQL checks that found no baseline: one line, not "on their own"."""
+    where = "reports/baseline.json"
+    failures = [
+        (
+            "IMAP01",
+            f"no IMAP baseline for alice@example.test in {where}: run the preflight phase "
+            "first (while the old server still answers on the old IP)",
+        ),
+        (
+            "POP01",
+            f"no POP3 baseline for alice@example.test in {where}: run the preflight phase first",
+        ),
+        ("TLS04", "no names recorded (run preflight before the cutover to record it)"),
+        ("MYSQL03", "no grants recorded: run preflight first (it records them)"),
+        ("IMAP02", "truncated; run preflight again"),
+        ("DNS03", "DNS03 example.test: TTL 3600"),
+    ]
+    results = [
+        Result({"check_id": check_id}, "failed", f"{check_id} x: {message}")
+        for check_id, message in failures
+    ]
+    assert root_causes(results) == [
+        "no baseline from preflight (run the preflight phase first): 5 checks failed",
+        "1 check failed on its own: DNS03",
+    ]
+
+
+def test_a_nameserver_that_never_answers_is_an_address_that_answered_nothing() -> None:
+    timed_out = "timed out after 2 s asking 198.51.100.53:53 for example.test SOA"
+    results = [
+        Result({"check_id": "DNS01"}, "failed", f"DNS01 example.test: 198.51.100.53: {timed_out}"),
+        Result({"check_id": "MAIL04"}, "failed", f"MAIL04 example.test: {timed_out}"),
+        Result({"check_id": "VM01"}, "error", "VM01: cannot unpack host snapshot"),
+    ]
+    assert root_causes(results) == [
+        "198.51.100.53 answered nothing: no answer to DNS queries on every port tried (53): "
+        "2 checks failed",
+        "1 check could not run (error) on its own: VM01",
+    ]

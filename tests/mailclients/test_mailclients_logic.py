@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
 from cutover.inventory import Account, Inventory, Server
-from cutover.mailauth import implemented, login_plan, login_services
-from cutover.phases import Phase, expectations
+from cutover.mailauth import (
+    AccountLogins,
+    LoginAttempt,
+    implemented,
+    login_plan,
+    login_services,
+    only_rejected,
+    refused_by_old_server,
+)
+from cutover.phases import Phase, Side, expectations
 from cutover.pop3uidl import PopMessage, compare
 from cutover.protocols import ServiceAnswer, imap, pop3, smtp
 from cutover.protocols.base import AuthOutcome, sasl_responses
+from cutover.targets import endpoints
 
 
 @pytest.mark.parametrize(
@@ -144,6 +154,37 @@ def test_login_plan_covers_every_ip_that_must_answer(
     assert {e.service.label for e, _ in plan} == set(methods)  # unknown services left out
     assert {e.side.value for e, _ in plan} == sides
     assert all(m == methods[e.service.label] for e, m in plan)
+
+
+def _logins(*outcomes: tuple[Side, AuthOutcome | None, str]) -> AccountLogins:
+    rules = expectations(Phase.PREFLIGHT)
+    imaps = next(e for e in endpoints(_inventory(), rules) if e.service.label == "imaps-993")
+    by_side = {Side.OLD: imaps, Side.NEW: replace(imaps, side=Side.NEW)}
+    attempts = tuple(
+        LoginAttempt(by_side[side], "LOGIN", outcome is AuthOutcome.ACCEPTED, outcome, detail)
+        for side, outcome, detail in outcomes
+    )
+    return AccountLogins("alice@example.test", attempts, 0.1)
+
+
+REJECTED = AuthOutcome.REJECTED
+NOT_TRIED = "not tried after credentials rejected on imaps"
+
+
+def test_a_password_the_old_server_rejects_too_is_not_the_new_server_s_fault() -> None:
+    both = _logins(
+        (Side.OLD, REJECTED, "NO"), (Side.OLD, None, NOT_TRIED), (Side.NEW, REJECTED, "NO")
+    )
+    assert only_rejected(both.failures())
+    assert [a.endpoint.side for a in refused_by_old_server(both, Side.OLD)] == [Side.OLD]
+    # Once the old server is no longer live (cutover: the old IP forwards), nothing to blame.
+    assert refused_by_old_server(both, None) == []
+    # The old server lets the account in: the new server is the one that rejects it.
+    new_only = _logins((Side.OLD, AuthOutcome.ACCEPTED, "OK"), (Side.NEW, REJECTED, "NO"))
+    assert refused_by_old_server(new_only, Side.OLD) == []
+    assert only_rejected(new_only.failures())
+    # A timeout is not a rejection.
+    assert not only_rejected(_logins((Side.NEW, None, "no answer: timed out")).failures())
 
 
 def msg(number: int, uidl: str, size: int, ident: str | None) -> PopMessage:

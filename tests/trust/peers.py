@@ -428,3 +428,23 @@ def mysql_short_handshake(sock: socket.socket, peer: Peer) -> None:
     payload += struct.pack("<H", _CAPS & 0xFFFF)
     peer.send(sock, struct.pack("<I", len(payload))[:3] + b"\x00" + payload)
     _wait_closed(sock, peer)
+
+
+# --- IMAP ---------------------------------------------------------------------
+
+
+def imap_rejecting(sock: socket.socket, peer: Peer) -> None:
+    """An IMAP server that rejects every login as Dovecot does a wrong password."""
+    peer.send(sock, b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] trust-peer ready.\r\n")
+    for line in _lines(sock, peer):
+        tag, _, rest = line.partition(" ")
+        command = rest.split(" ", 1)[0].upper()
+        if command == "CAPABILITY":
+            peer.send(sock, f"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n".encode())
+        elif command in ("LOGIN", "AUTHENTICATE"):
+            peer.send(sock, f"{tag} NO [AUTHENTICATIONFAILED] Authentication failed.\r\n".encode())
+        elif command == "LOGOUT":
+            peer.send(sock, f"* BYE\r\n{tag} OK bye\r\n".encode())
+            return
+        else:
+            peer.send(sock, f"{tag} BAD unknown command\r\n".encode())
