@@ -65,6 +65,7 @@ HTML_MAILBOX = "<img src=x id=plantedbox onerror=alert(4)>"
 MESSAGE_ID_OLD = f"<{OSC}<img src=x id=plantedmid onerror=alert(5)>@old.test>"
 MESSAGE_ID_NEW = f"<{ERASE}<svg id=plantedmid2 onload=alert(6)>@new.test>"
 # Presentation format in the PowerDNS row (\027 is ESC on the wire).
+PLANTED_UIDVALIDITY = "1700000001"
 SPF_ROW = '"v=spf1 ip4:198.51.100.10 <script>document.title=7</script> \\027]0;spf\\007 -all"'
 LONG_LABEL = "x" * 64 + "." + ZONE
 PLANTED_IDS = (
@@ -130,6 +131,13 @@ def _plant(lab: Lab) -> None:
             f"INSERT INTO app.{_identifier(TABLE)} VALUES ({_sql_literal(key)}, 'value');\n",
         )
         lab.exec(host, "doveadm", "mailbox", "create", "-u", MAIL_USER, MAILBOX, HTML_MAILBOX)
+        # One UIDVALIDITY on both sides, as a migration preserves it: created a second
+        # apart, the two mailboxes would differ by creation time (IMAP02 by the clock).
+        for mailbox in (MAILBOX, HTML_MAILBOX):
+            lab.exec(
+                host, "doveadm", "mailbox", "update", "-u", MAIL_USER,
+                "--uid-validity", PLANTED_UIDVALIDITY, mailbox,
+            )  # fmt: skip
         message_id = MESSAGE_ID_OLD if host == "old" else MESSAGE_ID_NEW
         _piped(
             host,
@@ -245,7 +253,8 @@ def test_the_html_report_runs_no_planted_script(
     for page in pages:
         dom = rendered_dom(page)
         assert "plantedacct" in dom, "the report does not show the planted account at all"
-        assert dom_title(dom) == page.name
+        # A planted script would set document.title: the rendered title is the page's own.
+        assert dom_title(dom) == dom_title(page.read_text(encoding="utf-8")), page
         for planted in PLANTED_IDS:
             assert f'id="{planted}"' not in dom, planted
 
