@@ -432,7 +432,8 @@ def test_ctrl_c_leaves_the_reports_as_they_were(nagios: bool, host: Host, user_d
         inventory = user_dir / "slow.yaml"
         inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
         good = run(
-            [CUTOVER, "run", "preflight", "-i", str(inventory), snap(host), "-m", "vm"], user_dir
+            [CUTOVER, "run", "preflight", "-i", str(host.inventory), snap(host), "-m", "vm"],
+            user_dir,
         )
         assert good.returncode == 0, good.output
         before = snapshot_of(user_dir / "reports")
