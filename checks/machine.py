@@ -62,7 +62,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     path = json_report_path(config)
     if path is not None:
-        config.pluginmanager.register(JsonReport(config, path), "cutover-json-report")
+        guard = config.pluginmanager.get_plugin("cutover-nothing-checked")
+        staged = guard.stage(path) if guard is not None else path  # checks/selection.py
+        config.pluginmanager.register(JsonReport(config, staged), "cutover-json-report")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -87,7 +89,9 @@ class NagiosLine:
         from cutover.nagios import render, unknown
 
         phase = self.report.config.stash[PHASE_KEY].value
-        if self.report.checks:
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            line, code = unknown(phase, "interrupted")
+        elif self.report.checks:
             line, code = render(phase, self.report.document(int(session.exitstatus)))
         else:
             guard = self.report.config.pluginmanager.get_plugin("cutover-nothing-checked")
@@ -164,14 +168,16 @@ class JsonReport:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.checks:
             return  # never a report of nothing (checks/selection.py says why)
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            return  # never a pass for a check that did not finish: the reports stay as they were
         self.path.parent.mkdir(parents=True, exist_ok=True)
         data = self.document(int(session.exitstatus))
-        partial = self.path.with_name(f".{self.path.name}.partial")
-        partial.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
-        partial.replace(self.path)
+        # A staged file: it becomes the report only if the run ended (checks/selection.py).
+        self.path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
 
     def document(self, exit_status: int) -> dict[str, Any]:
         fleet = fleet_of(self.config)
+        guard = self.config.pluginmanager.get_plugin("cutover-nothing-checked")
         checks = list(self.checks.values())
         totals = dict.fromkeys(VERDICTS, 0)
         areas: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(VERDICTS, 0))
@@ -184,7 +190,11 @@ class JsonReport:
             "format_version": FORMAT_VERSION,
             "cutover_version": _cutover_version(),
             "phase": self.config.stash[PHASE_KEY].value,
-            "inventory": str(fleet.source) if fleet.source else None,
+            # Absolute, however the run was typed (`cutover run` or pytest, relative or not).
+            "inventory": str((self.config.invocation_params.dir / fleet.source).resolve())
+            if fleet.source
+            else None,
+            "selection": guard.selection() if guard is not None else None,
             "migration": fleet.name,
             "pairs": list(self.config.stash[PAIRS_KEY]),
             "started_utc": _utc(self.started),

@@ -135,7 +135,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
     reports = Path(config.getoption("reports_dir"))
     if not hasattr(config, "workerinput") and not config.option.collectonly:
-        reports.mkdir(parents=True, exist_ok=True)
         # Per-phase reports unless the operator chose their own paths; one
         # pair of a fleet (a CI matrix job) gets its own: preflight-web07.xml.
         stem = report_stem(config)
@@ -144,6 +143,12 @@ def pytest_configure(config: pytest.Config) -> None:
         if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
             config.option.htmlpath = str(reports / f"{stem}.html")
             config.option.self_contained_html = True
+    if not hasattr(config, "workerinput"):
+        # Before junitxml and pytest-html read the paths: they write staged files,
+        # which become the reports only when the checks ran to the end.
+        from checks.selection import NothingChecked
+
+        config.pluginmanager.register(NothingChecked(config), "cutover-nothing-checked")
     # pytest-timeout: the inventory's per-check backstop unless given on the command line.
     if getattr(config.option, "timeout", None) in (None, 0):
         config.option.timeout = max(fleet.pair(name).timeouts.test for name in selected)

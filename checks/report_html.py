@@ -109,6 +109,7 @@ class HtmlReport:
             f"<h2>Verdict: phase {escape(self.summary.phase.value)}, inventory "
             f"{escape(fleet.name)}</h2>",
             f"<p>Inventory file: <code>{escape(str(fleet.source))}</code></p>",
+            *(f"<p>{escape(line)}</p>" for line in self._selection_lines()),
             "<h3>Pairs</h3>",
             _pre(pairs),
             "<h3>Services x IPs, and one line per area</h3>",
@@ -119,6 +120,12 @@ class HtmlReport:
             parts += ["<h3>Root causes</h3>", _pre(causes, "cutover-causes")]
         parts.append("</section>")
         prefix.extend(parts)
+
+    def _selection_lines(self) -> list[str]:
+        """`selection: -k 'VFIO or VM' — N checks of the phase not selected`, when not all ran."""
+        guard = self.config.pluginmanager.get_plugin("cutover-nothing-checked")
+        line = guard.selection_line() if guard is not None else None
+        return [line] if line else []
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_table_header(self, cells: list[str]) -> None:

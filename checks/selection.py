@@ -16,19 +16,24 @@
 - Every check's ID is a `-k` keyword: `-k PORT03`, `-k "DNS02 or DNS03"`.
 - `--probe-mail` without `mail.probe_account` is an inventory error.
 - Never green on nothing: a phase run in which no check ran (none collected,
-  or all deselected) exits non-zero with one line saying why, and the
-  reports it would have written are put back as they were.
+  or all deselected) exits non-zero with one line saying why, its last.
+- Reports are published only by a run whose checks ran: an empty,
+  interrupted (Ctrl-C) or crashed run leaves them as they were, untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _pytest.junitxml import xml_key
 
-from checks.support import FLEET_KEY, PAIRS_KEY, fleet_of
-from cutover.phases import AREAS, Phase
+from checks.support import FLEET_KEY, PAIRS_KEY, PHASE_KEY, fleet_of
+from cutover.phases import AREAS, Phase, runs_in
 
 CHECKS_DIR = Path(__file__).resolve().parent
 NEEDS_PHASE = (
@@ -114,10 +119,6 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args = [str(CHECKS_DIR)]
         config.args_source = pytest.Config.ArgsSource.ARGS
     require_probe_account(config)
-    if not hasattr(config, "workerinput"):
-        guard = NothingChecked(config)
-        guard.save_reports()
-        config.pluginmanager.register(guard, "cutover-nothing-checked")
 
 
 def require_probe_account(config: pytest.Config) -> None:
@@ -178,48 +179,177 @@ def unconfigured_sections(config: pytest.Config) -> list[str]:
 
 
 class NothingChecked:
-    """On a phase run's controller: no check ran means a non-zero exit and untouched reports."""
+    """On a phase run's controller: reports are published only by a run whose checks ran.
+
+    junitxml, pytest-html and the JSON report write staged files beside their
+    places (`reports/.preflight.xml.partial`). When checks ran and the run
+    ended (exit 0 or 1), each staged file replaces its report in one rename.
+    Otherwise (no check ran, Ctrl-C, an internal error) the staged files are
+    removed: the reports are not touched (same bytes, same mtime), a reports
+    directory made for nothing is removed again, no "generated ... report"
+    line claims otherwise, and the run's last line says why.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.ran = 0
-        self.deselected = 0
-        self.saved: dict[Path, bytes | None] = {}
+        self.deselected = 0  # checks of the phase left out by -k, -m (not the other phases')
+        self.selected: int | None = None  # after deselection (None: not known, xdist)
+        self.staged: dict[Path, Path] = {}  # staged file -> the report it becomes
+        self.made: list[Path] = []  # directories the reports would be the first in
+        self.published = False
+        self.last_line: str | None = None
+        option = config.option
+        for name in ("xmlpath", "htmlpath"):
+            if getattr(option, name, None):
+                setattr(option, name, str(self.stage(getattr(option, name))))
 
-    def report_paths(self) -> Iterator[Path]:
-        from checks.machine import json_report_path
-
-        option = self.config.option
-        for value in (
-            getattr(option, "xmlpath", None),
-            getattr(option, "htmlpath", None),
-            json_report_path(self.config),
-        ):
-            if value:
-                yield Path(value).resolve()
-
-    def save_reports(self) -> None:
-        """What the report files hold before the run (None: no such file), to put back."""
-        for path in self.report_paths():
-            self.saved[path] = path.read_bytes() if path.is_file() else None
+    def stage(self, value: str | Path) -> Path:
+        """The staged file for the report at `value` (as junitxml and pytest-html resolve it)."""
+        final = Path.cwd() / Path(os.path.expandvars(str(value))).expanduser()
+        staged = final.with_name(f".{final.name}.partial")
+        self.staged[staged] = final
+        missing = final.parent
+        while not missing.exists() and missing not in self.made:
+            self.made.append(missing)
+            missing = missing.parent
+        return staged
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.deselected += len(items)
+        from checks.plugin import check_id_of
+
+        phase = self.config.stash[PHASE_KEY]
+        for item in items:
+            check_id = check_id_of(item)
+            self.deselected += check_id is not None and runs_in(check_id, phase)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.config.pluginmanager.hasplugin("dsession"):  # xdist: the workers collect
+            self.selected = len(session.items)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "setup":
             self.ran += 1
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.ran or self.config.option.collectonly:
-            return
-        if session.exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-            return  # interrupted, or a usage error that has its own line
-        session.exitstatus = EXIT_NOTHING_CHECKED
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
-            terminal.write_line(f"cutover: {self.reason()}", red=True, bold=True)
+    def selection(self) -> dict[str, Any]:
+        """What chose the checks that ran: the JSON report's `selection`."""
+        option = self.config.option
+        return {
+            "keyword": option.keyword or None,
+            "markexpr": option.markexpr or None,
+            "pairs": self.config.getoption("pair") or None,
+            "maxfail": option.maxfail or None,
+            "deselected": self.deselected,
+            "not_run": None if self.selected is None else max(0, self.selected - self.ran),
+        }
+
+    def selection_line(self) -> str | None:
+        """`selection: -k 'VFIO or VM' — 138 checks of the phase not selected` (None: all ran)."""
+        chosen = self.selection()
+        given = [
+            *([f"-k {chosen['keyword']!r}"] if chosen["keyword"] else []),
+            *([f"-m {chosen['markexpr']!r}"] if chosen["markexpr"] else []),
+            *(f"--pair {name}" for name in chosen["pairs"] or []),
+            *(
+                ["-x" if chosen["maxfail"] == 1 else f"--maxfail {chosen['maxfail']}"]
+                if chosen["maxfail"]
+                else []
+            ),
+        ]
+        counts = []
+        if chosen["deselected"]:
+            counts.append(f"{chosen['deselected']} checks of the phase not selected")
+        if chosen["not_run"]:
+            counts.append(f"{chosen['not_run']} selected checks not run")
+        if not given and not counts:
+            return None
+        return (
+            "selection: "
+            + (" ".join(given) or "all")
+            + (" — " + ", ".join(counts) if counts else "")
+        )
+
+    @pytest.hookimpl(wrapper=True, trylast=True)  # inside every writer's, before the summary
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, object, object]:
+        ended = session.exitstatus
+        if (
+            not self.ran
+            and not self.config.option.collectonly
+            and ended
+            in (
+                pytest.ExitCode.OK,
+                pytest.ExitCode.NO_TESTS_COLLECTED,
+            )
+        ):
+            session.exitstatus = EXIT_NOTHING_CHECKED
+            self.last_line = f"cutover: {self.reason()}"
+        try:
+            result = yield
+        except BaseException:
+            self.discard()
+            raise
+        if (
+            self.ran
+            and not self.config.option.collectonly
+            and ended
+            in (
+                pytest.ExitCode.OK,
+                pytest.ExitCode.TESTS_FAILED,
+            )
+        ):
+            self.publish()
+        else:
+            self.discard()
+            if ended == pytest.ExitCode.INTERRUPTED:
+                self.last_line = (
+                    "cutover: interrupted: no report written, the reports were left as they were"
+                )
+            elif self.last_line is None:
+                self.last_line = (
+                    f"cutover: the run did not finish (exit {int(ended)}): no report written, "
+                    "the reports were left as they were"
+                )
+        return result
+
+    def publish(self) -> None:
+        for staged, final in self.staged.items():
+            if staged.exists():
+                os.replace(staged, final)
+        self.published = True
+        # The "generated ... report" lines name the reports, not the staged files.
+        xml = self.config.stash.get(xml_key, None)
+        if xml is not None:
+            xml.logfile = str(self.staged.get(Path(xml.logfile), xml.logfile))
+        for plugin in self._html_reports():
+            plugin._report_path = self.staged.get(plugin._report_path, plugin._report_path)
+
+    def discard(self) -> None:
+        self.discard_files()
+        # No "generated xml file" / "Generated html report" line for a report not written.
+        xml = self.config.stash.get(xml_key, None)
+        if xml is not None:
+            del self.config.stash[xml_key]
+            self.config.pluginmanager.unregister(xml)
+        for plugin in self._html_reports():
+            self.config.pluginmanager.unregister(plugin)
+
+    def discard_files(self) -> None:
+        for staged in self.staged:
+            staged.unlink(missing_ok=True)
+        for directory in self.made:  # deepest first
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+
+    def _html_reports(self) -> list[Any]:
+        try:
+            from pytest_html.basereport import BaseReport
+        except ImportError:
+            return []
+        return [
+            plugin
+            for plugin in self.config.pluginmanager.get_plugins()
+            if isinstance(plugin, BaseReport) and hasattr(plugin, "_report_path")
+        ]
 
     def reason(self) -> str:
         phase = self.config.getoption("phase")
@@ -243,10 +373,11 @@ class NothingChecked:
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        if self.ran and not config.option.collectonly:
-            return
-        for path, content in self.saved.items():
-            if content is None:
-                path.unlink(missing_ok=True)
+        if not self.published:  # e.g. an input error before the session: no staged file kept
+            self.discard_files()
+        if self.last_line is not None:
+            terminal = config.pluginmanager.get_plugin("terminalreporter")
+            if terminal is not None:
+                terminal.write_line(self.last_line, red=True, bold=True)
             else:
-                path.write_bytes(content)
+                print(self.last_line, flush=True)

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -92,16 +93,32 @@ def report_files(directory: Path) -> list[str]:
     return sorted(p.name for p in (directory / "reports").glob("*"))
 
 
-def run(argv: list[str], cwd: Path, timeout: float = 300) -> Ran:
+def user_env(*, cache: bool = False) -> dict[str, str]:
+    """The environment of a user's shell: no self-test settings, no pytest cache unless `cache`."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("PYTEST_", "CUTOVER_")) and k != "COLUMNS"
     }
     env[PASSWORD_ENV] = "not-a-real-password"
-    env["PYTEST_ADDOPTS"] = "-p no:cacheprovider"  # no .pytest_cache in the checkout
+    if not cache:
+        env["PYTEST_ADDOPTS"] = "-p no:cacheprovider"
+    return env
+
+
+def run(argv: list[str], cwd: Path, timeout: float = 300, *, cache: bool = False) -> Ran:
+    env = user_env(cache=cache)
     done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout)
     return Ran(done.returncode, done.stdout, done.stderr, cwd)
+
+
+def snapshot_of(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `directory`: its bytes and mtime (ns)."""
+    return {
+        str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 @dataclass(frozen=True)
@@ -418,6 +435,122 @@ def test_a_host_snapshot_that_cannot_be_read_is_a_usage_error(
     assert report_files(user_dir) == []
 
 
+def test_an_empty_run_ends_with_its_reason_and_touches_no_report(
+    host: Host, user_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    good = run(
+        [CUTOVER, "run", "preflight", "-i", str(host.inventory), snap(host), "-k", "VM03"], user_dir
+    )
+    assert good.returncode == 0, good.output
+    before = snapshot_of(user_dir / "reports")
+    empty = run(
+        [CUTOVER, "run", "preflight", "-i", str(host.inventory), "-k", "nothing_matches"], user_dir
+    )
+    assert empty.returncode == 5, empty.output
+    last = empty.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("cutover: no check ran: ") and "left as they were" in last, empty.output
+    assert "generated xml file" not in empty.stdout and "Generated html" not in empty.stdout
+    assert snapshot_of(user_dir / "reports") == before  # same bytes, same mtimes, nothing else
+    fresh = tmp_path_factory.mktemp("fresh")
+    empty = run(
+        [CUTOVER, "run", "preflight", "-i", str(host.inventory), "-k", "nothing_matches"], fresh
+    )
+    assert empty.returncode == 5, empty.output
+    assert list(fresh.iterdir()) == [], "an empty run left something in a fresh directory"
+
+
+def silent_listener(address: str) -> socket.socket:
+    """Accepts connections (the kernel does) and never says a word."""
+    listener = socket.socket()
+    listener.bind((address, 0))
+    listener.listen(16)
+    return listener
+
+
+@pytest.mark.parametrize("nagios", [False, True], ids=["terminal", "nagios"])
+def test_ctrl_c_leaves_the_reports_as_they_were(nagios: bool, host: Host, user_dir: Path) -> None:
+    """A check is mid-flight (reading a greeting that never comes) when SIGINT arrives."""
+    with silent_listener("127.0.0.7") as listener:
+        port = listener.getsockname()[1]
+        data = yaml.safe_load(host.inventory.read_text(encoding="utf-8"))
+        data.update(
+            old={"address": "127.0.0.7"},
+            new={"address": "127.0.0.8"},
+            services=[{"name": "imap", "port": port, "protocol": "imap"}],
+            # The probe threads finish their exchange before the process exits: a
+            # Ctrl-C waits for at most the operation timeout.
+            timeouts={"connect": 1, "operation": 10, "test": 60},
+        )
+        inventory = user_dir / "slow.yaml"
+        inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+        good = run(
+            [CUTOVER, "run", "preflight", "-i", str(host.inventory), snap(host), "-m", "vm"],
+            user_dir,
+        )
+        assert good.returncode == 0, good.output
+        before = snapshot_of(user_dir / "reports")
+        argv = [CUTOVER, "run", "preflight", "-i", str(inventory), "-k", "PORT01"]
+        if nagios:
+            argv.append("--nagios")
+        with subprocess.Popen(
+            argv,
+            cwd=user_dir,
+            env=user_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: a Ctrl-C from a terminal
+            # A shell's background job inherits SIGINT ignored (and Python then installs no
+            # KeyboardInterrupt handler): a terminal's foreground run has it at its default.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        ) as started:
+            listener.settimeout(60)
+            try:
+                connection, _ = listener.accept()  # the check is waiting for a greeting now
+            except TimeoutError:
+                started.kill()
+                stdout, stderr = started.communicate(timeout=60)
+                raise AssertionError(f"the check never connected:\n{stdout}\n{stderr}") from None
+            os.killpg(started.pid, signal.SIGINT)
+            stdout, stderr = started.communicate(timeout=120)
+            connection.close()
+    output = f"exit {started.returncode}\n{stdout}\n{stderr}"
+    assert "Traceback" not in output, output
+    assert snapshot_of(user_dir / "reports") == before, output
+    if nagios:
+        assert started.returncode == 3, output
+        assert stdout == "CUTOVER PREFLIGHT UNKNOWN - interrupted\n", output
+    else:
+        assert started.returncode == 2, output
+        last = stdout.rstrip().splitlines()[-1]
+        assert last.startswith("cutover: interrupted") and "left as they were" in last, output
+        assert "generated xml file" not in stdout and "Generated html" not in stdout, output
+
+
+def test_cutover_run_keeps_the_pytest_cache_in_the_current_directory(
+    host: Host, user_dir: Path
+) -> None:
+    """The rootdir is the install directory: pytest's cache would land there."""
+    cache = REPO / ".pytest_cache"
+    before = snapshot_of(cache) if cache.is_dir() else None
+    ran = run(
+        [CUTOVER, "run", "preflight", "-i", str(host.inventory), snap(host), "-k", "VM03"],
+        user_dir,
+        cache=True,
+    )
+    assert ran.returncode == 0, ran.output
+    assert (user_dir / ".pytest_cache").is_dir(), ran.output
+    assert (snapshot_of(cache) if cache.is_dir() else None) == before
+
+
+def test_unknown_options_are_named_by_the_command_typed(host: Host, user_dir: Path) -> None:
+    ran = run(
+        [CUTOVER, "run", "preflight", "-i", str(host.inventory), "--no-such-option"], user_dir
+    )
+    assert ran.returncode == 4, ran.output
+    assert "__main__.py" not in ran.output and "cutover run" in ran.stderr, ran.output
+
+
 def test_collect_only_writes_no_report(host: Host, user_dir: Path) -> None:
     ran = run([CUTOVER, "run", "preflight", "-i", str(host.inventory), "--collect-only"], user_dir)
     assert ran.returncode == 0, ran.output
@@ -635,3 +768,16 @@ def test_pyproject_licence_is_an_spdx_string_and_the_command_is_installed() -> N
     assert isinstance(project["license"], str)
     assert project["scripts"]["cutover"] == "cutover.__main__:main"
     assert Path(CUTOVER).is_file()
+
+
+def test_a_partial_selection_says_so_in_the_reports(host: Host, user_dir: Path) -> None:
+    """`-k VM03` is not a full pass: the JSON and the HTML name the selection."""
+    ran = run(
+        [CUTOVER, "run", "preflight", "-i", str(host.inventory), snap(host), "-k", "VM03"], user_dir
+    )
+    assert ran.returncode == 0, ran.output
+    document = json.loads((user_dir / "reports" / "preflight.json").read_text(encoding="utf-8"))
+    assert document["selection"]["keyword"] == "VM03", document["selection"]
+    assert document["selection"]["deselected"] > 0, document["selection"]
+    page = (user_dir / "reports" / "preflight.html").read_text(encoding="utf-8")
+    assert "selection: -k &#x27;VM03&#x27; — " in page or "selection: -k 'VM03' — " in page
