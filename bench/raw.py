@@ -122,7 +122,7 @@ def mysql_rows(inv: Inventory, ip: str, account: dict[str, Any], sql: str) -> li
 
 
 def questions(zone: dict[str, Any]) -> list[tuple[str, str]]:
-    """The suite's questions for a zone (cutover.dns.zone_questions): apex, then each name."""
+    """The suite's questions for a zone (as `zone_questions` asks): apex, then each name."""
     apex = zone["name"].rstrip(".") + "."
     found = [(apex, t) for t in APEX]
     for label in zone.get("names", ["www", "mail"]):

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from checks.support import NoTargets, parametrize
-from cutover.hostfs import Host, LocalRoot, SnapshotError, TestinfraHost, open_snapshot
-from cutover.inventory import Inventory, VirtHost
-from cutover.vfio import (
+from cutover.model.inventory import Inventory, VirtHost
+from cutover.probes.hostfs import Host, LocalRoot, SnapshotError, TestinfraHost, open_snapshot
+from cutover.probes.virt.vfio import (
     DeviceTarget,
     IommuStatus,
     PciFunction,
@@ -28,7 +28,12 @@ from cutover.vfio import (
     read_cpu_vendor,
     read_pci_functions,
 )
-from cutover.vm import DomainConfig, DomainObservation, observe_domain, read_cpu_siblings
+from cutover.probes.virt.vm import (
+    DomainConfig,
+    DomainObservation,
+    observe_domain,
+    read_cpu_siblings,
+)
 
 NO_VIRT_HOST = "inventory has no virt_host"
 

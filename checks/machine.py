@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from checks.support import FLEET_KEY, PAIRS_KEY, PHASE_KEY, fleet_of
-from cutover.phases import area_of
+from cutover.model.phases import area_of
 from cutover.untrusted import shown
 
 FORMAT_VERSION = 1
@@ -79,14 +79,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 class NagiosLine:
-    """Prints the run's Nagios status line (cutover/nagios.py) and makes its state the exit code."""
+    """Prints the run's Nagios status line (cutover.cli.nagios); its state is the exit code."""
 
     def __init__(self, report: JsonReport) -> None:
         self.report = report
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from cutover.nagios import render, unknown
+        from cutover.cli.nagios import render, unknown
 
         phase = self.report.config.stash[PHASE_KEY].value
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:

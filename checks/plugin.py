@@ -41,17 +41,17 @@ from checks.support import (
     fleet_of,
     pairs_of,
 )
-from cutover.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
+from cutover.model.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
 from cutover.untrusted import shown, shown_lines
 
 # The plugin is loaded by every pytest run in this environment (`pytest
 # --version`, the self-tests): the inventory models (pydantic), the probes
 # and the baseline are imported only where a run with `--phase` needs them.
 if TYPE_CHECKING:
-    from cutover.baseline import Baseline
-    from cutover.inventory import Fleet, Inventory
-    from cutover.protocols import Observations, ServiceAnswer
-    from cutover.targets import Endpoint
+    from cutover.model.baseline import Baseline
+    from cutover.model.endpoints import Endpoint
+    from cutover.model.inventory import Fleet, Inventory
+    from cutover.probes.services import Observations, ServiceAnswer
 
 CHECKS_DIR = Path(__file__).resolve().parent
 # The front door (selection, never green on nothing) and the machine outputs (JSON report).
@@ -112,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
     phase_name = config.getoption("phase")
     if not phase_name:
         return
-    from cutover.inventory import InventoryError, load_fleet
+    from cutover.model.inventory import InventoryError, load_fleet
 
     phase = Phase(phase_name)
     try:
@@ -229,7 +229,7 @@ def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
 
 def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
     """Each `--host-snapshot`, checked now: a path that is not a tarball is a usage error."""
-    from cutover.hostfs import snapshot_problem
+    from cutover.probes.hostfs import snapshot_problem
 
     found: dict[str, Path] = {}
     for value in config.getoption("host_snapshot") or []:
@@ -438,7 +438,7 @@ def phase(pytestconfig: pytest.Config) -> Phase:
 
 @pytest.fixture(scope="session")
 def expect(pytestconfig: pytest.Config, inventory: Inventory) -> PhaseExpectations:
-    """What must hold in this run's phase (cutover.phases)."""
+    """What must hold in this run's phase (cutover.model.phases)."""
     return expectations_for(pytestconfig, inventory)
 
 
@@ -448,7 +448,7 @@ def baseline(pytestconfig: pytest.Config, inventory: Inventory) -> Iterator[Base
 
     Records are buffered and written once, when the session ends.
     """
-    from cutover.baseline import Baseline, BaselineError
+    from cutover.model.baseline import Baseline, BaselineError
 
     recorded = Baseline(baseline_path(pytestconfig, inventory.name))
     yield recorded
@@ -475,8 +475,8 @@ def services(
     inventory: Inventory, expect: PhaseExpectations, observing: Callable[[str, str], Stage]
 ) -> Observations[Endpoint, ServiceAnswer]:
     """Every service on every IP of the phase: observed once per run, concurrently, on first use."""
-    from cutover.protocols import Observations, ProbeSettings, observe
-    from cutover.targets import endpoints
+    from cutover.model.endpoints import endpoints
+    from cutover.probes.services import Observations, ProbeSettings, observe
 
     settings = ProbeSettings.from_inventory(inventory)
     return Observations(

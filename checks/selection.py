@@ -33,7 +33,7 @@ import pytest
 from _pytest.junitxml import xml_key
 
 from checks.support import FLEET_KEY, PAIRS_KEY, PHASE_KEY, fleet_of
-from cutover.phases import AREAS, Phase, runs_in
+from cutover.model.phases import AREAS, Phase, runs_in
 
 CHECKS_DIR = Path(__file__).resolve().parent
 NEEDS_PHASE = (
@@ -161,7 +161,7 @@ def unconfigured_sections(config: pytest.Config) -> list[str]:
 
     from checks.plugin import AREA_SECTIONS
     from checks.support import PAIRS_KEY, pairs_of
-    from cutover.catalogue import load_catalogue
+    from cutover.model.catalogue import load_catalogue
 
     if PAIRS_KEY not in config.stash:
         return []

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 
-from cutover.net import ProbeError
-from cutover.phases import Phase, PhaseExpectations, expectations
+from cutover.model.phases import Phase, PhaseExpectations, expectations
+from cutover.probes.connect import ProbeError
 from cutover.untrusted import shown
 
 if TYPE_CHECKING:  # the models (pydantic) load only when a run has an inventory
-    from cutover.inventory import Fleet, Inventory
+    from cutover.model.inventory import Fleet, Inventory
 
 INVENTORY_KEY = pytest.StashKey["Inventory"]()  # only when the inventory is one pair
 FLEET_KEY = pytest.StashKey["Fleet"]()

@@ -17,8 +17,11 @@ import pytest
 
 from checks.progress import Stage
 from checks.support import no_problems, parametrize
-from cutover.baseline import Baseline
-from cutover.dns import (
+from cutover.model.baseline import Baseline
+from cutover.model.inventory import Inventory
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import ProbeError
+from cutover.probes.dns.engine import (
     Answer,
     Question,
     ZoneObservation,
@@ -33,10 +36,7 @@ from cutover.dns import (
     seconds_to_wait,
     serial_compare,
 )
-from cutover.dnssql import SqlRecord, SqlZone, read_zones
-from cutover.inventory import Inventory
-from cutover.net import ProbeError
-from cutover.phases import PhaseExpectations, Side
+from cutover.probes.dns.sql import SqlRecord, SqlZone, read_zones
 
 # When no TTL above the limit was ever observed for a record, the old TTL is
 # unknown: wait this long (one day: Unbound's default cache-max-ttl, and the

@@ -8,14 +8,14 @@ import pytest
 
 from checks.progress import Stage
 from checks.support import expectations_for, observed, parametrize
-from cutover.baseline import Baseline
-from cutover.inventory import Inventory, Protocol, Vhost
-from cutover.net import ProbeError
-from cutover.phases import PhaseExpectations, Side
-from cutover.protocols import Observations, ProbeSettings, serving_ip
-from cutover.protocols.apache import ApacheConfig, observe_config
-from cutover.protocols.http import HttpResponse, fetch
-from cutover.targets import Endpoint, endpoint_of, endpoints
+from cutover.model.baseline import Baseline
+from cutover.model.endpoints import Endpoint, endpoint_of, endpoints
+from cutover.model.inventory import Inventory, Protocol, Vhost
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import ProbeError
+from cutover.probes.services import Observations, ProbeSettings, serving_ip
+from cutover.probes.services.apache import ApacheConfig, observe_config
+from cutover.probes.services.http import HttpResponse, fetch
 
 Record = Callable[..., None]
 

@@ -17,15 +17,15 @@ from dataclasses import dataclass
 import pytest
 
 from checks.support import parametrize
-from cutover.baseline import Baseline, BaselineError
-from cutover.imap import ImapSession, ImapTarget, imap_targets
-from cutover.imapbaseline import BaselineSource, UidMapWriter
-from cutover.imapdiff import AccountReport, MailSource, Pair, compare_account
-from cutover.inventory import Inventory
-from cutover.net import ProbeError
-from cutover.phases import PhaseExpectations, Side
-from cutover.protocols import Observations, ServiceAnswer
-from cutover.targets import Endpoint, endpoint_of
+from cutover.compare.imap import AccountReport, MailSource, Pair, compare_account
+from cutover.compare.imap_baseline import BaselineSource, UidMapWriter
+from cutover.model.baseline import Baseline, BaselineError
+from cutover.model.endpoints import Endpoint, endpoint_of
+from cutover.model.inventory import Inventory
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import ProbeError
+from cutover.probes.mail.mailboxes import ImapSession, ImapTarget, imap_targets
+from cutover.probes.services import Observations, ServiceAnswer
 from cutover.untrusted import property_name
 
 Services = Observations[Endpoint, ServiceAnswer]

@@ -17,9 +17,12 @@ import pytest
 
 from checks.progress import Stage
 from checks.support import no_problems, parametrize
-from cutover.baseline import Baseline, BaselineError
-from cutover.inventory import Inventory
-from cutover.mailauth import (
+from cutover.model.baseline import Baseline, BaselineError
+from cutover.model.endpoints import Endpoint, endpoint_of
+from cutover.model.inventory import Inventory
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import ProbeError
+from cutover.probes.mail.logins import (
     SECTION,
     STOPS_AN_IP,
     AccountLogins,
@@ -32,9 +35,7 @@ from cutover.mailauth import (
     only_rejected,
     refused_by_old_server,
 )
-from cutover.net import ProbeError
-from cutover.phases import PhaseExpectations, Side
-from cutover.pop3uidl import (
+from cutover.probes.mail.pop3 import (
     LoginRefused,
     Maildrop,
     PopTarget,
@@ -45,9 +46,8 @@ from cutover.pop3uidl import (
     read_maildrop,
     record_maildrop,
 )
-from cutover.protocols import Observations, ProbeSettings, ServiceAnswer, serving_ip
-from cutover.protocols.base import AuthOutcome
-from cutover.targets import Endpoint, endpoint_of
+from cutover.probes.services import Observations, ProbeSettings, ServiceAnswer, serving_ip
+from cutover.probes.services.base import AuthOutcome
 
 Record = Callable[..., None]
 Services = Observations[Endpoint, ServiceAnswer]

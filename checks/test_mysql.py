@@ -16,9 +16,11 @@ from typing import Any, NoReturn
 import pytest
 
 from checks.support import baseline_path, expectations_for, parametrize, phase_of
-from cutover.baseline import Baseline, BaselineError
-from cutover.inventory import Inventory
-from cutover.mysql import (
+from cutover.model.baseline import Baseline, BaselineError
+from cutover.model.inventory import Inventory
+from cutover.model.phases import PhaseExpectations, Side, runs_in
+from cutover.probes.connect import ProbeError
+from cutover.probes.mysql.session import (
     AccountGrants,
     AccountTarget,
     DatabaseTarget,
@@ -39,9 +41,7 @@ from cutover.mysql import (
     socket_accounts,
     try_login,
 )
-from cutover.mysql_tunnel import diagnose, probe_tunnel_login
-from cutover.net import ProbeError
-from cutover.phases import PhaseExpectations, Side, runs_in
+from cutover.probes.mysql.tunnel import diagnose, probe_tunnel_login
 from cutover.untrusted import shown
 
 BASELINE_SECTION = "mysql"

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import pytest
 
 from checks.support import no_problems, observed, parametrize, skip_unless
-from cutover.baseline import Baseline
-from cutover.inventory import Inventory
-from cutover.net import ProbeError
-from cutover.outbound import (
+from cutover.model.baseline import Baseline
+from cutover.model.endpoints import endpoint_of
+from cutover.model.inventory import Inventory
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import ProbeError
+from cutover.probes.outbound import (
     AuthoritativeLookup,
     DkimRecord,
     MxRecord,
@@ -36,9 +38,7 @@ from cutover.outbound import (
     observe_spf_records,
     parse_mx,
 )
-from cutover.phases import PhaseExpectations, Side
-from cutover.protocols import Observations, ProbeSettings, ServiceAnswer, observe
-from cutover.targets import endpoint_of
+from cutover.probes.services import Observations, ProbeSettings, ServiceAnswer, observe
 
 Record = Callable[..., None]
 

@@ -11,12 +11,12 @@ from collections.abc import Callable
 import pytest
 
 from checks.support import expectations_for, observed, parametrize, skip_unless
-from cutover.baseline import Baseline
-from cutover.inventory import Inventory, Protocol, Service, TlsMode
-from cutover.net import ProbeError
-from cutover.phases import PhaseExpectations, Side
-from cutover.protocols import Observations, ServiceAnswer, serving_ip
-from cutover.targets import Endpoint, ServiceTarget, endpoint_of, endpoints
+from cutover.model.baseline import Baseline
+from cutover.model.endpoints import Endpoint, ServiceTarget, endpoint_of, endpoints
+from cutover.model.inventory import Inventory, Protocol, Service, TlsMode
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import ProbeError
+from cutover.probes.services import Observations, ServiceAnswer, serving_ip
 
 Services = Observations[Endpoint, ServiceAnswer]
 Record = Callable[..., None]
@@ -232,7 +232,7 @@ def test_mail_relayed_to_new_server(
     """
     if not pytestconfig.getoption("probe_mail"):
         pytest.skip("opt-in: --probe-mail sends one test message through the old IP's port 25")
-    from cutover.mailprobe import probe_mail_flow, relay_service
+    from cutover.probes.mail.flow import probe_mail_flow, relay_service
 
     service = relay_service(inventory)
     skip_unless(service is not None, "the inventory lists no SMTP service on port 25")

@@ -12,12 +12,12 @@ from collections.abc import Callable
 import pytest
 
 from checks.support import expectations_for, observed, parametrize
-from cutover.baseline import Baseline
-from cutover.inventory import Inventory, TlsMode
-from cutover.phases import PhaseExpectations, Side
-from cutover.protocols import Observations, ServiceAnswer, serving_ip
-from cutover.targets import Endpoint, ServiceTarget, endpoint_of, endpoints
-from cutover.tls import TlsFacts, name_covered
+from cutover.model.baseline import Baseline
+from cutover.model.endpoints import Endpoint, ServiceTarget, endpoint_of, endpoints
+from cutover.model.inventory import Inventory, TlsMode
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.services import Observations, ServiceAnswer, serving_ip
+from cutover.probes.tls import TlsFacts, name_covered
 
 Services = Observations[Endpoint, ServiceAnswer]
 Record = Callable[..., None]

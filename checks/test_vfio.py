@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from checks.support import no_problems, skip_unless
-from cutover.hostfs import Host
-from cutover.inventory import VirtHost
-from cutover.untrusted import property_name, shown
-from cutover.vfio import (
+from cutover.model.inventory import VirtHost
+from cutover.probes.hostfs import Host
+from cutover.probes.virt.vfio import (
     VFIO_DRIVERS,
     DeviceTarget,
     IommuStatus,
@@ -20,7 +19,8 @@ from cutover.vfio import (
     iommu_group_members,
     read_vfio_bind_list,
 )
-from cutover.vm import DomainObservation
+from cutover.probes.virt.vm import DomainObservation
+from cutover.untrusted import property_name, shown
 
 pytest_plugins = ["checks._vfio_fixtures"]
 

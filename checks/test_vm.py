@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 from checks.support import no_problems, skip_unless
-from cutover.hostfs import Host
-from cutover.inventory import VirtHost
-from cutover.vfio import DeviceTarget, PciFunction
-from cutover.vm import (
+from cutover.model.inventory import VirtHost
+from cutover.probes.hostfs import Host
+from cutover.probes.virt.vfio import DeviceTarget, PciFunction
+from cutover.probes.virt.vm import (
     DomainConfig,
     DomainObservation,
     format_cpuset,

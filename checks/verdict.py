@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from _pytest._code.code import ExceptionChainRepr, ReprEntry, ReprFileLocation
 
-from cutover.phases import CHECK_ID, Phase, area_of
+from cutover.model.phases import CHECK_ID, Phase, area_of
 
 SESSION_ERRORS_KEY = pytest.StashKey[list[str]]()
 _WORKER_OUTPUT = "cutover_session_errors"
@@ -134,7 +134,7 @@ _MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL", "error": "ERROR"}
 _OUTCOMES = ("passed", "failed", "error", "skipped")
 _COUNTED = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
 
-# How a probe says an address answered nothing (cutover/net.py's wording): no
+# How a probe says an address answered nothing (cutover/probes/connect.py's wording): no
 # connection at all, or a connection that never got a word (a forwarder whose
 # backend is gone accepts, then stays silent or hangs up).
 _ADDRESS = r"(?P<address>\[[0-9A-Fa-f:.]+\]|[^\s:\[\]()]+):(?P<port>\d+)"

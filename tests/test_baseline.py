@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cutover.baseline import Baseline, BaselineError
+from cutover.model.baseline import Baseline, BaselineError
 
 
 @pytest.fixture

@@ -24,9 +24,9 @@ from tests.suite import REPO
 WRITE = """
 import json
 from pathlib import Path
-from cutover.baseline import Baseline
-from cutover.imap import Listing
-from cutover.imapbaseline import UidMapWriter
+from cutover.model.baseline import Baseline
+from cutover.probes.mail.mailboxes import Listing
+from cutover.compare.imap_baseline import UidMapWriter
 baseline = Baseline(Path("reports/baseline.json"))
 baseline.record("identity", "imaps-993/old", "old.example.test")
 writer = UidMapWriter(baseline, "alice@example.test", "old")

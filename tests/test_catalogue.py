@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from cutover.catalogue import load_catalogue, render_markdown
-from cutover.phases import CHECK_PHASES, area_of
+from cutover.model.catalogue import load_catalogue, render_markdown
+from cutover.model.phases import CHECK_PHASES, area_of
 from tests.suite import REPO
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from cutover.inventory import Inventory, Pair, load_fleet, load_inventory
+from cutover.model.inventory import Inventory, Pair, load_fleet, load_inventory
 from tests.suite import PYTHON, REPO, SuiteRun, parse_junit, run_suite
 from tests.vfio.support import CHECK_FILES, generate
 

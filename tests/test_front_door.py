@@ -31,9 +31,9 @@ import pytest
 import yaml
 
 from checks.selection import NEEDS_PHASE
-from cutover import nagios, watch
-from cutover.catalogue import load_catalogue
-from cutover.phases import Phase, area_of, runs_in
+from cutover.cli import nagios, watch
+from cutover.model.catalogue import load_catalogue
+from cutover.model.phases import Phase, area_of, runs_in
 from tests.suite import REPO
 from tests.vfio.support import generate
 
@@ -766,7 +766,7 @@ def test_readme_examples_run_as_written(command: str, host: Host, user_dir: Path
 def test_pyproject_licence_is_an_spdx_string_and_the_command_is_installed() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert isinstance(project["license"], str)
-    assert project["scripts"]["cutover"] == "cutover.__main__:main"
+    assert project["scripts"]["cutover"] == "cutover.cli.main:main"
     assert Path(CUTOVER).is_file()
 
 

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 import yaml
 
-from cutover.inventory import inventory_schema, load_fleet, load_inventory
+from cutover.model.inventory import inventory_schema, load_fleet, load_inventory
 from tests.suite import REPO, run_suite
 from tests.vfio.support import generate
 

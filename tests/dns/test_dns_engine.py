@@ -17,7 +17,7 @@ import dns.message
 import dns.rrset
 import pytest
 
-from cutover.dns import observe_answers
+from cutover.probes.dns.engine import observe_answers
 
 SERVER = "127.0.0.1"
 

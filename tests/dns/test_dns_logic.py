@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cutover.dns import (
+from cutover.probes.dns.engine import (
     Answer,
     RRset,
     absolute_text,
@@ -16,7 +16,7 @@ from cutover.dns import (
     zone_of,
     zone_questions,
 )
-from cutover.dnssql import SqlRecord, mydns_record, pdns_record
+from cutover.probes.dns.sql import SqlRecord, mydns_record, pdns_record
 
 
 @pytest.mark.parametrize(

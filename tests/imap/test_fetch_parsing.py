@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from cutover.imap import _parse_fetch_fast, _parse_fetch_general, parse_fetch, uid_set
+from cutover.probes.mail.mailboxes import (
+    _parse_fetch_fast,
+    _parse_fetch_general,
+    parse_fetch,
+    uid_set,
+)
 
 HEADER = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
 
@@ -65,7 +70,7 @@ def test_a_mailbox_name_with_an_unbalanced_bracket_is_still_listed() -> None:
     from imapclient.exceptions import ProtocolError
     from imapclient.response_parser import parse_response
 
-    from cutover.imap import parse_list_lines
+    from cutover.probes.mail.mailboxes import parse_list_lines
 
     line = b'(\\HasNoChildren) "." brk[31m'
     with pytest.raises(ProtocolError, match="No closing"):

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cutover.baseline import Baseline, BaselineError
-from cutover.imap import Batch, Listing, MailboxState, MessageKey, message_id
-from cutover.imapbaseline import BaselineSource, UidMapWriter, uid_map_path
-from cutover.imapdiff import AccountReport, MailSource, Pair, compare_account, fingerprint
-from cutover.net import ProbeError
+from cutover.compare.imap import AccountReport, MailSource, Pair, compare_account, fingerprint
+from cutover.compare.imap_baseline import BaselineSource, UidMapWriter, uid_map_path
+from cutover.model.baseline import Baseline, BaselineError
+from cutover.probes.connect import ProbeError
+from cutover.probes.mail.mailboxes import Batch, Listing, MailboxState, MessageKey, message_id
 
 ACCOUNT = "alice@example.test"
 Mailboxes = dict[str, tuple[MailboxState, dict[int, MessageKey]]]

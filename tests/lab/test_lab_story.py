@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 
-from cutover.inventory import load_inventory
+from cutover.model.inventory import load_inventory
 from tests.conftest import Lab, lab_cli
 from tests.lab.conftest import (
     NEW_IP,

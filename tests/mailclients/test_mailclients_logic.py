@@ -8,8 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from cutover.inventory import Account, Inventory, Server
-from cutover.mailauth import (
+from cutover.model.endpoints import endpoints
+from cutover.model.inventory import Account, Inventory, Server
+from cutover.model.phases import Phase, Side, expectations
+from cutover.probes.mail.logins import (
     AccountLogins,
     LoginAttempt,
     implemented,
@@ -18,11 +20,9 @@ from cutover.mailauth import (
     only_rejected,
     refused_by_old_server,
 )
-from cutover.phases import Phase, Side, expectations
-from cutover.pop3uidl import PopMessage, compare
-from cutover.protocols import ServiceAnswer, imap, pop3, smtp
-from cutover.protocols.base import AuthOutcome, sasl_responses
-from cutover.targets import endpoints
+from cutover.probes.mail.pop3 import PopMessage, compare
+from cutover.probes.services import ServiceAnswer, imap, pop3, smtp
+from cutover.probes.services.base import AuthOutcome, sasl_responses
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cutover.mysql import (
+from cutover.probes.mysql.session import (
     Chunk,
     DatabaseScan,
     TableScan,

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from cutover.inventory import MysqlAccount
-from cutover.mysql import ServerFacts
-from cutover.mysql_tunnel import TunnelLogin, diagnose, parse_output, remote_script
+from cutover.model.inventory import MysqlAccount
+from cutover.probes.mysql.session import ServerFacts
+from cutover.probes.mysql.tunnel import TunnelLogin, diagnose, parse_output, remote_script
 
 APP = MysqlAccount(user="app", host="localhost", via_socket=True)
 SOCKET = "/run/mysqld/mysqld.sock"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutover.mysql import AccountGrants, Grantee, diff_grants, normalise_grant
-from cutover.phases import Side
+from cutover.model.phases import Side
+from cutover.probes.mysql.session import AccountGrants, Grantee, diff_grants, normalise_grant
 
 APP = Grantee("app", "localhost")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from checks.test_mysql import SYSTEM_ACCOUNTS
-from cutover.mysql import AccountGrants, Grantee, diff_grants
+from cutover.probes.mysql.session import AccountGrants, Grantee, diff_grants
 from tests.conftest import Lab
 from tests.suite import Case, SuiteRun
 

@@ -16,8 +16,8 @@ import spf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cutover.net import ProbeError
-from cutover.outbound import (
+from cutover.probes.connect import ProbeError
+from cutover.probes.outbound import (
     AuthoritativeLookup,
     MxRecord,
     evaluate_spf,

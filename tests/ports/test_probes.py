@@ -12,18 +12,18 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from cutover.inventory import Protocol, Service, TlsMode
-from cutover.net import ProbeError, ProbeTimeout
-from cutover.phases import Phase, Side, expectations
-from cutover.protocols import Observations, ProbeSettings, observe, serving_ip
-from cutover.protocols.apache import included_files
-from cutover.protocols.http import body_digest, parse_response
-from cutover.protocols.imap import greeting_text
-from cutover.protocols.mysql import parse_handshake
-from cutover.protocols.pop3 import capa_keywords
-from cutover.protocols.smtp import ehlo_keywords
-from cutover.targets import Endpoint
-from cutover.tls import TlsFacts, name_covered
+from cutover.model.endpoints import Endpoint
+from cutover.model.inventory import Protocol, Service, TlsMode
+from cutover.model.phases import Phase, Side, expectations
+from cutover.probes.connect import ProbeError, ProbeTimeout
+from cutover.probes.services import Observations, ProbeSettings, observe, serving_ip
+from cutover.probes.services.apache import included_files
+from cutover.probes.services.http import body_digest, parse_response
+from cutover.probes.services.imap import greeting_text
+from cutover.probes.services.mysql import parse_handshake
+from cutover.probes.services.pop3 import capa_keywords
+from cutover.probes.services.smtp import ehlo_keywords
+from cutover.probes.tls import TlsFacts, name_covered
 
 
 def test_ehlo_keywords_split_auth_mechanisms() -> None:

@@ -8,7 +8,7 @@ set, then the same set with one peer replaced by a misbehaving one. For each:
 - the whole run ends within a bound derived from the inventory's timeouts
   (a trickling or endless peer would otherwise hold it for minutes or forever);
 - a peer that never stops talking is given up on (the message says so: the
-  client's buffer is bounded by cutover.net.MAX_LINE and the line limit);
+  client's buffer is bounded by cutover.probes.connect.MAX_LINE and the line limit);
 - every other testcase has the same outcome as in the control run.
 """
 

@@ -3,7 +3,7 @@
 A snapshot (`--host-snapshot`) is a tarball someone else may have made. Its
 symlinks are resolved inside it (as under chroot), a chain longer than the
 kernel's 40 hops or a `..` above the root is refused, and what it unpacks is
-capped in member count and size (`cutover.hostfs.SnapshotLimits`).
+capped in member count and size (`cutover.probes.hostfs.SnapshotLimits`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cutover.hostfs import (
+from cutover.probes.hostfs import (
     COMMANDS_FILE,
     MAX_LINKS,
     LocalRoot,

@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from cutover.capture import walk
-from cutover.hostfs import LocalRoot, SnapshotError, open_snapshot
-from cutover.vfio import KernelCmdline, iommu_status, read_pci_functions, read_vfio_bind_list
-from cutover.vm import (
+from cutover.cli.capture import walk
+from cutover.probes.hostfs import LocalRoot, SnapshotError, open_snapshot
+from cutover.probes.virt.vfio import (
+    KernelCmdline,
+    iommu_status,
+    read_pci_functions,
+    read_vfio_bind_list,
+)
+from cutover.probes.virt.vm import (
     parse_cpuset,
     parse_domain_xml,
     parse_vcpupin_output,

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cutover.hostfs import LocalRoot, TestinfraHost
-from cutover.vfio import iommu_status, read_pci_functions
-from cutover.vm import read_cpu_siblings
+from cutover.probes.hostfs import LocalRoot, TestinfraHost
+from cutover.probes.virt.vfio import iommu_status, read_pci_functions
+from cutover.probes.virt.vm import read_cpu_siblings
 from tests.suite import REPO, SuiteRun, run_suite
 from tests.vfio.support import CHECK_FILES, require, require_tool
 

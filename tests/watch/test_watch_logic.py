@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover import watch
-from cutover.inventory import load_inventory
+from cutover.cli import watch
+from cutover.model.inventory import load_inventory
 from tests.suite import REPO
 
 REFUSED = "connection refused by 198.51.100.10:143 (nothing listening)"

@@ -1,0 +1,1 @@
+"""cutover.cli: see docs/architecture.md."""

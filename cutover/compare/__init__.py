@@ -1,0 +1,1 @@
+"""cutover.compare: see docs/architecture.md."""

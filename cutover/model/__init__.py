@@ -1,0 +1,1 @@
+"""cutover.model: see docs/architecture.md."""

@@ -1,0 +1,1 @@
+"""cutover.probes: see docs/architecture.md."""

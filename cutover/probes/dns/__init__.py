@@ -1,0 +1,1 @@
+"""cutover.probes.dns: see docs/architecture.md."""

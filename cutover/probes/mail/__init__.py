@@ -1,0 +1,1 @@
+"""cutover.probes.mail: see docs/architecture.md."""

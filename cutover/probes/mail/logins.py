@@ -1,0 +1,269 @@
+"""Login continuity: every mail account logs in wherever, and however, it did before.
+
+Per account, one login per (service, IP, method): the IMAP LOGIN command and
+AUTHENTICATE, POP3 USER/PASS and AUTH, SMTP AUTH on the submission ports,
+each after TLS where the port uses it, with every method the OLD server
+offered. A login is all that happens: the session ends right after the
+answer (LOGOUT/QUIT), nothing is fetched, no mail is sent.
+
+An account's attempts run one after another (so at most one of its sessions
+is open at a time); accounts run concurrently. After the first rejection of
+an account on an IP the rest of that IP's attempts are reported as not tried:
+Dovecot delays every later login from the same client IP after a failed one
+(auth penalty, 4-15 s), which would slow down every other account's logins
+and add nothing to the evidence.
+
+>>> plan = login_plan(inventory, expect, {"imaps-993": ["LOGIN"]})   # doctest: +SKIP
+>>> observe_logins(account, plan, settings).failures()               # doctest: +SKIP
+[]
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+
+from cutover.model.endpoints import Endpoint, endpoints
+from cutover.model.inventory import Account, Inventory, Protocol, Service, TlsMode
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import Deadline, ProbeError
+from cutover.probes.services import ProbeSettings, ServiceAnswer, imap, pop3, smtp
+from cutover.probes.services.base import AuthOutcome, AuthReply, Conversation, converse
+
+__all__ = [
+    "SECTION",
+    "AccountLogins",
+    "AccountTarget",
+    "LoginAttempt",
+    "fresh_deadline",
+    "implemented",
+    "login_plan",
+    "login_services",
+    "observe_logins",
+    "offered_methods",
+]
+
+SECTION = "auth_methods"  # baseline: the old server's login methods per service label
+SUBMISSION_PORTS = frozenset({465, 587})
+MODULES: dict[Protocol, ModuleType] = {
+    Protocol.IMAP: imap,
+    Protocol.POP3: pop3,
+    Protocol.SMTP: smtp,
+}
+# Mechanisms this suite speaks; others are compared by what the new server offers.
+IMPLEMENTED_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
+# A rejection on one IP ends that IP's attempts for the account (see the module doc).
+STOPS_AN_IP = frozenset({AuthOutcome.REJECTED, AuthOutcome.TEMPORARY})
+
+
+@dataclass(frozen=True)
+class AccountTarget:
+    """One mail account (the check's parameter)."""
+
+    account: Account
+
+    @property
+    def id(self) -> str:
+        return self.account.user
+
+    def junit_properties(self) -> Iterator[tuple[str, str]]:
+        yield "account", self.account.user
+
+
+def login_services(inventory: Inventory) -> list[Service]:
+    """The services clients log in to: IMAP, POP3, and SMTP on the submission ports."""
+    return [
+        service
+        for service in inventory.services
+        if service.protocol in (Protocol.IMAP, Protocol.POP3)
+        or (service.protocol is Protocol.SMTP and service.port in SUBMISSION_PORTS)
+    ]
+
+
+def offered_methods(protocol: Protocol, answer: ServiceAnswer) -> list[str]:
+    """The login methods a server offers on a port, as its protocol module names them."""
+    methods: list[str] = MODULES[protocol].login_methods(answer)
+    return methods
+
+
+def implemented(method: str) -> bool:
+    """Whether this suite can try `method` (USER/PASS, LOGIN, and PLAIN/LOGIN SASL).
+
+    >>> implemented("AUTHENTICATE PLAIN"), implemented("AUTH CRAM-MD5"), implemented("USER/PASS")
+    (True, False, True)
+    """
+    mechanism = method.split()[-1]
+    return method in ("LOGIN", "USER/PASS") or mechanism in IMPLEMENTED_MECHANISMS
+
+
+def login_plan(
+    inventory: Inventory, expect: PhaseExpectations, methods: dict[str, list[str]]
+) -> list[tuple[Endpoint, list[str]]]:
+    """Every login service on every IP that must answer in this phase, with the methods to try.
+
+    `methods` maps a service label to the old server's methods; services it
+    does not name are left out (the check reports why it has none).
+    """
+    services = {service.label for service in login_services(inventory)}
+    return [
+        (endpoint, methods[endpoint.service.label])
+        for endpoint in endpoints(inventory, expect)
+        if endpoint.service.label in services and endpoint.service.label in methods
+    ]
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """One login (or the reason there was none) with one method on one endpoint."""
+
+    endpoint: Endpoint
+    method: str
+    ok: bool
+    outcome: AuthOutcome | None  # None: nothing was asked of the server (see `detail`)
+    detail: str  # the server's reply, or why no login was tried
+    seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """`imaps 198.51.100.20:993 (new IP), AUTHENTICATE PLAIN` — for failure messages."""
+        return f"{self.endpoint.where}, {self.method}"
+
+    def summary(self) -> str:
+        what = self.outcome.value if self.outcome is not None else self.detail
+        return f"{self.endpoint.id} {self.method}: {'ok' if self.ok else what}"
+
+
+@dataclass(frozen=True)
+class AccountLogins:
+    user: str
+    attempts: tuple[LoginAttempt, ...]
+    seconds: float
+
+    def failures(self) -> list[LoginAttempt]:
+        return [attempt for attempt in self.attempts if not attempt.ok]
+
+
+def only_rejected(failures: list[LoginAttempt]) -> bool:
+    """Every failed login was a rejected password (or not tried after one)."""
+    return bool(failures) and all(
+        attempt.outcome is AuthOutcome.REJECTED
+        or (attempt.outcome is None and attempt.detail.startswith("not tried after"))
+        for attempt in failures
+    )
+
+
+def refused_by_old_server(logins: AccountLogins, old_side: Side | None) -> list[LoginAttempt]:
+    """The old server's rejections of this account when it let it in nowhere, else [].
+
+    `old_side` is the IP the old server answers on in this phase (None once it
+    is no longer live). A password the old server rejects too is not the new
+    server's fault: the inventory's password is probably wrong.
+    """
+    if old_side is None:
+        return []
+    asked = [a for a in logins.attempts if a.endpoint.side is old_side and a.outcome is not None]
+    if not asked or any(a.ok for a in asked):
+        return []
+    return [a for a in asked if a.outcome is AuthOutcome.REJECTED]
+
+
+def _censor(text: str, password: str) -> str:
+    return text.replace(password, "***") if password else text
+
+
+def fresh_deadline(conversation: Conversation, seconds: float) -> None:
+    """Give the login its own operation timeout: a server may delay the answer on purpose.
+
+    Dovecot waits 4 s (up to 15 s) before checking any login from a client IP
+    whose last login failed, whoever's it was (auth penalty).
+    """
+    conversation.deadline = conversation.reader.deadline = Deadline(seconds)
+
+
+def _attempt(
+    endpoint: Endpoint, method: str, account: Account, settings: ProbeSettings
+) -> LoginAttempt:
+    module = MODULES[endpoint.service.protocol]
+    started = time.monotonic()
+
+    def exchange(conversation: Conversation) -> tuple[bool, AuthOutcome | None, str]:
+        answer: ServiceAnswer = module.ready(conversation)
+        if endpoint.service.tls is TlsMode.STARTTLS and (
+            not answer.starttls_offered or answer.starttls_error
+        ):
+            why = answer.starttls_error or "STARTTLS is not offered"
+            return False, AuthOutcome.NO_STARTTLS, why
+        if not implemented(method):
+            module.goodbye(conversation)
+            mechanism = method.split()[-1]
+            if mechanism in answer.auth_mechanisms:
+                return True, None, f"{mechanism} is not tried by this suite; the server offers it"
+            offered = " ".join(sorted(answer.auth_mechanisms)) or "none"
+            return False, AuthOutcome.NOT_OFFERED, f"the server offers only {offered}"
+        fresh_deadline(conversation, settings.operation_timeout)
+        # Revealed inline, never kept in a local that `--showlocals` could print.
+        reply: AuthReply = module.authenticate(
+            conversation, answer, method, account.user, account.password.reveal()
+        )
+        module.goodbye(conversation)
+        detail = _censor(reply.reply, account.password.reveal())
+        return reply.outcome is AuthOutcome.ACCEPTED, reply.outcome, detail
+
+    try:
+        ok, outcome, detail = converse(endpoint, settings, exchange)
+    except ProbeError as exc:
+        ok, outcome, detail = (
+            False,
+            None,
+            f"no answer: {_censor(str(exc), account.password.reveal())}",
+        )
+    return LoginAttempt(endpoint, method, ok, outcome, detail, time.monotonic() - started)
+
+
+def observe_logins(
+    account: Account,
+    plan: Sequence[tuple[Endpoint, Sequence[str]]],
+    settings: ProbeSettings,
+    silent: Mapping[str, str] | None = None,
+) -> AccountLogins:
+    """Try every planned login of one account, one after another.
+
+    `silent` maps endpoint ids already known not to answer (the session's
+    service observation) to why: no login is tried there, so a dead host
+    costs no timeouts here. An endpoint that gives no answer to one login
+    is not asked again for the account's other methods.
+    """
+    started = time.monotonic()
+    attempts: list[LoginAttempt] = []
+    stopped: dict[str, LoginAttempt] = {}  # IP -> the attempt that was rejected there
+    unanswered = dict(silent or {})  # endpoint id -> why it gives no answer
+    for endpoint, methods in plan:
+        for method in methods:
+            first = stopped.get(str(endpoint.address))
+            if endpoint.id in unanswered:
+                attempts.append(
+                    LoginAttempt(
+                        endpoint, method, False, None, f"no answer: {unanswered[endpoint.id]}"
+                    )
+                )
+                continue
+            if first is not None:
+                attempts.append(
+                    LoginAttempt(
+                        endpoint,
+                        method,
+                        False,
+                        None,
+                        f"not tried after {first.outcome} on {first.label}",
+                    )
+                )
+                continue
+            attempt = _attempt(endpoint, method, account, settings)
+            attempts.append(attempt)
+            if attempt.outcome in STOPS_AN_IP:
+                stopped[str(endpoint.address)] = attempt
+            elif attempt.outcome is None and attempt.detail.startswith("no answer: "):
+                unanswered[endpoint.id] = attempt.detail.removeprefix("no answer: ")
+    return AccountLogins(account.user, tuple(attempts), time.monotonic() - started)

@@ -1,0 +1,1 @@
+"""cutover.probes.mysql: see docs/architecture.md."""

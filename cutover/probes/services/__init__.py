@@ -1,0 +1,126 @@
+"""Protocol probes: one small module per protocol, each returning a `ServiceAnswer`.
+
+`observe(endpoint, settings)` picks the module from `PROBES`; `Observations`
+runs many probes concurrently the first time any result is asked for, so a
+run's checks share one observation of each service on each IP.
+
+>>> answers = Observations(endpoints, lambda e: observe(e, settings))  # doctest: +SKIP
+>>> answers.get(endpoints[0]).greeting                                  # doctest: +SKIP
+'220 new.example.test ESMTP'
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Generic, TypeVar
+
+from cutover.model.endpoints import Endpoint
+from cutover.model.inventory import Protocol
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import ProbeError
+from cutover.probes.services import http, imap, mysql, pop3, smtp
+from cutover.probes.services.base import ProbeSettings, ServiceAnswer
+from cutover.progress import Progress
+
+__all__ = [
+    "PROBES",
+    "Observations",
+    "ProbeSettings",
+    "ServiceAnswer",
+    "observe",
+    "serving_ip",
+]
+
+PROBES: dict[Protocol, Callable[[Endpoint, ProbeSettings], ServiceAnswer]] = {
+    Protocol.SMTP: smtp.observe,
+    Protocol.IMAP: imap.observe,
+    Protocol.POP3: pop3.observe,
+    Protocol.HTTP: http.observe,
+    Protocol.MYSQL: mysql.observe,
+}
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def observe(endpoint: Endpoint, settings: ProbeSettings) -> ServiceAnswer:
+    """What the service on this endpoint answers (`ProbeError` when it does not)."""
+    return PROBES[endpoint.service.protocol](endpoint, settings)
+
+
+class Observations(Generic[K, V]):
+    """Results of observing many targets, all observed concurrently on first use.
+
+    Targets are told apart by `key` (default: their `id`). A probe's
+    `ProbeError` is kept and raised again to every caller that asks for that
+    target; a target not known up front is observed on demand. `progress`
+    hears (done, total) as the first use's probes finish.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[K],
+        observe: Callable[[K], V],
+        *,
+        key: Callable[[K], Hashable] = lambda target: getattr(target, "id", target),
+        workers: int = 32,
+        progress: Progress | None = None,
+    ) -> None:
+        self._key = key
+        self._targets = list({key(t): t for t in targets}.values())
+        self._observe = observe
+        self._workers = workers
+        self._progress = progress
+        self._results: dict[Hashable, V | Exception] = {}
+        self._lock = threading.Lock()
+
+    def _run(self, target: K) -> V | Exception:
+        try:
+            return self._observe(target)
+        except Exception as exc:  # kept for the check that asks; a bug shows there too
+            return exc
+
+    def _observe_all(self) -> None:
+        todo = [t for t in self._targets if self._key(t) not in self._results]
+        if not todo:
+            return
+        if self._progress is not None:
+            self._progress(0, len(todo))
+        with ThreadPoolExecutor(max_workers=min(self._workers, len(todo))) as pool:
+            running = {pool.submit(self._run, target): target for target in todo}
+            for done, future in enumerate(as_completed(running), 1):
+                self._results[self._key(running[future])] = future.result()
+                if self._progress is not None:
+                    self._progress(done, len(todo))
+
+    def get(self, target: K) -> V:
+        key = self._key(target)
+        with self._lock:
+            if key not in self._results:
+                self._observe_all()
+            if key not in self._results:
+                self._results[key] = self._run(target)
+            result = self._results[key]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def outcome(self, target: K) -> V | ProbeError:
+        """The result, or the `ProbeError` that stopped the probe."""
+        try:
+            return self.get(target)
+        except ProbeError as exc:
+            return exc
+
+
+def serving_ip(expect: PhaseExpectations, server: Side) -> Side | None:
+    """The IP on which `server` can be observed live in this phase (its own IP first).
+
+    >>> from cutover.model.phases import expectations, Phase
+    >>> serving_ip(expectations(Phase.CUTOVER), Side.OLD) is None
+    True
+    """
+    sides = [side for side, by in expect.served_by.items() if by is server]
+    return server if server in sides else (sides[0] if sides else None)

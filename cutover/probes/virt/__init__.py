@@ -1,0 +1,1 @@
+"""cutover.probes.virt: see docs/architecture.md."""
