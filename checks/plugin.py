@@ -115,6 +115,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from cutover.model.inventory import InventoryError, load_fleet
 
     phase = Phase(phase_name)
+    from checks.observe import OBSERVERS
+
+    for name in (*OBSERVERS, "checks.record"):  # the fixtures the checks judge
+        config.pluginmanager.import_plugin(name)
     try:
         fleet = load_fleet(
             config.getoption("inventory") or os.environ.get("CUTOVER_INVENTORY", "inventory.yaml")

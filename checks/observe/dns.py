@@ -1,0 +1,1 @@
+"""Observations of the dns area: see checks/observe/__init__.py."""

@@ -1,0 +1,1 @@
+"""Observations of the mail area: see checks/observe/__init__.py."""

@@ -1,0 +1,1 @@
+"""Observations of the outbound area: see checks/observe/__init__.py."""
