@@ -4,11 +4,14 @@ The contracts are the arrows docs/architecture.md allows between cutover's rooms
 (cli, probes, compare, model and the shared leaves), plus: cutover never imports
 pytest or checks, and nothing in cutover or checks imports lab. `lint-imports`
 (import-linter) checks them; `make lint` and `tox -e lint` run it too.
+Module docstrings point into the repository, at docs/semantics.md: those
+links must name headings that exist.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -125,3 +128,27 @@ def test_a_forbidden_arrow_breaks_its_contract(
     lines = result.stdout.splitlines()
     broken = {line.removesuffix(" BROKEN") for line in lines if line.endswith(" BROKEN")}
     assert broken == {contract_names()[contract]}, result.stdout
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, '-' for ' '."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_to_the_semantics_resolve() -> None:
+    """Every `docs/semantics.md#anchor` named in the code or the docs is a heading there."""
+    semantics = (REPO / "docs" / "semantics.md").read_text()
+    anchors = {
+        github_anchor(line.lstrip("#")) for line in semantics.splitlines() if line.startswith("#")
+    }
+    sources = [*REPO.glob("cutover/**/*.py"), *REPO.glob("checks/**/*.py"), *REPO.glob("docs/*")]
+    links = {
+        (path.relative_to(REPO), anchor)
+        for path in sources
+        if path.suffix in {".py", ".md", ".txt"}
+        for anchor in re.findall(r"semantics\.md#([\w-]+)", path.read_text())
+        if anchor != "anchor"  # the format line of docs/semantics-pointers.txt
+    }
+    assert links, "nothing links to docs/semantics.md#... (docs/semantics-pointers.txt lists them)"
+    broken = sorted(f"{path}: #{anchor}" for path, anchor in links if anchor not in anchors)
+    assert not broken, "links to headings docs/semantics.md does not have:\n" + "\n".join(broken)
