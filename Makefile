@@ -41,10 +41,12 @@ demo: install
 test: install
 	CUTOVER_SELFTEST_LAB=1 $(LAB_LOCK) $(PY) -m pytest tests -p no:cacheprovider
 
+# lint-imports: the import contracts of pyproject.toml (docs/architecture.md); tests/ runs them too.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 bench: install
 	$(PY) -m bench
