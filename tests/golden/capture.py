@@ -16,6 +16,10 @@ What is captured (tests/golden/):
   and the verdict the terminal ends with. Every check passes but DNS03 (x3):
   the TTLs were lowered seconds ago and the inventory does not acknowledge
   it, so the goldens hold failure messages and root causes too.
+- lab/cutover.*, lab/acceptance.*: the same for a cutover run and an acceptance
+  run, in those story states of the same lab, against what that preflight run
+  recorded (baseline.json and the IMAP UID maps). Both pass (PORT03, opt-in,
+  is skipped).
 
 Normalised, in the goldens and in every live capture alike:
 
@@ -28,7 +32,8 @@ Normalised, in the goldens and in every live capture alike:
   report, its checks are merged the same way (the worst verdict, the first
   evidence) and the totals and per-area counts recomputed; in the terminal
   verdict its count is what one check per pair gives. This is the one
-  difference the restructuring is allowed.
+  difference the restructuring is allowed; the test keeps its name
+  (`test_grants_match`): its id loses only the parameter.
 - What differs between two runs of the same code, each on a freshly built lab
   (found by capturing twice): durations, timestamps and the times in DNS03's
   message, temporary paths, and what `lab up` makes anew: certificate
