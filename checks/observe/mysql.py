@@ -22,13 +22,13 @@ from cutover.compare.mysql import AccountGrants, DatabaseScan, Grantee
 from cutover.model.baseline import BaselineError
 from cutover.model.inventory import Inventory, Protocol
 from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.mysql.data import scan_database
 from cutover.probes.mysql.grants import read_grants
 from cutover.probes.mysql.session import MysqlServer, ServerFacts, server_facts, try_login
 from cutover.probes.mysql.tunnel import TunnelLogin, probe_tunnel_login
 from cutover.probes.services import Observations
-from cutover.probes.services.base import ProbeSettings
 
 __all__ = [
     "DataSeen",
@@ -109,7 +109,7 @@ class _Recording:
 
 @pytest.fixture(scope="session")
 def mysql_settings(inventory: Inventory) -> ProbeSettings:
-    return ProbeSettings.from_inventory(inventory)
+    return settings_for(inventory)
 
 
 @pytest.fixture(scope="session")
@@ -142,7 +142,6 @@ def mysql_tunnel_logins(
         socket_accounts(inventory),
         lambda target: probe_tunnel_login(
             inventory.old.ssh,
-            inventory.ssh_config,
             inventory.mysql.socket,
             target.account,
             mysql_settings,
@@ -264,7 +263,7 @@ def mysql_data(
 @recorder(KIND, sections=("mysql",))
 def record_mysql(ctx: RecordContext) -> None:
     """The old server's grants and every database's tables (a run whose checks did not)."""
-    settings = ProbeSettings.from_inventory(ctx.inventory)
+    settings = settings_for(ctx.inventory)
     if settings.mysql_admin is None:
         return  # nothing can be read: MYSQL04 and MYSQL05 are skipped too
     old = mysql_servers_of(ctx.inventory)[Side.OLD]

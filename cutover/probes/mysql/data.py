@@ -19,8 +19,8 @@ import pymysql
 import pymysql.cursors
 
 from cutover.compare.mysql import Chunk, DatabaseScan, TableScan
+from cutover.model.settings import ProbeSettings
 from cutover.probes.mysql.session import MysqlServer, Session, quote_identifier, text_of
-from cutover.probes.services.base import ProbeSettings
 
 __all__ = ["FETCH_ROWS", "scan_database"]
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cutover.compare.mysql import AccountGrants, Grantee
+from cutover.model.settings import ProbeSettings
 from cutover.probes.mysql.session import MysqlServer, Session, quote_identifier, text_of
-from cutover.probes.services.base import ProbeSettings
 
 __all__ = [
     "HASH_PLACEHOLDER",

@@ -28,8 +28,8 @@ import pymysql
 
 from cutover.model.inventory import MysqlAccount, SecretRef
 from cutover.model.phases import Side
-from cutover.probes.connect import ProbeError, ProbeTimeout, peer
-from cutover.probes.services.base import ProbeSettings
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import ProbeError, ProbeTimeout, peer, timed_out
 from cutover.untrusted import shown
 
 __all__ = [
@@ -148,9 +148,7 @@ def connect_mysql(
                 f"{where} refused the login as {user!r}: ({code}) {message}", code, message
             ) from None
         if code == 2003 and "timed out" in message:
-            raise ProbeTimeout(
-                f"timed out after {connect_timeout:g} s connecting to {where}"
-            ) from None
+            raise ProbeTimeout(timed_out(connect_timeout, f"connecting to {where}")) from None
         raise MysqlConnectError(
             f"cannot connect to {where}: ({code}) {message}", code, message
         ) from None
@@ -218,7 +216,7 @@ class Session:
     def error(self, exc: BaseException, doing: str) -> ProbeError:
         code, message = describe_error(exc)
         if code in (2013, 2006) and "timed out" in message.lower():
-            return ProbeTimeout(f"timed out after {self.operation:g} s on {self.server.where}")
+            return ProbeTimeout(timed_out(self.operation, f"on {self.server.where}"))
         return ProbeError(f"{self.server.where}: {doing} failed: ({code}) {message}")
 
 

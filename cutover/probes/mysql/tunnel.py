@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from cutover.model.inventory import MysqlAccount
-from cutover.probes.connect import ProbeError
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import ProbeError, timed_out
 from cutover.probes.mysql.session import ServerFacts
-from cutover.probes.services.base import ProbeSettings
 from cutover.untrusted import shown
 
 __all__ = ["TunnelLogin", "diagnose", "parse_output", "probe_tunnel_login", "remote_script"]
@@ -147,11 +147,7 @@ def _password_line(account: MysqlAccount) -> bytes:
 
 
 def probe_tunnel_login(
-    old_ssh: str | None,
-    ssh_config: Path | None,
-    socket: str,
-    account: MysqlAccount,
-    settings: ProbeSettings,
+    old_ssh: str | None, socket: str, account: MysqlAccount, settings: ProbeSettings
 ) -> TunnelLogin:
     """Log in through `socket` on the old host (testinfra spec `old_ssh`) as `account`.
 
@@ -164,7 +160,7 @@ def probe_tunnel_login(
         connect_timeout=settings.connect_timeout,
         timeout=client_timeout,
     )
-    command = _ssh_command(old_ssh, ssh_config, settings.connect_timeout, remote)
+    command = _ssh_command(old_ssh, settings.ssh_config, settings.connect_timeout, remote)
     limit = settings.connect_timeout + client_timeout + 5
     where = f"old host {old_ssh}"
     process = subprocess.Popen(
@@ -180,7 +176,7 @@ def probe_tunnel_login(
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        raise ProbeError(f"timed out after {limit:g} s running the probe on {where}") from None
+        raise ProbeError(timed_out(limit, f"running the probe on {where}")) from None
     stdout = out.decode("utf-8", "replace")
     if process.returncode == 255 and "socket:" not in stdout:
         reason = err.decode("utf-8", "replace").strip().splitlines()
