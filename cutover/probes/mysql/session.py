@@ -112,11 +112,14 @@ def connect_mysql(
     tls: ssl.SSLContext | None = None,
     raw: bool = False,
     read_only: bool = True,
+    autocommit: bool = True,
 ) -> pymysql.connections.Connection[Any]:
     """A session as `user` (password from `credentials`), or a `ProbeError` naming `where`.
 
     `raw`: values as the bytes the server sent (no conversion). `tls`: a
     prebuilt context (PyMySQL would otherwise build one per connect).
+    `read_only=False` leaves `SET SESSION TRANSACTION READ ONLY` to the
+    caller; `autocommit=False` makes the session's reads one transaction.
     """
     options: dict[str, Any] = {}
     if raw:
@@ -138,7 +141,7 @@ def connect_mysql(
             ssl=tls,
             ssl_disabled=tls is None,
             charset="utf8mb4",
-            autocommit=True,
+            autocommit=autocommit,
             **options,
         )
     except pymysql.err.OperationalError as exc:
