@@ -88,6 +88,17 @@ def test_preflight_healthy_records_the_baseline(preflight_lab: Lab) -> None:
     assert section["grants"]["app@localhost"]["hashes"]
 
 
+def test_preflight_narrowed_still_records_the_baseline(preflight_lab: Lab, tmp_path: Path) -> None:
+    """`-k MYSQL03` runs neither MYSQL04 nor MYSQL05: the end of the run records their part."""
+    baseline = tmp_path / "narrowed-baseline.json"
+    run = preflight_lab.suite("preflight", CHECK_FILE, f"--baseline={baseline}", "-k", "MYSQL03")
+    assert {c.check_id for c in run.cases} == {"MYSQL03"}, run.summary()
+    assert run.returncode == 0, run.summary()
+    section = json.loads(baseline.read_text())["sections"]["mysql"]
+    assert "app@localhost" in section["grants"]
+    assert set(section["data/app"]) == {"audit_log", "customers", "orders"}
+
+
 def test_preflight_skip_name_resolve(preflight_lab: Lab) -> None:
     with preflight_lab.fault("mysql-skip-name-resolve"):
         run = run_mysql(preflight_lab, "preflight")
