@@ -18,6 +18,7 @@ import pytest
 
 from checks.support import NoTargets, parametrize
 from cutover.model.inventory import Inventory, VirtHost
+from cutover.model.settings import settings_for
 from cutover.probes.hostfs import Host, LocalRoot, SnapshotError, TestinfraHost, open_snapshot
 from cutover.probes.virt.vfio import (
     DeviceTarget,
@@ -72,7 +73,7 @@ def kvm_host(
         except SnapshotError as exc:
             pytest.fail(str(exc), pytrace=False)
     if virt_host.ssh and virt_host.ssh != "local://":
-        return TestinfraHost.from_spec(virt_host.ssh, inventory.ssh_config)
+        return TestinfraHost.from_spec(virt_host.ssh, settings_for(inventory))
     return LocalRoot(Path("/"))
 
 

@@ -1,50 +1,42 @@
 """MySQL/MariaDB: localhost logins through the tunnel, grants and data survive the move.
 
-Semantics: ../shared/design/CHECKS.md "MySQL / MariaDB". Servers are read
-with the inventory's read-only `mysql.admin` account over TCP; the tunnel is
-tested from the old host itself (`old.ssh`). The reference for grants and
-data is the old server while it still answers on the old IP (preflight,
-which records it in the baseline), afterwards the preflight baseline.
+Semantics: docs/semantics.md, "MySQL / MariaDB". What is judged here is
+observed in checks/observe/mysql.py: the servers read with the inventory's
+read-only `mysql.admin` account over TCP, the tunnel tried from the old host
+itself (`old.ssh`). The reference for grants and data is the old server
+while it still answers on the old IP (preflight, which records it in the
+baseline), afterwards the preflight baseline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import pytest
 
-from checks.support import baseline_path, expectations_for, parametrize, phase_of
-from cutover.model.baseline import Baseline, BaselineError
-from cutover.model.inventory import Inventory
-from cutover.model.phases import PhaseExpectations, Side, runs_in
-from cutover.probes.connect import ProbeError
-from cutover.probes.mysql.session import (
-    AccountGrants,
-    AccountTarget,
-    DatabaseTarget,
+from checks.observe.mysql import (
+    Grants,
+    MysqlData,
+    database_targets,
+    old_is_live,
+    socket_accounts,
+)
+from checks.support import parametrize, skip_unless
+from checks.targets.mysql import AccountTarget, DatabaseTarget
+from cutover.compare.mysql import (
     Grantee,
-    LoginRefused,
-    MysqlServer,
-    ServerFacts,
     compare_database_scans,
     compare_with_recorded,
     diff_grants,
-    list_grantees,
-    mysql_servers,
-    read_grants,
-    run_concurrently,
-    scan_database,
-    scan_pair,
-    server_facts,
-    socket_accounts,
-    try_login,
 )
-from cutover.probes.mysql.tunnel import diagnose, probe_tunnel_login
-from cutover.untrusted import shown
+from cutover.model.inventory import Inventory
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.probes.connect import ProbeError
+from cutover.probes.mysql.session import MysqlLoginRefused, MysqlServer, ServerFacts
+from cutover.probes.mysql.tunnel import TunnelLogin, diagnose
+from cutover.probes.services import Observations
 
-BASELINE_SECTION = "mysql"
 # Accounts a server version creates for itself: present on one side only
 # when the versions differ (MySQL 5.7 -> MariaDB 10.11), never migrated.
 SYSTEM_ACCOUNTS = frozenset(
@@ -57,122 +49,17 @@ SYSTEM_ACCOUNTS = frozenset(
     }
 )
 
-Grants = dict[Grantee, AccountGrants]
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """A parameter standing for "could not list what to check": fails with the reason."""
-
-    reason: str
-
-    @property
-    def id(self) -> str:
-        return "unavailable"
-
-
-def _old_is_live(expect: PhaseExpectations) -> bool:
-    return expect.served_by[Side.OLD] is Side.OLD
-
-
-def _recorded_grants(baseline: Baseline) -> Grants:
-    recorded = baseline.get(BASELINE_SECTION, "grants")
-    if recorded is None:
-        raise ProbeError(
-            f"the baseline {baseline.path} holds no MySQL grants of the old server: "
-            "run preflight first (it records them)"
-        )
-    return {
-        Grantee.parse(key): AccountGrants.from_json(Grantee.parse(key), value)
-        for key, value in recorded.items()
-    }
-
-
-def _grantees_to_check(
-    config: pytest.Config, inventory: Inventory
-) -> list[Grantee] | list[Unavailable]:
-    """Every account of old and new, listed at collection (bounded by the timeouts)."""
-    if inventory.mysql.admin is None or not runs_in("MYSQL04", phase_of(config)):
-        return []
-    servers = mysql_servers(inventory)
-    calls: dict[Side, Callable[[], Any]] = {
-        Side.NEW: lambda: list_grantees(servers[Side.NEW], inventory)
-    }
-    if _old_is_live(expectations_for(config, inventory)):
-        calls[Side.OLD] = lambda: list_grantees(servers[Side.OLD], inventory)
-    else:
-        baseline = Baseline(baseline_path(config, inventory.name))
-        calls[Side.OLD] = lambda: list(_recorded_grants(baseline))
-    found = run_concurrently(calls)
-    errors = [str(v) for v in found.values() if isinstance(v, Exception)]
-    if errors:
-        return [Unavailable("cannot list the accounts to compare: " + "; ".join(errors))]
-    return sorted(set(found[Side.OLD]) | set(found[Side.NEW]))
-
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    config = metafunc.config
     if "socket_account" in metafunc.fixturenames:
         parametrize(metafunc, "socket_account", socket_accounts)
     if "database" in metafunc.fixturenames:
-        parametrize(metafunc, "database", _database_targets)
-    if "grantee" in metafunc.fixturenames:
-        parametrize(metafunc, "grantee", lambda inv: _grantees_to_check(config, inv))
-
-
-def _database_targets(inventory: Inventory) -> list[DatabaseTarget]:
-    if inventory.mysql.admin is None:
-        return []
-    return [DatabaseTarget(name) for name in inventory.mysql.databases]
+        parametrize(metafunc, "database", database_targets)
 
 
 def _fail(message: str) -> NoReturn:
     __tracebackhide__ = True
     pytest.fail(message, pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def servers(inventory: Inventory) -> dict[Side, MysqlServer]:
-    return mysql_servers(inventory)
-
-
-@pytest.fixture(scope="session")
-def new_facts_or_error(
-    inventory: Inventory, servers: dict[Side, MysqlServer]
-) -> ServerFacts | ProbeError:
-    """The new server's facts over TCP to the new IP, once per run."""
-    try:
-        return server_facts(servers[Side.NEW], inventory)
-    except ProbeError as exc:
-        return exc
-
-
-@pytest.fixture(scope="session")
-def grants_by_side(
-    inventory: Inventory,
-    expect: PhaseExpectations,
-    baseline: Baseline,
-    servers: dict[Side, MysqlServer],
-) -> dict[Side, Grants | ProbeError]:
-    """Old (live or recorded) and new grants, read once per run, both at once."""
-    calls: dict[Side, Callable[[], Any]] = {
-        Side.NEW: lambda: read_grants(servers[Side.NEW], inventory)
-    }
-    live = _old_is_live(expect)
-    if live:
-        calls[Side.OLD] = lambda: read_grants(servers[Side.OLD], inventory)
-    else:
-        calls[Side.OLD] = lambda: _recorded_grants(baseline)
-    found: dict[Side, Grants | ProbeError] = run_concurrently(calls)
-    old = found[Side.OLD]
-    if live and expect.records_baseline and not isinstance(old, ProbeError):
-        try:
-            baseline.record(
-                BASELINE_SECTION, "grants", {g.id: grants.to_json() for g, grants in old.items()}
-            )
-        except BaselineError as exc:
-            found[Side.OLD] = ProbeError(str(exc))
-    return found
 
 
 # --- MYSQL01 / MYSQL02: the tunnel ---------------------------------------------
@@ -181,7 +68,8 @@ def grants_by_side(
 def test_tunnel_login(
     socket_account: AccountTarget,
     inventory: Inventory,
-    new_facts_or_error: ServerFacts | ProbeError,
+    mysql_tunnel_logins: Observations[AccountTarget, TunnelLogin],
+    mysql_new_facts: ServerFacts | ProbeError,
     record: Callable[..., None],
 ) -> None:
     """MYSQL01: each socket account logs in through the old host's socket as user@localhost on new.
@@ -200,10 +88,10 @@ def test_tunnel_login(
     """
     account = socket_account.account
     try:
-        login = probe_tunnel_login(inventory, account)
+        login = mysql_tunnel_logins.get(socket_account)
     except ProbeError as exc:
         _fail(f"{socket_account.id}: {exc}")
-    facts = new_facts_or_error if isinstance(new_facts_or_error, ServerFacts) else None
+    facts = mysql_new_facts if isinstance(mysql_new_facts, ServerFacts) else None
     record(
         socket=login.socket,
         socket_state=login.socket_state,
@@ -219,9 +107,9 @@ def test_tunnel_login(
 
 def test_direct_login_refused(
     socket_account: AccountTarget,
-    inventory: Inventory,
     expect: PhaseExpectations,
-    servers: dict[Side, MysqlServer],
+    mysql_servers: dict[Side, MysqlServer],
+    mysql_direct_logins: Observations[AccountTarget, str],
     record: Callable[..., None],
 ) -> None:
     """MYSQL02: a socket account cannot log in over TCP to the new IP directly.
@@ -235,12 +123,11 @@ def test_direct_login_refused(
     Fix: drop the wider account on new (e.g. 'app'@'%') or restrict it to the hosts
     that need it.
     """
-    account = socket_account.account
-    server = servers[Side.NEW]
+    server = mysql_servers[Side.NEW]
     informational = expect.served_by[Side.OLD] is not Side.NEW
     try:
-        user = try_login(server, account, inventory)
-    except LoginRefused as exc:
+        user = mysql_direct_logins.get(socket_account)
+    except MysqlLoginRefused as exc:
         record(direct_login=f"refused: ({exc.code}) {exc.server_message}")
         return
     except ProbeError as exc:
@@ -265,8 +152,7 @@ def test_direct_login_refused(
 
 def test_new_server_facts(
     inventory: Inventory,
-    new_facts_or_error: ServerFacts | ProbeError,
-    servers: dict[Side, MysqlServer],
+    mysql_new_facts: ServerFacts | ProbeError,
     record: Callable[..., None],
 ) -> None:
     """MYSQL03: the new server answers on the new IP and can serve the tunnel's localhost logins.
@@ -278,12 +164,12 @@ def test_new_server_facts(
     Fix: skip_name_resolve OFF (remove skip-name-resolve from my.cnf) while socket
     accounts use the tunnel; bind-address 0.0.0.0 (or one that includes 127.0.0.1).
     """
-    if isinstance(new_facts_or_error, ProbeError):
+    if isinstance(mysql_new_facts, ProbeError):
         _fail(
-            f"the new server cannot be read over TCP: {new_facts_or_error} "
+            f"the new server cannot be read over TCP: {mysql_new_facts} "
             "(is mysqld listening on the new IP? bind-address, skip-networking, firewall)"
         )
-    facts = new_facts_or_error
+    facts = mysql_new_facts
     record(
         hostname=facts.hostname,
         version=facts.version,
@@ -312,8 +198,8 @@ def test_new_server_facts(
 
 
 def test_grants_match(
-    grantee: Grantee | Unavailable,
-    grants_by_side: dict[Side, Grants | ProbeError],
+    inventory: Inventory,
+    mysql_grants: dict[Side, Grants | ProbeError],
     expect: PhaseExpectations,
     record: Callable[..., None],
 ) -> None:
@@ -324,30 +210,40 @@ def test_grants_match(
     (User, Host) of mysql.user, SHOW GRANTS FOR, quoting unified, privileges and
     lines sorted. Password hashes are compared but never shown. Accounts a server
     version creates for itself (mariadb.sys, mysql.sys, ...) may exist on one side.
+    One testcase per pair: its message names every account that differs.
     Inputs: mysql.admin (read-only, needs SELECT on mysql.*); in acceptance the old
     server's grants come from the preflight baseline.
     Fix: copy the grants: `pt-show-grants` on old, apply its output on new (or
     `mariadb-dump --system=users`).
     """
-    if isinstance(grantee, Unavailable):
-        _fail(grantee.reason)
-    old, new = grants_by_side[Side.OLD], grants_by_side[Side.NEW]
-    if isinstance(old, ProbeError):
-        _fail(f"{shown(grantee.id)}: cannot read the old server's grants: {old}")
-    if isinstance(new, ProbeError):
-        _fail(f"{shown(grantee.id)}: cannot read the new server's grants: {new}")
-    reference = "old server" if _old_is_live(expect) else "old server (preflight baseline)"
-    diff = diff_grants(old.get(grantee), new.get(grantee))
-    record(grants_reference=reference)
-    if not diff:
-        return
-    if diff.only_on is not None and grantee in SYSTEM_ACCOUNTS:
-        record(note=f"system account only on {diff.only_on.value}: not compared")
-        return
-    _fail(
-        f"grants of {grantee.sql} differ between the {reference} and new:\n{diff.describe()}\n"
-        "likely cause: grants not migrated with the data (pt-show-grants on old, apply on new)"
-    )
+    skip_unless(inventory.mysql.admin is not None, "the inventory names no mysql.admin account")
+    old, new = mysql_grants[Side.OLD], mysql_grants[Side.NEW]
+    unread = [
+        f"cannot read the {side.value} server's grants: {found}"
+        for side, found in ((Side.OLD, old), (Side.NEW, new))
+        if isinstance(found, ProbeError)
+    ]
+    if isinstance(old, ProbeError) or isinstance(new, ProbeError):
+        _fail("\n".join(unread))
+    reference = "old server" if old_is_live(expect) else "old server (preflight baseline)"
+    accounts = sorted(set(old) | set(new))
+    record(grants_reference=reference, accounts=", ".join(g.id for g in accounts))
+    differing, notes = [], []
+    for grantee in accounts:
+        diff = diff_grants(old.get(grantee), new.get(grantee))
+        if not diff:
+            continue
+        if diff.only_on is not None and grantee in SYSTEM_ACCOUNTS:
+            notes.append(f"system account {grantee.id} only on {diff.only_on.value}: not compared")
+            continue
+        differing.append(
+            f"grants of {grantee.sql} differ between the {reference} and new:\n{diff.describe()}\n"
+            "likely cause: grants not migrated with the data (pt-show-grants on old, apply on new)"
+        )
+    if notes:
+        record(note="; ".join(notes))
+    if differing:
+        _fail("\n".join(differing))
 
 
 # --- MYSQL05: data ----------------------------------------------------------------------
@@ -355,10 +251,7 @@ def test_grants_match(
 
 def test_data_matches(
     database: DatabaseTarget,
-    inventory: Inventory,
-    expect: PhaseExpectations,
-    baseline: Baseline,
-    servers: dict[Side, MysqlServer],
+    mysql_data: MysqlData,
     record: Callable[..., None],
 ) -> None:
     """MYSQL05: every table of the database has the same rows on new as on old.
@@ -375,29 +268,17 @@ def test_data_matches(
     """
     name = database.name
     try:
-        if _old_is_live(expect):
-            old, new = scan_pair(servers[Side.OLD], servers[Side.NEW], inventory, name)
-            if not old.exists:
-                _fail(f"database {name!r} does not exist on the old server ({old.where})")
-            if expect.records_baseline:
-                baseline.record(
-                    BASELINE_SECTION,
-                    f"data/{name}",
-                    {t.name: t.to_json() for t in old.tables.values()},
-                )
-            differences = compare_database_scans(old, new) if new.exists else []
-            notes: list[str] = []
-        else:
-            recorded = baseline.get(BASELINE_SECTION, f"data/{name}")
-            if recorded is None:
-                _fail(
-                    f"the baseline {baseline.path} holds no tables of database {name!r}: "
-                    "run preflight first (it records them)"
-                )
-            new = scan_database(servers[Side.NEW], inventory, name)
-            differences, notes = compare_with_recorded(recorded, new)
-    except (ProbeError, BaselineError) as exc:
+        seen = mysql_data.get(name)
+    except ProbeError as exc:
         _fail(f"database {name!r}: {exc}")
+    new = seen.new
+    if seen.old is not None:
+        if not seen.old.exists:
+            _fail(f"database {name!r} does not exist on the old server ({seen.old.where})")
+        differences = compare_database_scans(seen.old, new) if new.exists else []
+        notes: list[str] = []
+    else:
+        differences, notes = compare_with_recorded(seen.recorded or {}, new)
     if not new.exists:
         _fail(f"database {name!r} does not exist on the new server ({new.where})")
     record(

@@ -28,7 +28,7 @@ SECRET_ENV = "CUTOVER_TEST_FLEET_SECRET"
 ENV = {SECRET_ENV: "not-a-real-password"}
 
 # Every area has targets, and every address is a loopback one where nothing
-# listens (the MySQL grantee listing at collection is refused at once).
+# listens (the MySQL logins are refused at once).
 SECTIONS: dict[str, Any] = {
     "hostnames": ["mail.example.test"],
     "mail": {"accounts": [{"user": "alice@example.test", "password_env": SECRET_ENV}]},
@@ -368,5 +368,6 @@ def test_each_pair_has_its_own_baseline(vfio_fleet: tuple[Path, list[str]], tmp_
     assert set(grants) == {HEALTHY, BROKEN}, run.summary()
     for pair, case in grants.items():
         other = BROKEN if pair == HEALTHY else HEALTHY
-        assert f"{tmp_path / f'baseline-{pair}.json'} holds no MySQL grants" in case.message
+        missing = f"{tmp_path / f'baseline-{pair}.json'} holds no mysql record 'grants'"
+        assert missing in case.message
         assert f"baseline-{other}.json" not in case.message

@@ -32,6 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import one_line
+from cutover.probes.remote import RemoteHost
 from cutover.untrusted import shown
 
 __all__ = [
@@ -272,31 +275,33 @@ class LocalRoot:
 
 
 class TestinfraHost:
-    """A testinfra host (`testinfra.get_host("ssh://root@kvm1")`): every probe is a command.
+    """A host over testinfra (`ssh://root@kvm1`, `local://`): every probe is a bounded command.
 
-    >>> TestinfraHost.from_spec("local://").read_link("/proc/self") is not None
+    Each command runs through the one remote runner (`RemoteHost`), under
+    the operation timeout; one that cannot run to its end is a `ProbeError`.
+
+    >>> settings = ProbeSettings(connect_timeout=5.0, operation_timeout=5.0)
+    >>> TestinfraHost.from_spec("local://", settings).read_link("/proc/self") is not None
     True
     """
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, host: Any, spec: str) -> None:
-        self.host = host
-        self.spec = spec
+    def __init__(self, remote: RemoteHost) -> None:
+        self.remote = remote
+        self.spec = remote.hostspec
 
     @classmethod
-    def from_spec(cls, spec: str, ssh_config: Path | None = None) -> TestinfraHost:
-        import testinfra
-
-        kwargs: dict[str, Any] = {"ssh_config": str(ssh_config)} if ssh_config else {}
-        return cls(testinfra.get_host(spec, **kwargs), spec)
+    def from_spec(cls, spec: str, settings: ProbeSettings) -> TestinfraHost:
+        return cls(RemoteHost(spec, settings.ssh_config, settings.operation_timeout))
 
     @property
     def description(self) -> str:
         return self.spec
 
     def _sh(self, command: str, *args: str) -> Any:
-        return self.host.run(command + "".join(" " + shlex.quote(a) for a in args))
+        line = command + "".join(" " + shlex.quote(a) for a in args)
+        return self.remote.run(line, command.split()[0])
 
     def read_bytes(self, path: str) -> bytes | None:
         out = self._sh("cat --", path)
@@ -337,7 +342,7 @@ class TestinfraHost:
 
     def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         args = tuple(argv)
-        out = self.host.run("timeout %s " + " ".join(["%s"] * len(args)), f"{timeout:g}", *args)
+        out = self.remote.execute(shlex.join(args), args[0], timeout)
         return CommandResult(args, int(out.rc), str(out.stdout), str(out.stderr))
 
 
@@ -362,14 +367,8 @@ def snapshot_problem(tarball: Path) -> str | None:
     except tarfile.ReadError:
         return "not a tarball (plain, gzip, bzip2 or xz) from `python -m cutover capture-host`"
     except (OSError, tarfile.TarError) as exc:
-        return _why(exc)
+        return one_line(exc)
     return None
-
-
-def _why(exc: BaseException) -> str:
-    """An exception's text on one line (tarfile's name each method it tried on a line)."""
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return shown(" ".join(str(text).split()))
 
 
 def open_snapshot(tarball: Path, into: Path, limits: SnapshotLimits | None = None) -> LocalRoot:
@@ -393,7 +392,7 @@ def open_snapshot(tarball: Path, into: Path, limits: SnapshotLimits | None = Non
                 if member.issym():
                     links.append(member.name)
     except (OSError, tarfile.TarError) as exc:
-        raise SnapshotError(f"{tarball}: cannot unpack host snapshot: {_why(exc)}") from None
+        raise SnapshotError(f"{tarball}: cannot unpack host snapshot: {one_line(exc)}") from None
     except SnapshotError as exc:
         raise SnapshotError(f"{tarball}: {exc}") from None
     commands_path = into / COMMANDS_FILE.lstrip("/")

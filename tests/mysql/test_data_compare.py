@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cutover.probes.mysql.session import (
+from cutover.compare.mysql import (
     Chunk,
     DatabaseScan,
     TableScan,

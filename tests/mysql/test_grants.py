@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from cutover.compare.mysql import AccountGrants, Grantee, diff_grants
 from cutover.model.phases import Side
-from cutover.probes.mysql.session import AccountGrants, Grantee, diff_grants, normalise_grant
+from cutover.probes.mysql.grants import account_grants, normalise_grant
 
 APP = Grantee("app", "localhost")
 
 
 def grants(*lines: str, grantee: Grantee = APP) -> AccountGrants:
-    return AccountGrants.from_lines(grantee, lines)
+    return account_grants(grantee, lines)
 
 
 def test_mysql_and_mariadb_quoting_normalise_alike() -> None:

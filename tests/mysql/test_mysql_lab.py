@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from checks.test_mysql import SYSTEM_ACCOUNTS
-from cutover.probes.mysql.session import AccountGrants, Grantee, diff_grants
+from cutover.compare.mysql import AccountGrants, Grantee, diff_grants
+from cutover.probes.mysql.grants import account_grants
 from tests.conftest import Lab
 from tests.suite import Case, SuiteRun
 
@@ -67,7 +68,10 @@ def test_preflight_healthy_records_the_baseline(preflight_lab: Lab) -> None:
     run = run_mysql(preflight_lab, "preflight")
     assert_all_pass(run, "preflight")
     names = {c.name for c in run.cases}
-    assert {"test_grants_match[app@localhost]", "test_data_matches[app]"} <= names
+    assert {"test_grants_match", "test_data_matches[app]"} <= names
+    # One MYSQL04 testcase for the pair, naming every account it compared.
+    compared = run.by_name("test_grants_match").properties["accounts"].split(", ")
+    assert {"app@localhost", "cutover_ro@198.51.100.%", "root@localhost"} <= set(compared)
     data = run.by_name("test_data_matches[app]")
     assert data.properties["without_primary_key"] == "audit_log"
     assert data.properties["database"] == "app"
@@ -84,6 +88,17 @@ def test_preflight_healthy_records_the_baseline(preflight_lab: Lab) -> None:
     assert section["grants"]["app@localhost"]["hashes"]
 
 
+def test_preflight_narrowed_still_records_the_baseline(preflight_lab: Lab, tmp_path: Path) -> None:
+    """`-k MYSQL03` runs neither MYSQL04 nor MYSQL05: the end of the run records their part."""
+    baseline = tmp_path / "narrowed-baseline.json"
+    run = preflight_lab.suite("preflight", CHECK_FILE, f"--baseline={baseline}", "-k", "MYSQL03")
+    assert {c.check_id for c in run.cases} == {"MYSQL03"}, run.summary()
+    assert run.returncode == 0, run.summary()
+    section = json.loads(baseline.read_text())["sections"]["mysql"]
+    assert "app@localhost" in section["grants"]
+    assert set(section["data/app"]) == {"audit_log", "customers", "orders"}
+
+
 def test_preflight_skip_name_resolve(preflight_lab: Lab) -> None:
     with preflight_lab.fault("mysql-skip-name-resolve"):
         run = run_mysql(preflight_lab, "preflight")
@@ -96,7 +111,7 @@ def test_preflight_grant_missing(preflight_lab: Lab) -> None:
     with preflight_lab.fault("mysql-grant-missing"):
         run = run_mysql(preflight_lab, "preflight")
     case = only_failure(run, "MYSQL04")
-    assert case.name == "test_grants_match[app@localhost]"
+    assert case.name == "test_grants_match"
     assert "'app'@'localhost'" in case.message
     assert "missing on new: GRANT DELETE, INSERT, SELECT, UPDATE ON `app`.*" in case.message
     assert "extra on new:   GRANT INSERT, SELECT, UPDATE ON `app`.*" in case.message
@@ -130,13 +145,14 @@ def pt_show_grants(lab: Lab, host: str) -> dict[Grantee, AccountGrants]:
             current = None
         elif current is not None and line.strip():
             current.append(line.rstrip(";"))
-    return {g: AccountGrants.from_lines(g, found) for g, found in lines.items()}
+    return {g: account_grants(g, found) for g, found in lines.items()}
 
 
 def pt_diff(lab: Lab) -> dict[str, str]:
+    """Each differing account (as MySQL writes it) -> how it differs."""
     old, new = pt_show_grants(lab, "old"), pt_show_grants(lab, "new")
     return {
-        g.id: diff.describe()
+        g.sql: diff.describe()
         for g in sorted(set(old) | set(new))
         if (diff := diff_grants(old.get(g), new.get(g)))
         and not (diff.only_on and g in SYSTEM_ACCOUNTS)
@@ -148,16 +164,13 @@ def test_grants_diff_agrees_with_pt_show_grants(preflight_lab: Lab, fault: str |
     with preflight_lab.fault(fault) if fault else _nothing():
         expected = pt_diff(preflight_lab)
         run = run_mysql(preflight_lab, "preflight")
-    grant_cases = [c for c in run.cases if c.check_id == "MYSQL04"]
-    assert grant_cases, run.summary()
-    reported = {
-        c.name.removeprefix("test_grants_match[").removesuffix("]"): c.message
-        for c in grant_cases
-        if c.outcome == "failed"
-    }
+    [case] = [c for c in run.cases if c.check_id == "MYSQL04"]
+    assert case.outcome == ("failed" if expected else "passed"), run.summary()
+    # The one testcase names exactly the accounts pt-show-grants shows differing.
+    reported = re.findall(r"^(?:MYSQL04: )?grants of (.*) differ between", case.message, re.M)
     assert set(reported) == set(expected), run.summary()
     for account, description in expected.items():
-        assert description in reported[account], (account, description, reported[account])
+        assert description in case.message, (account, description, case.message)
     if fault:
         assert expected, "the fault must show in pt-show-grants too"
 
@@ -202,7 +215,7 @@ def test_cutover_skip_name_resolve(cutover_lab: Lab) -> None:
 def test_acceptance_healthy_against_the_baseline(acceptance_lab: Lab) -> None:
     run = run_mysql(acceptance_lab, "acceptance")
     assert_all_pass(run, "acceptance")
-    grants = run.by_name("test_grants_match[app@localhost]")
+    grants = run.by_name("test_grants_match")
     assert grants.properties["grants_reference"] == "old server (preflight baseline)"
 
 

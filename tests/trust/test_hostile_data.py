@@ -225,8 +225,9 @@ def test_the_run_judges_the_planted_data(hostile_run: tuple[SuiteRun, Path, list
     assert "2 SPF records" in failures["MAIL01"]
     assert "is not a DNS name" in failures["DNS06"] and "records.id=" in failures["DNS06"]
     # The planted account was compared like any other (under NO_BACKSLASH_ESCAPES on old).
-    grants = [c for c in run.cases if c.check_id == "MYSQL04" and "plantedacct" in c.name]
-    assert [c.outcome for c in grants] == ["passed"], text
+    [grants] = [c for c in run.cases if c.check_id == "MYSQL04"]
+    assert grants.outcome == "passed", text
+    assert "plantedacct" in grants.properties["accounts"], grants.properties
 
 
 def test_the_junit_parses(hostile_run: tuple[SuiteRun, Path, list[str]]) -> None:
@@ -252,7 +253,9 @@ def test_the_html_report_runs_no_planted_script(
     assert pages, f"no HTML report in {reports}"
     for page in pages:
         dom = rendered_dom(page)
-        assert "plantedacct" in dom, "the report does not show the planted account at all"
+        # MYSQL05's failure quotes the planted table (the planted account, in no test id
+        # since MYSQL04 became one testcase per pair, only in its passing testcase's properties).
+        assert "plantedtable" in dom, "the report does not show the planted table at all"
         # A planted script would set document.title: the rendered title is the page's own.
         assert dom_title(dom) == dom_title(page.read_text(encoding="utf-8")), page
         for planted in PLANTED_IDS:

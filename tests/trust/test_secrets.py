@@ -46,7 +46,7 @@ def test_no_secret_from_refused_logins_and_unreachable_servers(
     """Offline: a MySQL peer refusing the login (or sending a handshake PyMySQL chokes on).
 
     The short handshake made PyMySQL raise UnboundLocalError, which escaped
-    cutover/probes/mysql/session.py's `_connect` with the password in a local: --showlocals
+    cutover/probes/mysql/session.py's `connect_mysql` with the password in a local: --showlocals
     printed it into the JUnit XML and HTML report (fixed: any library error
     becomes a ProbeError, and no local holds the revealed password).
     """

@@ -7,7 +7,10 @@ shell script checks the socket (`test -S`), names the process holding it
 (`ss -xlp`), and logs in through it with the mariadb/mysql client as the
 account, reading the password from stdin into MYSQL_PWD (never on a command
 line, never in a file). `diagnose()` turns what it saw into the named
-failure mode (CHECKS.md, MySQL).
+failure mode (docs/semantics.md, "MySQL / MariaDB").
+
+The login goes through the socket with the host's own client on purpose: a
+PyMySQL session from here (cutover.probes.mysql.session) could not test it.
 
 >>> parse_output("socket: ok\\nrow: app@localhost\\tnew.example.test\\nrc: 0\\n").current_user
 'app@localhost'
@@ -21,10 +24,12 @@ import shlex
 import signal
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from cutover.model.inventory import Inventory, MysqlAccount
-from cutover.probes.connect import ProbeError
+from cutover.model.inventory import MysqlAccount
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import ProbeError, timed_out
 from cutover.probes.mysql.session import ServerFacts
 from cutover.untrusted import shown
 
@@ -108,21 +113,22 @@ def parse_output(text: str, *, host: str = "", socket: str = "") -> TunnelLogin:
     return TunnelLogin(**facts)
 
 
-def _ssh_command(inventory: Inventory, remote: str) -> str:
+def _ssh_command(
+    spec: str | None, ssh_config: Path | None, connect_timeout: float, remote: str
+) -> str:
     """The shell command that runs `remote` on the old host (testinfra's own ssh invocation)."""
     import testinfra
     from testinfra.backend.local import LocalBackend
     from testinfra.backend.ssh import SshBackend
 
-    spec = inventory.old.ssh
     if not spec:
         raise ProbeError("the inventory gives no old.ssh (testinfra host spec of the old host)")
     options: dict[str, Any] = {
-        "timeout": max(1, round(inventory.timeouts.connect)),
+        "timeout": max(1, round(connect_timeout)),
         "ssh_extra_args": "-o BatchMode=yes",
     }
-    if inventory.ssh_config:
-        options["ssh_config"] = str(inventory.ssh_config)
+    if ssh_config:
+        options["ssh_config"] = str(ssh_config)
     backend = testinfra.get_host(spec, **options).backend
     if isinstance(backend, SshBackend):
         # testinfra runs commands without stdin or a timeout (its #716); build
@@ -140,19 +146,23 @@ def _password_line(account: MysqlAccount) -> bytes:
     return (account.password.reveal() if account.has_password else "").encode() + b"\n"
 
 
-def probe_tunnel_login(inventory: Inventory, account: MysqlAccount) -> TunnelLogin:
-    """Log in through the old host's socket as `account` (`ProbeError`: host not reached)."""
-    timeouts = inventory.timeouts
-    client_timeout = timeouts.connect + timeouts.operation
+def probe_tunnel_login(
+    old_ssh: str | None, socket: str, account: MysqlAccount, settings: ProbeSettings
+) -> TunnelLogin:
+    """Log in through `socket` on the old host (testinfra spec `old_ssh`) as `account`.
+
+    `ProbeError`: the host was not reached.
+    """
+    client_timeout = settings.connect_timeout + settings.operation_timeout
     remote = remote_script(
-        inventory.mysql.socket,
+        socket,
         account.user,
-        connect_timeout=timeouts.connect,
+        connect_timeout=settings.connect_timeout,
         timeout=client_timeout,
     )
-    command = _ssh_command(inventory, remote)
-    limit = timeouts.connect + client_timeout + 5
-    where = f"old host {inventory.old.ssh}"
+    command = _ssh_command(old_ssh, settings.ssh_config, settings.connect_timeout, remote)
+    limit = settings.connect_timeout + client_timeout + 5
+    where = f"old host {old_ssh}"
     process = subprocess.Popen(
         command,
         shell=True,
@@ -166,13 +176,13 @@ def probe_tunnel_login(inventory: Inventory, account: MysqlAccount) -> TunnelLog
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
-        raise ProbeError(f"timed out after {limit:g} s running the probe on {where}") from None
+        raise ProbeError(timed_out(limit, f"running the probe on {where}")) from None
     stdout = out.decode("utf-8", "replace")
     if process.returncode == 255 and "socket:" not in stdout:
         reason = err.decode("utf-8", "replace").strip().splitlines()
         said = shown(reason[-1]) if reason else "exit 255"
         raise ProbeError(f"cannot ssh to {where}: {said}")
-    return parse_output(stdout, host=str(inventory.old.ssh), socket=inventory.mysql.socket)
+    return parse_output(stdout, host=str(old_ssh), socket=socket)
 
 
 def _holder_name(holder: str) -> str:
