@@ -22,6 +22,7 @@ __all__ = [
     "Side",
     "area_of",
     "expectations",
+    "serving_ip",
 ]
 
 
@@ -93,6 +94,16 @@ def expectations(phase: Phase | str, *, old_ip_closed: bool = False) -> PhaseExp
             records_baseline=rules.records_baseline,
         )
     return rules
+
+
+def serving_ip(expect: PhaseExpectations, server: Side) -> Side | None:
+    """The IP on which `server` can be observed live in this phase (its own IP first).
+
+    >>> serving_ip(expectations(Phase.CUTOVER), Side.OLD) is None
+    True
+    """
+    sides = [side for side, by in expect.served_by.items() if by is server]
+    return server if server in sides else (sides[0] if sides else None)
 
 
 _ALL = frozenset(Phase)
