@@ -41,7 +41,8 @@ from checks.support import (
     fleet_of,
     pairs_of,
 )
-from cutover.model.phases import CHECK_ID, Phase, PhaseExpectations, area_of, runs_in
+from cutover.model.catalogue import area_of, runs_in
+from cutover.model.phases import CHECK_ID, Phase, PhaseExpectations
 from cutover.untrusted import shown, shown_lines
 
 # The plugin is loaded by every pytest run in this environment (`pytest

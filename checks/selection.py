@@ -33,7 +33,8 @@ import pytest
 from _pytest.junitxml import xml_key
 
 from checks.support import FLEET_KEY, PAIRS_KEY, PHASE_KEY, fleet_of
-from cutover.model.phases import AREAS, Phase, runs_in
+from cutover.model.catalogue import runs_in
+from cutover.model.phases import AREAS, Phase
 
 CHECKS_DIR = Path(__file__).resolve().parent
 NEEDS_PHASE = (

@@ -30,7 +30,8 @@ from typing import Any
 import pytest
 from _pytest._code.code import ExceptionChainRepr, ReprEntry, ReprFileLocation
 
-from cutover.model.phases import CHECK_ID, Phase, area_of
+from cutover.model.catalogue import area_of
+from cutover.model.phases import CHECK_ID, Phase
 
 SESSION_ERRORS_KEY = pytest.StashKey[list[str]]()
 _WORKER_OUTPUT = "cutover_session_errors"
