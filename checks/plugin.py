@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import pytest
 
-from checks.config import configure, set_report_paths
-from checks.grouping import SerialNodeIds, group_by_area
-from checks.reporting import register_verdict
 from cutover.model.phases import Phase
 
 # The plugin is loaded by every pytest run in this environment (`pytest
@@ -30,8 +27,8 @@ from cutover.model.phases import Phase
 # and the baseline are imported only where a run with `--phase` needs them.
 pytest_plugins = [
     "checks.config",  # options and the session fixtures
-    "checks.grouping",  # collection, markers, xdist groups
     "checks.reporting",  # JUnit properties, server text in reports
+    "checks.grouping",  # collection, markers, xdist groups (after reporting: it imports it)
     "checks.selection",  # the front door: selection, never green on nothing
     "checks.machine",  # the machine outputs (JSON report)
 ]
@@ -43,7 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
     if not phase_name:
         return
     phase = Phase(phase_name)
+    # Imported here, once pytest has loaded them as plugins (pytest_plugins above).
+    from checks.config import configure, set_report_paths
+    from checks.grouping import SerialNodeIds, group_by_area
     from checks.observe import OBSERVERS
+    from checks.reporting import register_verdict
 
     for name in (*OBSERVERS, "checks.record"):  # the fixtures the checks judge
         config.pluginmanager.import_plugin(name)
