@@ -17,8 +17,8 @@ import pytest
 
 from checks.support import baseline_path, expectations_for, parametrize, phase_of
 from cutover.model.baseline import Baseline, BaselineError
-from cutover.model.inventory import Inventory
 from cutover.model.catalogue import runs_in
+from cutover.model.inventory import Inventory
 from cutover.model.phases import PhaseExpectations, Side
 from cutover.probes.connect import ProbeError
 from cutover.probes.mysql.session import (
