@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from checks.support import FLEET_KEY, PAIRS_KEY, PHASE_KEY, fleet_of
-from cutover.model.phases import area_of
+from cutover.model.catalogue import area_of
 from cutover.untrusted import shown
 
 FORMAT_VERSION = 1

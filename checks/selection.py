@@ -33,7 +33,8 @@ import pytest
 from _pytest.junitxml import xml_key
 
 from checks.support import FLEET_KEY, PAIRS_KEY, PHASE_KEY, fleet_of
-from cutover.model.phases import AREAS, Phase, runs_in
+from cutover.model.catalogue import runs_in
+from cutover.model.phases import AREAS, Phase
 
 CHECKS_DIR = Path(__file__).resolve().parent
 NEEDS_PHASE = (
@@ -99,7 +100,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     given.confcutdir = str(inipath.parent if inipath is not None else rootpath)
 
 
-@pytest.hookimpl(trylast=True)  # after checks/plugin.py loaded the inventory and set report paths
+@pytest.hookimpl(trylast=True)  # after checks/config.py loaded the inventory and set report paths
 def pytest_configure(config: pytest.Config) -> None:
     for phase, description in _PHASE_MARKERS.items():
         config.addinivalue_line("markers", f"{phase.value}: {description}")
@@ -137,7 +138,7 @@ def require_probe_account(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before -k / -m deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    from checks.plugin import check_id_of
+    from checks.support import check_id_of
 
     for item in items:
         check_id = check_id_of(item)
@@ -159,7 +160,7 @@ def unconfigured_sections(config: pytest.Config) -> list[str]:
     no selected pair configures: their checks were never collected, so nothing matched."""
     import re
 
-    from checks.plugin import AREA_SECTIONS
+    from checks.grouping import AREA_SECTIONS
     from checks.support import PAIRS_KEY, pairs_of
     from cutover.model.catalogue import load_catalogue
 
@@ -216,7 +217,7 @@ class NothingChecked:
         return staged
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        from checks.plugin import check_id_of
+        from checks.support import check_id_of
 
         phase = self.config.stash[PHASE_KEY]
         for item in items:

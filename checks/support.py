@@ -16,6 +16,7 @@ depend on `inventory`, hence on the pair) observe each pair once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 
-from cutover.model.phases import Phase, PhaseExpectations, expectations
+from cutover.model.phases import CHECK_ID, Phase, PhaseExpectations, expectations
 from cutover.probes.connect import ProbeError
 from cutover.untrusted import shown
 
@@ -38,6 +39,7 @@ PHASE_KEY = pytest.StashKey[Phase]()
 PAIRED_KEY = pytest.StashKey[bool]()
 
 PAIR_ARG = "cutover_pair"
+CHECKS_DIR = Path(__file__).resolve().parent
 
 
 class Target(Protocol):
@@ -182,3 +184,26 @@ def skip_unless(condition: bool, reason: str) -> None:
     __tracebackhide__ = True
     if not condition:
         pytest.skip(reason)
+
+
+def check_id_of(item: pytest.Item) -> str | None:
+    function = getattr(item, "function", None)
+    doc = getattr(function, "__doc__", None) or ""
+    match = CHECK_ID.match(doc.strip())
+    return match.group(0) if match else None
+
+
+def pair_of(item: pytest.Item) -> str | None:
+    """The pair a check item runs for (None in a one-pair run)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(PAIR_ARG) if callspec is not None else None
+
+
+def is_check(item: pytest.Item) -> bool:
+    """Is the item one of the checks (a test in checks/), not a self-test?"""
+    return in_checks_dir(item.path)
+
+
+@functools.cache  # one answer per test file, not per item (10,000 items)
+def in_checks_dir(path: Path) -> bool:
+    return CHECKS_DIR in path.parents

@@ -11,9 +11,9 @@ from checks.support import expectations_for, observed, parametrize
 from cutover.model.baseline import Baseline
 from cutover.model.endpoints import Endpoint, endpoint_of, endpoints
 from cutover.model.inventory import Inventory, Protocol, Vhost
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.probes.connect import ProbeError
-from cutover.probes.services import Observations, ProbeSettings, serving_ip
+from cutover.probes.services import Observations, ProbeSettings
 from cutover.probes.services.apache import ApacheConfig, observe_config
 from cutover.probes.services.http import HttpResponse, fetch
 

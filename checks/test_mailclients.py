@@ -20,7 +20,7 @@ from checks.support import no_problems, parametrize
 from cutover.model.baseline import Baseline, BaselineError
 from cutover.model.endpoints import Endpoint, endpoint_of
 from cutover.model.inventory import Inventory
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.probes.connect import ProbeError
 from cutover.probes.mail.logins import (
     SECTION,
@@ -46,7 +46,7 @@ from cutover.probes.mail.pop3 import (
     read_maildrop,
     record_maildrop,
 )
-from cutover.probes.services import Observations, ProbeSettings, ServiceAnswer, serving_ip
+from cutover.probes.services import Observations, ProbeSettings, ServiceAnswer
 from cutover.probes.services.base import AuthOutcome
 
 Record = Callable[..., None]

@@ -14,9 +14,9 @@ from checks.support import expectations_for, observed, parametrize, skip_unless
 from cutover.model.baseline import Baseline
 from cutover.model.endpoints import Endpoint, ServiceTarget, endpoint_of, endpoints
 from cutover.model.inventory import Inventory, Protocol, Service, TlsMode
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.probes.connect import ProbeError
-from cutover.probes.services import Observations, ServiceAnswer, serving_ip
+from cutover.probes.services import Observations, ServiceAnswer
 
 Services = Observations[Endpoint, ServiceAnswer]
 Record = Callable[..., None]

@@ -15,8 +15,8 @@ from checks.support import expectations_for, observed, parametrize
 from cutover.model.baseline import Baseline
 from cutover.model.endpoints import Endpoint, ServiceTarget, endpoint_of, endpoints
 from cutover.model.inventory import Inventory, TlsMode
-from cutover.model.phases import PhaseExpectations, Side
-from cutover.probes.services import Observations, ServiceAnswer, serving_ip
+from cutover.model.phases import PhaseExpectations, Side, serving_ip
+from cutover.probes.services import Observations, ServiceAnswer
 from cutover.probes.tls import TlsFacts, name_covered
 
 Services = Observations[Endpoint, ServiceAnswer]

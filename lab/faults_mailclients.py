@@ -1,6 +1,6 @@
 """Faults for mail client continuity: logins and POP3 UIDLs on the new server.
 
-Registered into `lab.faults.FAULTS` by the import at the end of that module.
+Registered into `lab.fault_registry.FAULTS` when lab/faults.py imports this module.
 The passdb faults back up new's passwd-file and write the copy back on undo,
 byte for byte; the backup lives in .lab/faults/, never in lab.json (it holds
 password hashes).
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import daemons
-from lab.faults import BACKUPS, Fault, Saved, _dovecot_override, register
+from lab.fault_registry import BACKUPS, Fault, Saved, dovecot_override, register
 from lab.run import LabError
 from lab.topology import NEW
 
@@ -98,8 +98,8 @@ class Pop3UidlChanged(Fault):
     )
 
     def apply(self, data: dict[str, Any], arg: str | None) -> Saved:
-        _dovecot_override("fault-pop3-uidl", f"pop3_uidl_format = {POP3_UIDL_FORMAT}\n")
+        dovecot_override("fault-pop3-uidl", f"pop3_uidl_format = {POP3_UIDL_FORMAT}\n")
         return {}
 
     def undo(self, data: dict[str, Any], arg: str | None, saved: Saved) -> None:
-        _dovecot_override("fault-pop3-uidl", None)
+        dovecot_override("fault-pop3-uidl", None)

@@ -3,7 +3,7 @@
 Each changes rows on BOTH nameservers' SQL, as an operator editing the zone
 would, without bumping serials (like the DNS faults), and undo writes the
 saved column values back by row id: the zones are exactly as before.
-Registered into `lab.faults.FAULTS` by importing this module.
+Registered into `lab.fault_registry.FAULTS` when lab/faults.py imports this module.
 """
 
 from __future__ import annotations
@@ -11,7 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from lab import pki, story
-from lab.faults import BACKUPS, Fault, Saved, _records, _RecordsFault, _restore_records, register
+from lab.fault_registry import (
+    BACKUPS,
+    Fault,
+    RecordsFault,
+    Saved,
+    read_records,
+    register,
+    restore_records,
+)
 from lab.topology import CLIENT, HOSTS, NAMESERVERS, NEW, NS1, NS2, OLD, REVERSE_ZONE, ZONES, Host
 from lab.zones import dkim_txt, sql_string
 
@@ -27,7 +35,7 @@ def _txt(text: str) -> str:
 
 
 @register
-class SpfMissingNewIp(_RecordsFault):
+class SpfMissingNewIp(RecordsFault):
     name = "spf-missing-new-ip"
     column = "content"
     summary = f"{ZONES[1]}'s SPF record lists only the old IP (ip4:{NEW.address} removed, both NS)"
@@ -44,7 +52,7 @@ class SpfMissingNewIp(_RecordsFault):
 
 
 @register
-class SpfTooManyLookups(_RecordsFault):
+class SpfTooManyLookups(RecordsFault):
     name = "spf-too-many-lookups"
     column = "content"
     summary = (
@@ -63,7 +71,7 @@ class SpfTooManyLookups(_RecordsFault):
 
 
 @register
-class PtrMismatch(_RecordsFault):
+class PtrMismatch(RecordsFault):
     name = "ptr-mismatch"
     column = "content"
     summary = (
@@ -95,11 +103,11 @@ class DkimKeyMismatch(Fault):
         key = BACKUPS / "dkim-mismatch.key"
         published = sql_string(dkim_txt(pki.dkim_key(key)))
         key.unlink()  # only its public half is wanted: a key nobody signs with
-        saved = {ns.key: _records(ns, "content", self.where) for ns in NAMESERVERS}
+        saved = {ns.key: read_records(ns, "content", self.where) for ns in NAMESERVERS}
         for ns in NAMESERVERS:
             story.dns_sql(ns, f"UPDATE records SET content = {published} WHERE {self.where};")
         return saved
 
     def undo(self, data: dict[str, Any], arg: str | None, saved: Saved) -> None:
         for key, rows in saved.items():
-            _restore_records(HOSTS[key], "content", rows)
+            restore_records(HOSTS[key], "content", rows)

@@ -1,12 +1,21 @@
-"""The catalogue is complete, consistent with the phase table, and docs/checks.md is current."""
+"""The catalogue is complete, read from each check's `@check`, and docs/checks.md is current."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-from cutover.model.catalogue import load_catalogue, render_markdown
-from cutover.model.phases import CHECK_PHASES, area_of
+import pytest
+
+from cutover.model.catalogue import (
+    CatalogueError,
+    area_of,
+    load_catalogue,
+    render_markdown,
+    runs_in,
+)
+from cutover.model.phases import Phase, prefix_area
 from tests.suite import REPO
 
 
@@ -18,10 +27,48 @@ def test_every_check_has_a_unique_id_and_a_complete_docstring() -> None:
         assert area_of(entry.check_id) == entry.area
 
 
-def test_the_phase_table_names_only_checks_that_exist() -> None:
-    declared = {entry.check_id for entry in load_catalogue()}
-    unknown = sorted(set(CHECK_PHASES) - declared)
-    assert not unknown, f"CHECK_PHASES lists IDs no check declares: {unknown}"
+def test_phases_are_what_each_check_declares() -> None:
+    assert runs_in("MYSQL01", Phase.CUTOVER)
+    assert not runs_in("MYSQL01", Phase.PREFLIGHT)
+    assert not runs_in("DNS03", Phase.ACCEPTANCE)
+    assert all(runs_in("PORT01", phase) for phase in Phase)
+
+
+def _checks_dir(tmp_path: Path, declaration: str, doc: str = "PORT01") -> Path:
+    (tmp_path / "test_x.py").write_text(
+        "from checks.declare import check\n\n\n"
+        f"{declaration}\n"
+        "def test_x() -> None:\n"
+        f'    """{doc}: the port answers.\n\n'
+        '    Why: clients connect.\n    Inputs: services.\n    Fix: start it.\n    """\n',
+        encoding="utf-8",
+    )
+    return tmp_path
+
+
+def test_the_declaration_gives_phases_and_area(tmp_path: Path) -> None:
+    path = _checks_dir(tmp_path, '@check("PORT01", phases=("cutover",), area="imap")')
+    (entry,) = load_catalogue(path)
+    assert (entry.phases, entry.area) == ((Phase.CUTOVER,), "imap")
+    (entry,) = load_catalogue(_checks_dir(tmp_path, '@check("PORT01")'))
+    assert (entry.phases, entry.area) == (tuple(Phase), prefix_area("PORT01"))
+
+
+@pytest.mark.parametrize(
+    ("declaration", "message"),
+    [
+        ("", "PORT01 has no @check('PORT01', phases=...) above it"),
+        ('@check("PORT02", phases=("cutover",))', "docstring starts with PORT01"),
+        ('@check("PORT01", phases=("later",))', "@check phases must name phases"),
+        ('@check("PORT01", phases=PHASES)', "@check takes literals"),
+    ],
+)
+def test_a_check_without_a_sound_declaration_is_refused(
+    tmp_path: Path, declaration: str, message: str
+) -> None:
+    with pytest.raises(CatalogueError, match=r"test_x\.py:\d+ test_x: ") as caught:
+        load_catalogue(_checks_dir(tmp_path, declaration))
+    assert message in str(caught.value)
 
 
 def test_docs_checks_md_is_generated_from_the_checks() -> None:
@@ -42,3 +89,16 @@ def test_the_catalogue_command_prints_every_check() -> None:
     )
     for entry in load_catalogue():
         assert f"{entry.check_id}  {entry.objective}" in completed.stdout
+
+
+def test_the_decorator_refuses_an_id_its_docstring_does_not_start_with() -> None:
+    from checks.declare import check
+
+    def test_x() -> None:
+        """PORT01: the port answers."""
+
+    assert check("PORT01", phases=("cutover",))(test_x) is test_x
+    with pytest.raises(ValueError, match="declared PORT02, but its docstring starts with PORT01"):
+        check("PORT02")(test_x)
+    with pytest.raises(ValueError):
+        check("PORT01", phases=("later",))

@@ -32,8 +32,8 @@ import yaml
 
 from checks.selection import NEEDS_PHASE
 from cutover.cli import nagios, watch
-from cutover.model.catalogue import load_catalogue
-from cutover.model.phases import Phase, area_of, runs_in
+from cutover.model.catalogue import area_of, load_catalogue, runs_in
+from cutover.model.phases import Phase
 from tests.suite import REPO
 from tests.vfio.support import generate
 

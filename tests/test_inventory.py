@@ -540,6 +540,17 @@ def test_the_good_inventory_loads(tmp_path: Path) -> None:
     assert [s.port for s in inventory.services] == [110, 995, 143, 993, 25, 465, 587, 80, 3306]
 
 
+def test_zone_names_are_normalised_once_when_loaded(tmp_path: Path) -> None:
+    """Lower case, no final dot: the form the DNS probes compare and show (absolute_text)."""
+    from cutover.probes.dns.engine import absolute_text
+
+    text = GOOD + "dns:\n  zones:\n    - {name: Example.TEST.}\n    - {name: other.test}\n"
+    inventory = load_inventory(write_case(tmp_path, text, {}), environ={"CUTOVER_TEST_ALICE": "s"})
+    names = [zone.name for zone in inventory.dns.zones]
+    assert names == ["example.test", "other.test"]
+    assert [absolute_text(name) for name in names] == names
+
+
 def test_secret_file_is_resolved_relative_to_the_inventory(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "alice").write_text("from-a-file\n")

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from checks.verdict import Result, area_verdict, root_causes
+from checks.causes import Result, area_verdict, root_causes
 from tests.suite import REPO, SuiteRun, parse_junit, run_suite
 from tests.test_reports import UNUSED_NEW, UNUSED_OLD, _inventory
 from tests.trust.peers import Peer, imap_rejecting, smtp_good

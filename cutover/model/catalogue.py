@@ -1,8 +1,10 @@
-"""The check catalogue: every check's ID, objective, why, inputs, fix and phases.
+"""The check catalogue: every check's ID, objective, why, inputs, fix, phases and area.
 
-Built by parsing the docstrings in `checks/test_*.py` (not importing them, so
-no pytest is needed). `python -m cutover checks` prints it and
-`docs/checks.md` is generated from it.
+Built by parsing `checks/test_*.py` (not importing them, so no pytest is
+needed): each check's `@check("ID", phases=(...))` declaration (checks/declare.py)
+and its docstring (`ID: objective`, then Why:, Inputs:, Fix:). `python -m cutover
+checks` prints it, `docs/checks.md` is generated from it, and the phase and area
+lookups of a run (`runs_in`, `area_of`) read it.
 
 >>> entries = load_catalogue()  # doctest: +SKIP
 >>> entries[0].check_id  # doctest: +SKIP
@@ -12,13 +14,22 @@ no pytest is needed). `python -m cutover checks` prints it and
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cutover.model.phases import CHECK_ID, CHECK_PHASES, Phase, area_of
+from cutover.model.phases import CHECK_ID, Phase, prefix_area
 
-__all__ = ["CatalogueEntry", "CatalogueError", "load_catalogue", "render_markdown", "render_text"]
+__all__ = [
+    "CatalogueEntry",
+    "CatalogueError",
+    "area_of",
+    "load_catalogue",
+    "render_markdown",
+    "render_text",
+    "runs_in",
+]
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
 SECTIONS = ("Why", "Inputs", "Fix")
@@ -65,6 +76,41 @@ def _parse_docstring(doc: str, where: str) -> tuple[str, str, dict[str, str]]:
     return check_id, objective, sections
 
 
+def _declaration(
+    node: ast.FunctionDef, check_id: str, where: str
+) -> tuple[frozenset[Phase], str | None]:
+    """The phases and area of the function's `@check(...)`, read from the source."""
+    for decorator in node.decorator_list:
+        if not isinstance(decorator, ast.Call):
+            continue
+        name = decorator.func
+        if not (isinstance(name, ast.Name) and name.id == "check") and not (
+            isinstance(name, ast.Attribute) and name.attr == "check"
+        ):
+            continue
+        try:
+            declared = [ast.literal_eval(arg) for arg in decorator.args]
+            keywords = {str(k.arg): ast.literal_eval(k.value) for k in decorator.keywords}
+        except ValueError:
+            raise CatalogueError(f"{where}: @check takes literals (a string, a tuple)") from None
+        if declared != [check_id]:
+            raise CatalogueError(
+                f"{where}: declared as @check({', '.join(map(repr, declared))}), but its "
+                f"docstring starts with {check_id}"
+            )
+        unknown = set(keywords) - {"phases", "area"}
+        if unknown:
+            raise CatalogueError(f"{where}: @check has no argument {sorted(unknown)[0]}")
+        try:
+            phases = frozenset(Phase(p) for p in keywords.get("phases", tuple(Phase)))
+        except (TypeError, ValueError):
+            names = ", ".join(Phase)
+            raise CatalogueError(f"{where}: @check phases must name phases of: {names}") from None
+        area = keywords.get("area")
+        return phases, area if isinstance(area, str) else None
+    raise CatalogueError(f"{where}: {check_id} has no @check({check_id!r}, phases=...) above it")
+
+
 def load_catalogue(checks_dir: Path = CHECKS_DIR) -> list[CatalogueEntry]:
     entries: dict[str, CatalogueEntry] = {}
     for path in sorted(checks_dir.glob("test_*.py")):
@@ -77,6 +123,7 @@ def load_catalogue(checks_dir: Path = CHECKS_DIR) -> list[CatalogueEntry]:
             if not doc:
                 raise CatalogueError(f"{where}: a check needs a docstring starting with its ID")
             check_id, objective, sections = _parse_docstring(doc, where)
+            phases, area = _declaration(node, check_id, where)
             if check_id in entries:
                 other = entries[check_id]
                 raise CatalogueError(
@@ -89,12 +136,33 @@ def load_catalogue(checks_dir: Path = CHECKS_DIR) -> list[CatalogueEntry]:
                 why=sections["Why"],
                 inputs=sections["Inputs"],
                 fix=sections["Fix"],
-                area=area_of(check_id),
-                phases=tuple(p for p in Phase if p in CHECK_PHASES.get(check_id, frozenset(Phase))),
+                area=area or prefix_area(check_id),
+                phases=tuple(p for p in Phase if p in phases),
                 function=node.name,
                 module=path.name,
             )
     return sorted(entries.values(), key=lambda e: e.sort_key)
+
+
+@functools.cache
+def _by_id() -> dict[str, CatalogueEntry]:
+    return {entry.check_id: entry for entry in load_catalogue()}
+
+
+def runs_in(check_id: str, phase: Phase) -> bool:
+    """Does the check run in this phase (as its `@check` declares)? An unknown ID runs in every one.
+
+    >>> runs_in("MYSQL01", Phase.PREFLIGHT)  # doctest: +SKIP
+    False
+    """
+    entry = _by_id().get(check_id)
+    return entry is None or phase in entry.phases
+
+
+def area_of(check_id: str) -> str:
+    """The check's area: declared with `@check(..., area=...)`, or from its ID's prefix."""
+    entry = _by_id().get(check_id)
+    return entry.area if entry is not None else prefix_area(check_id)
 
 
 def render_text(entries: list[CatalogueEntry]) -> str:

@@ -4,8 +4,6 @@ Checks never branch on the phase name; they ask this module what to expect.
 
 >>> expectations(Phase.CUTOVER).served_by[Side.OLD]
 <Side.NEW: 'new'>
->>> Phase.PREFLIGHT in CHECK_PHASES["PORT01"]
-True
 """
 
 from __future__ import annotations
@@ -16,12 +14,12 @@ from enum import StrEnum
 
 __all__ = [
     "AREAS",
-    "CHECK_PHASES",
     "Phase",
     "PhaseExpectations",
     "Side",
-    "area_of",
     "expectations",
+    "prefix_area",
+    "serving_ip",
 ]
 
 
@@ -95,52 +93,15 @@ def expectations(phase: Phase | str, *, old_ip_closed: bool = False) -> PhaseExp
     return rules
 
 
-_ALL = frozenset(Phase)
-_PRE = frozenset({Phase.PREFLIGHT})
-_CUT = frozenset({Phase.CUTOVER})
-_PRE_ACC = frozenset({Phase.PREFLIGHT, Phase.ACCEPTANCE})
-_CUT_ACC = frozenset({Phase.CUTOVER, Phase.ACCEPTANCE})
+def serving_ip(expect: PhaseExpectations, server: Side) -> Side | None:
+    """The IP on which `server` can be observed live in this phase (its own IP first).
 
-# In which phases each check runs. A check ID missing here runs in every
-# phase; `tests/test_catalogue.py` keeps this table and checks/ in step.
-CHECK_PHASES: dict[str, frozenset[Phase]] = {
-    # services (issue: ports, identity, TLS, capabilities, vhosts)
-    "PORT01": _ALL,
-    "PORT02": _ALL,
-    "PORT03": _CUT,
-    "TLS01": _ALL,
-    "TLS02": _ALL,
-    "TLS03": _ALL,
-    "TLS04": _ALL,
-    "CAP01": _ALL,
-    "HTTP01": _ALL,
-    "HTTP02": _ALL,
-    # IMAP continuity
-    "IMAP01": _ALL,
-    "IMAP02": _ALL,
-    "IMAP03": _ALL,
-    "IMAP04": _ALL,
-    "IMAP05": _ALL,
-    # MySQL
-    "MYSQL01": _CUT,
-    "MYSQL02": _ALL,
-    "MYSQL03": _ALL,
-    "MYSQL04": _PRE_ACC,
-    "MYSQL05": _PRE_ACC,
-    # DNS
-    "DNS01": _ALL,
-    "DNS02": _PRE | _CUT,
-    "DNS03": _PRE,
-    "DNS04": _ALL,
-    "DNS05": _ALL,
-    "DNS06": _ALL,
-    # outbound mail (SPF, reverse DNS, DKIM: ready before the new server sends, still right
-    # after; MX preferences recorded in preflight, compared in every later phase)
-    "MAIL01": _PRE_ACC,
-    "MAIL02": _PRE_ACC,
-    "MAIL03": _PRE_ACC,
-    "MAIL04": _ALL,
-}
+    >>> serving_ip(expectations(Phase.CUTOVER), Side.OLD) is None
+    True
+    """
+    sides = [side for side, by in expect.served_by.items() if by is server]
+    return server if server in sides else (sides[0] if sides else None)
+
 
 # Area markers (`-m imap`) follow from the check ID's prefix.
 AREAS: dict[str, str] = {
@@ -161,12 +122,13 @@ AREAS: dict[str, str] = {
 CHECK_ID = re.compile(r"^([A-Z]+)([0-9]{2})\b")
 
 
-def area_of(check_id: str) -> str:
+def prefix_area(check_id: str) -> str:
+    """The area a check ID's prefix names (a check may declare another: cutover.model.catalogue).
+
+    >>> prefix_area("POP01")
+    'imap'
+    """
     match = CHECK_ID.match(check_id)
     if match is None or match.group(1) not in AREAS:
         raise KeyError(f"not a known check ID: {check_id!r}")
     return AREAS[match.group(1)]
-
-
-def runs_in(check_id: str, phase: Phase) -> bool:
-    return phase in CHECK_PHASES.get(check_id, _ALL)

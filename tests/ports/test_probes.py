@@ -14,9 +14,9 @@ import pytest
 
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Protocol, Service, TlsMode
-from cutover.model.phases import Phase, Side, expectations
+from cutover.model.phases import Phase, Side, expectations, serving_ip
 from cutover.probes.connect import ProbeError, ProbeTimeout
-from cutover.probes.services import Observations, ProbeSettings, observe, serving_ip
+from cutover.probes.services import Observations, ProbeSettings, observe
 from cutover.probes.services.apache import included_files
 from cutover.probes.services.http import body_digest, parse_response
 from cutover.probes.services.imap import greeting_text

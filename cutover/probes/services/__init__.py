@@ -18,7 +18,6 @@ from typing import Generic, TypeVar
 
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Protocol
-from cutover.model.phases import PhaseExpectations, Side
 from cutover.model.settings import ProbeSettings
 from cutover.probes.connect import ProbeError
 from cutover.probes.services import http, imap, mysql, pop3, smtp
@@ -31,7 +30,6 @@ __all__ = [
     "ProbeSettings",
     "ServiceAnswer",
     "observe",
-    "serving_ip",
 ]
 
 PROBES: dict[Protocol, Callable[[Endpoint, ProbeSettings], ServiceAnswer]] = {
@@ -114,14 +112,3 @@ class Observations(Generic[K, V]):
             return self.get(target)
         except ProbeError as exc:
             return exc
-
-
-def serving_ip(expect: PhaseExpectations, server: Side) -> Side | None:
-    """The IP on which `server` can be observed live in this phase (its own IP first).
-
-    >>> from cutover.model.phases import expectations, Phase
-    >>> serving_ip(expectations(Phase.CUTOVER), Side.OLD) is None
-    True
-    """
-    sides = [side for side, by in expect.served_by.items() if by is server]
-    return server if server in sides else (sides[0] if sides else None)
