@@ -232,7 +232,8 @@ def test_mail_relayed_to_new_server(
     """
     if not pytestconfig.getoption("probe_mail"):
         pytest.skip("opt-in: --probe-mail sends one test message through the old IP's port 25")
-    from cutover.probes.mail.flow import probe_mail_flow, relay_service
+    from checks.observe.mail import observe_mail_flow
+    from checks.targets.mail import relay_service
 
     service = relay_service(inventory)
     skip_unless(service is not None, "the inventory lists no SMTP service on port 25")
@@ -242,7 +243,7 @@ def test_mail_relayed_to_new_server(
     account = next(a for a in inventory.mail.accounts if a.user == user)
     deadline = inventory.timeouts.mail_delivery
     try:
-        flow = probe_mail_flow(inventory, service, account, deadline)
+        flow = observe_mail_flow(inventory, service, account, deadline)
     except ProbeError as exc:
         pytest.fail(f"mail flow to {user}: {exc}", pytrace=False)
     record(
