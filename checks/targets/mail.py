@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cutover.model.endpoints import Endpoint, endpoints
 from cutover.model.inventory import Account, Inventory, IPAddress, Protocol, Service, TlsMode
@@ -83,6 +84,10 @@ def login_plan(
 
 @dataclass(frozen=True)
 class _OnBothIps:
+    """One account, read on the old and the new IP through one service."""
+
+    SERVICE_PROPERTY: ClassVar[str] = "service"  # the JUnit property naming the service
+
     account: Account
     service: Service
     old: IPAddress
@@ -98,27 +103,25 @@ class _OnBothIps:
     def endpoint(self, side: Side) -> Endpoint:
         return Endpoint(self.service, side, self.address(side))
 
+    def junit_properties(self) -> Iterator[tuple[str, str]]:
+        yield "account", self.account.user
+        yield self.SERVICE_PROPERTY, self.service.label
+        yield "old_address", str(self.old)
+        yield "new_address", str(self.new)
+
 
 @dataclass(frozen=True)
 class ImapTarget(_OnBothIps):
     """One account to check on both IPs (the IMAP checks' parameter)."""
 
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "account", self.account.user
-        yield "imap_service", self.service.label
-        yield "old_address", str(self.old)
-        yield "new_address", str(self.new)
+    SERVICE_PROPERTY: ClassVar[str] = "imap_service"
 
 
 @dataclass(frozen=True)
 class PopTarget(_OnBothIps):
     """One account whose POP3 maildrop is compared (POP01's parameter)."""
 
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "account", self.account.user
-        yield "pop3_service", self.service.label
-        yield "old_address", str(self.old)
-        yield "new_address", str(self.new)
+    SERVICE_PROPERTY: ClassVar[str] = "pop3_service"
 
 
 @dataclass(frozen=True)
