@@ -231,7 +231,7 @@ def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
 
 def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
     """Each `--host-snapshot`, checked now: a path that is not a tarball is a usage error."""
-    from cutover.probes.hostfs import snapshot_problem
+    from cutover.probes.snapshot import snapshot_problem
 
     found: dict[str, Path] = {}
     for value in config.getoption("host_snapshot") or []:

@@ -18,7 +18,8 @@ from checks.support import NoTargets, parametrize
 from checks.targets.host import DeviceTarget, device_targets
 from cutover.model.inventory import Inventory, VirtHost
 from cutover.model.settings import settings_for
-from cutover.probes.hostfs import Host, LocalRoot, SnapshotError, TestinfraHost, open_snapshot
+from cutover.probes.hostfs import Host, LocalRoot, SnapshotError, TestinfraHost
+from cutover.probes.snapshot import open_snapshot
 from cutover.probes.virt.vfio import (
     IommuStatus,
     PciFunction,

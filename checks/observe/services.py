@@ -34,6 +34,9 @@ Services = Observations[Endpoint, ServiceAnswer]
 
 MAIL_PROTOCOLS = (Protocol.SMTP, Protocol.IMAP, Protocol.POP3)
 KIND = "services"  # the baseline sections identity, capabilities, certificate_names
+# An inventory that says something about the servers' services (not, say, a VFIO host
+# alone) has services to record, even when it keeps the default `services:` list.
+SECTIONS = ("services", "hostnames", "tls", "http", "mail", "mysql")
 
 
 def observe_services(
@@ -106,7 +109,7 @@ def record_services(
     records.recorded(KIND)
 
 
-@recorder(KIND)
+@recorder(KIND, sections=SECTIONS)
 def record_services_at_end(ctx: RecordContext) -> None:
     """The services' facts of a preflight whose selection ran no check that recorded them."""
     record_services(
