@@ -29,9 +29,10 @@ from cutover.model.baseline import BaselineError
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Inventory
 from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.mail.mailboxes import ImapSession
-from cutover.probes.services import Observations, ProbeSettings, ServiceAnswer
+from cutover.probes.services import Observations, ServiceAnswer
 
 __all__ = ["KIND", "Continuity", "imap_continuity", "record_imap"]
 
@@ -121,7 +122,6 @@ def imap_continuity(
     expect: PhaseExpectations,
     records: Records,
     services: Services,
-    mail_settings: ProbeSettings,
 ) -> Iterator[Callable[[ImapTarget], Continuity]]:
     """Observe each account once per run, whichever check asks first.
 
@@ -131,6 +131,7 @@ def imap_continuity(
     reported by the checks), "imap" is marked recorded; a run that observed
     only some marks those accounts, and the recorder reads the others.
     """
+    settings = settings_for(inventory)
     accounts = {target.id for target in imap_targets(inventory)}
     batch_size = inventory.mail.batch_size
     cache: dict[str, Continuity | str] = {}
@@ -139,9 +140,7 @@ def imap_continuity(
         __tracebackhide__ = True
         if target.id not in cache:
             try:
-                cache[target.id] = _observe(
-                    target, expect, records, services, mail_settings, batch_size
-                )
+                cache[target.id] = _observe(target, expect, records, services, settings, batch_size)
             except (ProbeError, BaselineError) as exc:
                 cache[target.id] = f"{target.id}: {exc}"
             if records.recording and accounts <= cache.keys():
@@ -174,7 +173,7 @@ def _record_account(
 @recorder(KIND, sections=("mail",))
 def record_imap(ctx: RecordContext) -> None:
     """Every account's mailboxes on the old server that no check of this run observed."""
-    settings = ProbeSettings.from_inventory(ctx.inventory)
+    settings = settings_for(ctx.inventory)
     problems = []
     targets = [
         target
@@ -196,4 +195,6 @@ def record_imap(ctx: RecordContext) -> None:
 def unreachable(exc: Exception) -> bool:
     """The server itself did not answer: the next account would only wait as long again."""
     text = str(exc)
-    return text.startswith(("timed out after", "cannot connect to", "connection refused by"))
+    return text.startswith(
+        ("timed out after", "cannot connect to", "connection refused by", "no route to")
+    )

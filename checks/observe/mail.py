@@ -33,11 +33,12 @@ from cutover.model.baseline import BaselineError
 from cutover.model.endpoints import Endpoint, endpoint_of
 from cutover.model.inventory import Account, Inventory, Service
 from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.mail.flow import MailFlow, probe_mail_flow
 from cutover.probes.mail.logins import AccountLogins, observe_logins, offered_methods
 from cutover.probes.mail.pop3 import read_maildrop
-from cutover.probes.services import Observations, ProbeSettings, ServiceAnswer, observe, serving_ip
+from cutover.probes.services import Observations, ServiceAnswer, observe, serving_ip
 
 __all__ = [
     "LOGINS",
@@ -45,7 +46,6 @@ __all__ = [
     "PopContinuity",
     "account_logins",
     "baseline_maildrop",
-    "mail_settings",
     "observe_mail_flow",
     "old_login_methods",
     "pop3_continuity",
@@ -57,12 +57,6 @@ __all__ = [
 LOGINS = "auth_methods"  # baseline: the old server's login methods per service label
 POP3 = "pop3"  # baseline: the old server's maildrop per account
 Services = Observations[Endpoint, ServiceAnswer]
-
-
-@pytest.fixture(scope="session")
-def mail_settings(inventory: Inventory) -> ProbeSettings:
-    """What the mail probes need from the pair's inventory, built once."""
-    return ProbeSettings.from_inventory(inventory)
 
 
 # --- login methods (AUTH01) ------------------------------------------------------
@@ -106,7 +100,7 @@ def record_login_methods(ctx: RecordContext) -> None:
     side = serving_ip(ctx.expect, Side.OLD)
     if side is None:
         return
-    settings = ProbeSettings.from_inventory(ctx.inventory)
+    settings = settings_for(ctx.inventory)
     methods, problems = {}, []
     for service in login_services(ctx.inventory):
         endpoint = endpoint_of(ctx.inventory, service, side)
@@ -125,9 +119,9 @@ def account_logins(
     expect: PhaseExpectations,
     old_login_methods: dict[str, list[str] | str],
     services: Services,
-    mail_settings: ProbeSettings,
     observing: Callable[[str, str], Stage],
 ) -> Observations[AccountTarget, AccountLogins]:
+    settings = settings_for(inventory)
     known = {label: m for label, m in old_login_methods.items() if isinstance(m, list)}
     plan = login_plan(inventory, expect, known)
     # Endpoints that did not answer the service probe (PORT01 fails there): no logins.
@@ -138,7 +132,7 @@ def account_logins(
     }
     return Observations(
         [AccountTarget(account) for account in inventory.mail.accounts],
-        lambda target: observe_logins(target.account, plan, mail_settings, silent),
+        lambda target: observe_logins(target.account, plan, settings, silent),
         workers=16,
         progress=observing("logins", "accounts"),
     )
@@ -230,16 +224,16 @@ def pop3_continuity(
     inventory: Inventory,
     expect: PhaseExpectations,
     records: Records,
-    mail_settings: ProbeSettings,
     observing: Callable[[str, str], Stage],
 ) -> Iterator[Observations[PopTarget, PopContinuity]]:
     """Every account's maildrop, observed at once on first use; preflight records the old one."""
     targets = pop3_targets(inventory)
+    settings = settings_for(inventory)
     observed: set[str] = set()
 
     def observe_one(target: PopTarget) -> PopContinuity:
         try:
-            return _observe_pop(target, inventory, expect, records, mail_settings)
+            return _observe_pop(target, inventory, expect, records, settings)
         except BaselineError as exc:  # reported like a probe that could not observe
             raise ProbeError(str(exc)) from None
         finally:
@@ -254,7 +248,7 @@ def pop3_continuity(
 @recorder(POP3, sections=("mail",))
 def record_maildrops(ctx: RecordContext) -> None:
     """Every account's maildrop on the old server (its UIDLs, sizes and Message-IDs)."""
-    settings = ProbeSettings.from_inventory(ctx.inventory)
+    settings = settings_for(ctx.inventory)
     targets = pop3_targets(ctx.inventory)
     problems = []
     for index, target in enumerate(targets):
@@ -283,6 +277,6 @@ def observe_mail_flow(
         endpoint_of(inventory, relay, Side.OLD),
         endpoint_of(inventory, imap, Side.NEW) if imap is not None else None,
         account,
-        ProbeSettings.from_inventory(inventory),
+        settings_for(inventory),
         deadline,
     )

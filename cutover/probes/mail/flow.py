@@ -31,14 +31,15 @@ from email.message import EmailMessage
 
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account
-from cutover.probes.connect import ProbeError, ProbeTimeout, tls_context
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import ProbeError, ProbeTimeout, one_line, timed_out, tls_context
 from cutover.probes.mail.mailboxes import ImapSession
-from cutover.probes.services.base import ProbeSettings
 
 __all__ = ["MailFlow", "probe_mail_flow", "probe_message"]
 
 POLL_SECONDS = 0.5
 SUBJECT = "cutover mail-flow probe {token} (safe to delete)"
+_WORDS = 300  # the most of a server's reply quoted in one message
 
 
 @dataclass(frozen=True)
@@ -77,23 +78,6 @@ def probe_message(account: str, message_id: str, sent_to: str) -> EmailMessage:
     return message
 
 
-def _smtp_reason(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        raw = exc.smtp_error
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
-        return f"{exc.smtp_code} {' '.join(text.split())}"[:300]
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refused = [
-            f"{code} {text.decode('utf-8', 'replace')}" for code, text in exc.recipients.values()
-        ]
-        return f"recipient refused: {'; '.join(refused)}"[:300]
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
-    return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
-
-
 def _send(
     relay: Endpoint, settings: ProbeSettings, account: str, message_id: str
 ) -> tuple[str, str, str]:
@@ -108,9 +92,9 @@ def _send(
     except (smtplib.SMTPException, OSError) as exc:
         if isinstance(exc, TimeoutError | socket.timeout):
             raise ProbeTimeout(
-                f"timed out after {settings.connect_timeout:g} s connecting to {where}"
+                timed_out(settings.connect_timeout, f"connecting to {where}")
             ) from None
-        raise ProbeError(f"cannot connect to {where}: {_smtp_reason(exc)}") from None
+        raise ProbeError(f"cannot connect to {where}: {one_line(exc, _WORDS)}") from None
     greeting = f"{code} {banner.decode('utf-8', 'replace')}"
     try:
         if smtp.sock is not None:
@@ -139,7 +123,7 @@ def _send(
         raise
     except (smtplib.SMTPException, OSError, ValueError) as exc:
         smtp.close()
-        raise ProbeError(f"sending to {where}: {_smtp_reason(exc)}") from None
+        raise ProbeError(f"sending to {where}: {one_line(exc, _WORDS)}") from None
     try:
         smtp.quit()
     except (smtplib.SMTPException, OSError):

@@ -28,8 +28,9 @@ from types import ModuleType
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account, Protocol, TlsMode
 from cutover.model.phases import Side
+from cutover.model.settings import ProbeSettings
 from cutover.probes.connect import Deadline, ProbeError
-from cutover.probes.services import ProbeSettings, ServiceAnswer, imap, pop3, smtp
+from cutover.probes.services import ServiceAnswer, imap, pop3, smtp
 from cutover.probes.services.base import AuthOutcome, AuthReply, Conversation, converse
 
 __all__ = [

@@ -14,7 +14,6 @@ for the whole mailbox. The answers are read by `imap_parsing`.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import hashlib
 import imaplib
@@ -30,7 +29,15 @@ from imapclient.exceptions import IMAPClientError, ProtocolError
 from cutover.compare.imap import Batch, Listing, MailboxState, MessageKey
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account, TlsMode
-from cutover.probes.connect import ProbeError, ProbeTimeout, tls_context
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import (
+    ProbeError,
+    ProbeTimeout,
+    ServerName,
+    one_line,
+    timed_out,
+    tls_context,
+)
 from cutover.probes.mail.imap_parsing import (
     FETCH_ITEMS,
     HEADER_DIGEST_PREFIX,
@@ -44,64 +51,13 @@ from cutover.probes.mail.imap_parsing import (
     received,
     uid_set,
 )
-from cutover.probes.services.base import ProbeSettings
 from cutover.untrusted import shown
 
 __all__ = ["ImapSession"]
 
 
-class _ServerName:
-    """Verifies the certificate for a client-facing name while connecting to an IP.
-
-    imapclient and imaplib pass the connect address as `server_hostname`; the
-    certificate names the mail host, not the IP, so the name is substituted.
-    """
-
-    def __init__(self, context: ssl.SSLContext, name: str | None) -> None:
-        self.context = context
-        self.name = name
-
-    def wrap_socket(self, sock: socket.socket, **kwargs: Any) -> ssl.SSLSocket:
-        kwargs["server_hostname"] = self.name
-        return self.context.wrap_socket(sock, **kwargs)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate not trusted: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
-    text = " ".join(_server_words(exc).split())
-    return shown(text, limit=300) or type(exc).__name__
-
-
-def _server_words(exc: BaseException) -> str:
-    """An IMAP library error's text, the server's bytes decoded.
-
-    imaplib raises its error with the server's response as bytes, and
-    IMAPClient turns a failed login into `LoginError(str(that error))`:
-    both would show `b'[AUTHENTICATIONFAILED] ...'`.
-
-    >>> _server_words(imaplib.IMAP4.error(b"[AUTHENTICATIONFAILED] Authentication failed."))
-    '[AUTHENTICATIONFAILED] Authentication failed.'
-    >>> _server_words(ValueError("b'[ALERT] Over quota'"))
-    '[ALERT] Over quota'
-    """
-    if len(exc.args) == 1 and isinstance(exc.args[0], bytes):
-        return as_text(exc.args[0])
-    text = str(exc)
-    if re.fullmatch(r"b('|\").*\1", text, re.S):
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            return text
-        if isinstance(value, bytes):
-            return as_text(value)
-    return text
+# The most of a server's words quoted in one message.
+_WORDS = 300
 
 
 _LIBRARY_ERRORS = (IMAPClientError, imaplib.IMAP4.error, OSError, ValueError, EOFError)
@@ -128,8 +84,8 @@ class ImapSession:
         service = endpoint.service
         where = endpoint.where
         name = settings.server_names.get(service.name)
-        context = tls_context(settings.trust.ca_file, check_hostname=name is not None)
-        tls = cast(ssl.SSLContext, _ServerName(context, name))
+        context = tls_context(settings.trust, check_hostname=name is not None)
+        tls = cast(ssl.SSLContext, ServerName(context, name))
         timeout = SocketTimeout(settings.connect_timeout, settings.operation_timeout)
         try:
             client = IMAPClient(
@@ -142,9 +98,9 @@ class ImapSession:
         except _LIBRARY_ERRORS as exc:
             if isinstance(exc, TimeoutError | socket.timeout):
                 raise ProbeTimeout(
-                    f"timed out after {settings.connect_timeout:g} s connecting to {where}"
+                    timed_out(settings.connect_timeout, f"connecting to {where}")
                 ) from None
-            raise ProbeError(f"cannot connect to {where}: {_reason(exc)}") from None
+            raise ProbeError(f"cannot connect to {where}: {one_line(exc, _WORDS)}") from None
         session = cls(client, where, account.user)
         try:
             if service.tls is TlsMode.STARTTLS:
@@ -154,7 +110,7 @@ class ImapSession:
             except _LIBRARY_ERRORS as exc:
                 # The server's words only; the exception chain is dropped so no
                 # library frame holding the password reaches a traceback.
-                reason = _reason(exc).replace(account.password.reveal(), "***")
+                reason = one_line(exc, _WORDS).replace(account.password.reveal(), "***")
                 raise ProbeError(f"login as {account.user} failed on {where}: {reason}") from None
             session.condstore = bool(
                 session._call("reading CAPABILITY", client.has_capability, "CONDSTORE")
@@ -164,11 +120,14 @@ class ImapSession:
             raise
         return session
 
+    def _failed(self, doing: str, exc: BaseException) -> ProbeError:
+        return ProbeError(f"{doing} on {self.where} as {self.user}: {one_line(exc, _WORDS)}")
+
     def _call(self, doing: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except _LIBRARY_ERRORS as exc:
-            raise ProbeError(f"{doing} on {self.where} as {self.user}: {_reason(exc)}") from None
+            raise self._failed(doing, exc) from None
 
     def listing(self) -> Listing:
         """LIST "" "*" and LSUB "" "*"."""
@@ -196,9 +155,7 @@ class ImapSession:
             raw_list = self._client._imap.lsub if command == "LSUB" else self._client._imap.list
             status, data = self._call(command, raw_list, '""', "*")
             if status != "OK":
-                raise ProbeError(
-                    f"{command} on {self.where} as {self.user}: {_reason(Exception(*data))}"
-                ) from None
+                raise self._failed(command, Exception(*data)) from None
             try:
                 return parse_list_lines(data)
             except ValueError as exc:
@@ -206,7 +163,7 @@ class ImapSession:
                     f"{command} on {self.where} as {self.user}: cannot parse {exc}"
                 ) from None
         except _LIBRARY_ERRORS as exc:
-            raise ProbeError(f"{command} on {self.where} as {self.user}: {_reason(exc)}") from None
+            raise self._failed(command, exc) from None
         return [
             (frozenset(as_text(f).lower() for f in flags), str(name)) for flags, _, name in found
         ]
@@ -296,7 +253,7 @@ class ImapSession:
                 ) from None
             return int(found.group(1))
         except _LIBRARY_ERRORS as exc:
-            raise ProbeError(f"{doing} on {self.where} as {self.user}: {_reason(exc)}") from None
+            raise self._failed(doing, exc) from None
         value = answer.get(b"HIGHESTMODSEQ")
         return int(value) if value is not None else None
 

@@ -22,10 +22,11 @@ from cutover.compare.imap import fingerprint
 from cutover.compare.pop3 import Maildrop, PopMessage
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account, TlsMode
+from cutover.model.settings import ProbeSettings
 from cutover.probes.connect import ProbeError
 from cutover.probes.mail.logins import fresh_deadline
 from cutover.probes.mail.mailboxes import ImapSession
-from cutover.probes.services import ProbeSettings, pop3
+from cutover.probes.services import pop3
 from cutover.probes.services.base import AuthOutcome, Conversation, converse
 
 __all__ = ["PopLoginRefused", "read_maildrop"]
