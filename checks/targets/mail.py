@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from cutover.model.endpoints import Endpoint, endpoints
 from cutover.model.inventory import Account, Inventory, IPAddress, Protocol, Service, TlsMode
@@ -138,24 +138,22 @@ class AccountTarget:
         yield "account", self.account.user
 
 
-def imap_targets(inventory: Inventory) -> list[ImapTarget]:
-    service = imap_service(inventory)
+_T = TypeVar("_T", bound=_OnBothIps)
+
+
+def _every_account(kind: type[_T], service: Service | None, inventory: Inventory) -> list[_T]:
     if service is None:
         return []
-    return [
-        ImapTarget(account, service, inventory.old.address, inventory.new.address)
-        for account in inventory.mail.accounts
-    ]
+    old, new = inventory.old.address, inventory.new.address
+    return [kind(account, service, old, new) for account in inventory.mail.accounts]
+
+
+def imap_targets(inventory: Inventory) -> list[ImapTarget]:
+    return _every_account(ImapTarget, imap_service(inventory), inventory)
 
 
 def pop3_targets(inventory: Inventory) -> list[PopTarget]:
-    service = pop3_service(inventory)
-    if service is None:
-        return []
-    return [
-        PopTarget(account, service, inventory.old.address, inventory.new.address)
-        for account in inventory.mail.accounts
-    ]
+    return _every_account(PopTarget, pop3_service(inventory), inventory)
 
 
 def account_targets(inventory: Inventory) -> Sequence[AccountTarget]:
