@@ -32,9 +32,7 @@ from cutover.untrusted import shown
 # Imported only where a run with `--phase` needs them (the plugin loads in every pytest run).
 if TYPE_CHECKING:
     from cutover.model.baseline import Baseline
-    from cutover.model.endpoints import Endpoint
     from cutover.model.inventory import Fleet, Inventory
-    from cutover.probes.services import Observations, ServiceAnswer
 
 SNAPSHOTS_KEY = pytest.StashKey[dict[str, Path]]()  # pair name ("" = every pair) -> tarball
 
@@ -143,7 +141,7 @@ def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
 
 def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
     """Each `--host-snapshot`, checked now: a path that is not a tarball is a usage error."""
-    from cutover.probes.hostfs import snapshot_problem
+    from cutover.probes.snapshot import snapshot_problem
 
     found: dict[str, Path] = {}
     for value in config.getoption("host_snapshot") or []:
@@ -214,22 +212,6 @@ def observing(pytestconfig: pytest.Config) -> Callable[[str, str], Stage]:
     Pass it as an engine's `progress`; see checks/progress.py for where it shows.
     """
     return ProgressDisplay.for_config(pytestconfig).stage
-
-
-@pytest.fixture(scope="session")
-def services(
-    inventory: Inventory, expect: PhaseExpectations, observing: Callable[[str, str], Stage]
-) -> Observations[Endpoint, ServiceAnswer]:
-    """Every service on every IP of the phase: observed once per run, concurrently, on first use."""
-    from cutover.model.endpoints import endpoints
-    from cutover.probes.services import Observations, ProbeSettings, observe
-
-    settings = ProbeSettings.from_inventory(inventory)
-    return Observations(
-        endpoints(inventory, expect),
-        lambda endpoint: observe(endpoint, settings),
-        progress=observing("services", "endpoints"),
-    )
 
 
 @pytest.fixture(scope="session")

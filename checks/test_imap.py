@@ -5,129 +5,25 @@ there (preflight, which also records it into the baseline), afterwards the
 preflight baseline. Every IP the new server answers on is compared with it,
 and when both IPs are served by the new server, the old IP must show the
 same mailboxes as the new IP. One read-only session per account and IP
-serves all five checks.
+serves all five checks (the observation: checks/observe/imap.py).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
+from checks.observe.imap import Continuity
 from checks.support import parametrize
-from cutover.compare.imap import AccountReport, MailSource, Pair, compare_account
-from cutover.compare.imap_baseline import BaselineSource, UidMapWriter
-from cutover.model.baseline import Baseline, BaselineError
-from cutover.model.endpoints import Endpoint, endpoint_of
-from cutover.model.inventory import Inventory
-from cutover.model.phases import PhaseExpectations, Side
-from cutover.probes.connect import ProbeError
-from cutover.probes.mail.mailboxes import ImapSession, ImapTarget, imap_targets
-from cutover.probes.services import Observations, ServiceAnswer
+from checks.targets.mail import ImapTarget, imap_targets
 from cutover.untrusted import property_name
-
-Services = Observations[Endpoint, ServiceAnswer]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "imap_account" in metafunc.fixturenames:
         parametrize(metafunc, "imap_account", imap_targets)
-
-
-@dataclass(frozen=True)
-class Continuity:
-    """One account's comparison, with a short name per source for the report."""
-
-    report: AccountReport
-    sides: list[str]  # "old", "new" or "baseline", in the report's source order
-
-    def holds(self, check: str) -> None:
-        __tracebackhide__ = True
-        failures = self.report.failures(check)
-        if failures:
-            pytest.fail("\n".join(failures), pytrace=False)
-
-
-def _open(target: ImapTarget, side: Side, inventory: Inventory, services: Services) -> ImapSession:
-    """A session on one IP; not even tried where the service probe got no answer."""
-    outcome = services.outcome(endpoint_of(inventory, target.service, side))
-    if isinstance(outcome, ProbeError):
-        raise ProbeError(str(outcome))
-    return ImapSession.open(target, side, inventory)
-
-
-def _observe(
-    target: ImapTarget,
-    inventory: Inventory,
-    expect: PhaseExpectations,
-    baseline: Baseline,
-    services: Services,
-) -> Continuity:
-    sources: list[MailSource] = []
-    sides: list[str] = []
-    sessions: list[ImapSession] = []
-    writer: UidMapWriter | None = None
-    try:
-        if expect.served_by[Side.OLD] is Side.OLD:
-            sessions.append(_open(target, Side.OLD, inventory, services))
-            sources.append(sessions[-1])
-        else:
-            sources.append(BaselineSource(baseline, target.account.user))
-        sides.append(Side.OLD.value if sessions else "baseline")
-        for side in (Side.NEW, Side.OLD):
-            if expect.served_by[side] is Side.NEW:
-                sessions.append(_open(target, side, inventory, services))
-                sources.append(sessions[-1])
-                sides.append(side.value)
-        pairs = [Pair(0, subject) for subject in range(1, len(sources))]
-        if len(sources) == 3:
-            pairs.append(Pair(1, 2, purpose="the old IP must serve the new server's mailboxes"))
-        if expect.records_baseline:
-            writer = UidMapWriter(baseline, target.account.user, sources[0].label)
-        report = compare_account(
-            target.account.user,
-            sources,
-            pairs,
-            inventory.mail.batch_size,
-            recorder=(0, writer) if writer is not None else None,
-        )
-        if writer is not None:
-            writer.commit(greeting=sessions[0].greeting)
-            writer = None
-        return Continuity(report, sides)
-    finally:
-        if writer is not None:
-            writer.discard()
-        for session in sessions:
-            session.close()
-
-
-@pytest.fixture(scope="session")
-def imap_continuity(
-    inventory: Inventory, expect: PhaseExpectations, baseline: Baseline, services: Services
-) -> Callable[[ImapTarget], Continuity]:
-    """Observe each account once per run, whichever check asks first.
-
-    An IP whose IMAP port gave the session's service probe no answer is not
-    tried again per account: a silent host costs one timeout, not one each.
-    """
-    cache: dict[str, Continuity | str] = {}
-
-    def observe(target: ImapTarget) -> Continuity:
-        __tracebackhide__ = True
-        if target.id not in cache:
-            try:
-                cache[target.id] = _observe(target, inventory, expect, baseline, services)
-            except (ProbeError, BaselineError) as exc:
-                cache[target.id] = f"{target.id}: {exc}"
-        result = cache[target.id]
-        if isinstance(result, str):
-            pytest.fail(result, pytrace=False)
-        return result
-
-    return observe
 
 
 def test_mailboxes_and_subscriptions_equal(

@@ -3,7 +3,8 @@
 The reference is the old server: live on the old IP while it still answers
 there (preflight, which records it into the baseline), afterwards the
 preflight baseline. Each account is observed once per run (its logins one
-after another, accounts concurrently); the checks only judge.
+after another, accounts concurrently: checks/observe/mail.py); the checks
+only judge.
 """
 
 from __future__ import annotations
@@ -11,46 +12,27 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pytest
 
-from checks.progress import Stage
+from checks.observe.mail import PopContinuity
 from checks.support import no_problems, parametrize
-from cutover.model.baseline import Baseline, BaselineError
-from cutover.model.endpoints import Endpoint, endpoint_of
-from cutover.model.inventory import Inventory
+from checks.targets.mail import AccountTarget, PopTarget, account_targets, pop3_targets
+from cutover.compare.pop3 import Maildrop
 from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.probes.connect import ProbeError
 from cutover.probes.mail.logins import (
-    SECTION,
     STOPS_AN_IP,
     AccountLogins,
-    AccountTarget,
     LoginAttempt,
-    login_plan,
-    login_services,
-    observe_logins,
-    offered_methods,
     only_rejected,
     refused_by_old_server,
 )
-from cutover.probes.mail.pop3 import (
-    LoginRefused,
-    Maildrop,
-    PopTarget,
-    UidlDiff,
-    baseline_maildrop,
-    compare,
-    pop3_targets,
-    read_maildrop,
-    record_maildrop,
-)
-from cutover.probes.services import Observations, ProbeSettings, ServiceAnswer
+from cutover.probes.mail.pop3 import PopLoginRefused
+from cutover.probes.services import Observations
 from cutover.probes.services.base import AuthOutcome
 
 Record = Callable[..., None]
-Services = Observations[Endpoint, ServiceAnswer]
 # Mailboxes up to this size are recorded UIDL by UIDL in the report; larger ones as a digest.
 RECORD_UIDLS = 1000
 SHOWN = 10  # evidence lines per kind of problem
@@ -92,74 +74,12 @@ TIMEOUT_HINT = (
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mail_account" in metafunc.fixturenames:
-        parametrize(metafunc, "mail_account", _account_targets)
+        parametrize(metafunc, "mail_account", account_targets)
     if "pop_account" in metafunc.fixturenames:
         parametrize(metafunc, "pop_account", pop3_targets)
 
 
-def _account_targets(inventory: Inventory) -> list[AccountTarget]:
-    if not login_services(inventory):
-        return []
-    return [AccountTarget(account) for account in inventory.mail.accounts]
-
-
 # --- AUTH01 -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def old_login_methods(
-    inventory: Inventory, expect: PhaseExpectations, services: Services, baseline: Baseline
-) -> dict[str, list[str] | str]:
-    """Per login service, the methods the old server offered (or why they are unknown)."""
-    side = serving_ip(expect, Side.OLD)
-    methods: dict[str, list[str] | str] = {}
-    for service in login_services(inventory):
-        if side is None:
-            recorded = baseline.get(SECTION, service.label)
-            methods[service.label] = (
-                list(recorded)
-                if recorded is not None
-                else f"{service.label}: no record of the old server's login methods in "
-                f"{baseline.path}: run the preflight phase first (it records them)"
-            )
-            continue
-        endpoint = endpoint_of(inventory, service, side)
-        answer = services.outcome(endpoint)
-        if isinstance(answer, ProbeError):
-            methods[service.label] = (
-                f"{service.label}: the old server's login methods are unknown: "
-                f"{endpoint.where} did not answer ({answer})"
-            )
-        else:
-            methods[service.label] = offered_methods(service.protocol, answer)
-    if side is not None and expect.records_baseline:
-        baseline.record_many(SECTION, {k: v for k, v in methods.items() if isinstance(v, list)})
-    return methods
-
-
-@pytest.fixture(scope="session")
-def account_logins(
-    inventory: Inventory,
-    expect: PhaseExpectations,
-    old_login_methods: dict[str, list[str] | str],
-    services: Services,
-    observing: Callable[[str, str], Stage],
-) -> Observations[AccountTarget, AccountLogins]:
-    known = {label: m for label, m in old_login_methods.items() if isinstance(m, list)}
-    plan = login_plan(inventory, expect, known)
-    settings = ProbeSettings.from_inventory(inventory)
-    # Endpoints that did not answer the service probe (PORT01 fails there): no logins.
-    silent = {
-        endpoint.id: str(outcome)
-        for endpoint, _ in plan
-        if isinstance(outcome := services.outcome(endpoint), ProbeError)
-    }
-    return Observations(
-        [AccountTarget(account) for account in inventory.mail.accounts],
-        lambda target: observe_logins(target.account, plan, settings, silent),
-        workers=16,
-        progress=observing("logins", "accounts"),
-    )
 
 
 def _login_problems(failures: list[LoginAttempt]) -> list[str]:
@@ -251,54 +171,6 @@ def test_account_logs_in_everywhere(
 # --- POP01 --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PopContinuity:
-    reference: Maildrop
-    reference_side: str  # "old" or "baseline"
-    subjects: list[tuple[str, Maildrop, UidlDiff]]  # per IP the new server answers on
-
-
-def _observe_pop(
-    target: PopTarget,
-    inventory: Inventory,
-    expect: PhaseExpectations,
-    baseline: Baseline,
-    settings: ProbeSettings,
-) -> PopContinuity:
-    if expect.served_by[Side.OLD] is Side.OLD:
-        reference, reference_side = read_maildrop(target, Side.OLD, inventory, settings), "old"
-        if expect.records_baseline:
-            record_maildrop(baseline, target.id, reference)
-    else:
-        reference, reference_side = baseline_maildrop(baseline, target.id), "baseline"
-    subjects = []
-    for side in (Side.NEW, Side.OLD):
-        if expect.served_by[side] is Side.NEW:
-            drop = read_maildrop(target, side, inventory, settings)
-            subjects.append((side.value, drop, compare(reference.messages, drop.messages)))
-    return PopContinuity(reference, reference_side, subjects)
-
-
-@pytest.fixture(scope="session")
-def pop3_continuity(
-    inventory: Inventory,
-    expect: PhaseExpectations,
-    baseline: Baseline,
-    observing: Callable[[str, str], Stage],
-) -> Observations[PopTarget, PopContinuity]:
-    settings = ProbeSettings.from_inventory(inventory)
-
-    def observe(target: PopTarget) -> PopContinuity:
-        try:
-            return _observe_pop(target, inventory, expect, baseline, settings)
-        except BaselineError as exc:  # reported like a probe that could not observe
-            raise ProbeError(str(exc)) from None
-
-    return Observations(
-        pop3_targets(inventory), observe, workers=16, progress=observing("POP3", "accounts")
-    )
-
-
 def _uidls_property(drop: Maildrop) -> str:
     uidls = drop.uidls
     if len(uidls) <= RECORD_UIDLS:
@@ -383,7 +255,7 @@ def test_pop3_uidls_unchanged(
     """
     try:
         continuity = pop3_continuity.get(pop_account)
-    except LoginRefused as refused:
+    except PopLoginRefused as refused:
         if refused.outcome in STOPS_AN_IP:
             pytest.skip(f"{pop_account.id}: no UIDLs to compare: {refused} (AUTH01 reports it)")
         pytest.fail(f"{pop_account.id}: {refused}", pytrace=False)

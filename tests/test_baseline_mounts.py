@@ -25,7 +25,7 @@ WRITE = """
 import json
 from pathlib import Path
 from cutover.model.baseline import Baseline
-from cutover.probes.mail.mailboxes import Listing
+from cutover.compare.imap import Listing
 from cutover.compare.imap_baseline import UidMapWriter
 baseline = Baseline(Path("reports/baseline.json"))
 baseline.record("identity", "imaps-993/old", "old.example.test")

@@ -1,1 +1,282 @@
-"""Observations of the mail area: see checks/observe/__init__.py."""
+"""Observations of the mail clients area: the login methods, every account's logins, POP3.
+
+The reference is the old server: live on the old IP while it still answers
+there (preflight, which records it into the baseline), afterwards the
+preflight baseline. Each account is observed once per run (its logins one
+after another, accounts concurrently). Preflight records the old server's
+login methods (`mail-logins`) and every account's maildrop (`pop3`); the
+recorders read what no check of the run asked for at its end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from checks.observe.imap import unreachable
+from checks.progress import Stage
+from checks.record import RecordContext, Records, recorder
+from checks.targets.mail import (
+    AccountTarget,
+    PopTarget,
+    imap_service,
+    login_plan,
+    login_services,
+    pop3_targets,
+)
+from cutover.compare.pop3 import Maildrop, PopMessage, UidlDiff, compare
+from cutover.model.baseline import BaselineError
+from cutover.model.endpoints import Endpoint, endpoint_of
+from cutover.model.inventory import Account, Inventory, Service
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.settings import ProbeSettings, settings_for
+from cutover.probes.connect import ProbeError
+from cutover.probes.mail.flow import MailFlow, probe_mail_flow
+from cutover.probes.mail.logins import AccountLogins, observe_logins, offered_methods
+from cutover.probes.mail.pop3 import read_maildrop
+from cutover.probes.services import Observations, ServiceAnswer, observe, serving_ip
+
+__all__ = [
+    "LOGINS",
+    "POP3",
+    "PopContinuity",
+    "account_logins",
+    "baseline_maildrop",
+    "observe_mail_flow",
+    "old_login_methods",
+    "pop3_continuity",
+    "record_login_methods",
+    "record_maildrop",
+    "record_maildrops",
+]
+
+LOGINS = "auth_methods"  # baseline: the old server's login methods per service label
+POP3 = "pop3"  # baseline: the old server's maildrop per account
+Services = Observations[Endpoint, ServiceAnswer]
+
+
+# --- login methods (AUTH01) ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def old_login_methods(
+    inventory: Inventory, expect: PhaseExpectations, services: Services, records: Records
+) -> dict[str, list[str] | str]:
+    """Per login service, the methods the old server offered (or why they are unknown)."""
+    side = serving_ip(expect, Side.OLD)
+    methods: dict[str, list[str] | str] = {}
+    for service in login_services(inventory):
+        if side is None:
+            recorded = records.get(LOGINS, service.label)
+            methods[service.label] = (
+                list(recorded)
+                if recorded is not None
+                else f"{service.label}: no record of the old server's login methods in "
+                f"{records.baseline.path}: run the preflight phase first (it records them)"
+            )
+            continue
+        endpoint = endpoint_of(inventory, service, side)
+        answer = services.outcome(endpoint)
+        if isinstance(answer, ProbeError):
+            methods[service.label] = (
+                f"{service.label}: the old server's login methods are unknown: "
+                f"{endpoint.where} did not answer ({answer})"
+            )
+        else:
+            methods[service.label] = offered_methods(service.protocol, answer)
+    if side is not None and records.recording:
+        records.write_many(LOGINS, {k: v for k, v in methods.items() if isinstance(v, list)})
+        records.recorded("mail-logins")
+    return methods
+
+
+@recorder("mail-logins", sections=("mail",))
+def record_login_methods(ctx: RecordContext) -> None:
+    """The login methods the old server offers on every login service."""
+    side = serving_ip(ctx.expect, Side.OLD)
+    if side is None:
+        return
+    settings = settings_for(ctx.inventory)
+    methods, problems = {}, []
+    for service in login_services(ctx.inventory):
+        endpoint = endpoint_of(ctx.inventory, service, side)
+        try:
+            methods[service.label] = offered_methods(service.protocol, observe(endpoint, settings))
+        except ProbeError as exc:
+            problems.append(f"{endpoint.where} did not answer ({exc})")
+    ctx.records.write_many(LOGINS, methods)
+    if problems:
+        raise ProbeError("; ".join(problems))
+
+
+@pytest.fixture(scope="session")
+def account_logins(
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    old_login_methods: dict[str, list[str] | str],
+    services: Services,
+    observing: Callable[[str, str], Stage],
+) -> Observations[AccountTarget, AccountLogins]:
+    settings = settings_for(inventory)
+    known = {label: m for label, m in old_login_methods.items() if isinstance(m, list)}
+    plan = login_plan(inventory, expect, known)
+    # Endpoints that did not answer the service probe (PORT01 fails there): no logins.
+    silent = {
+        endpoint.id: str(outcome)
+        for endpoint, _ in plan
+        if isinstance(outcome := services.outcome(endpoint), ProbeError)
+    }
+    return Observations(
+        [AccountTarget(account) for account in inventory.mail.accounts],
+        lambda target: observe_logins(target.account, plan, settings, silent),
+        workers=16,
+        progress=observing("logins", "accounts"),
+    )
+
+
+# --- POP3 maildrops (POP01) --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PopContinuity:
+    reference: Maildrop
+    reference_side: str  # "old" or "baseline"
+    subjects: list[tuple[str, Maildrop, UidlDiff]]  # per IP the new server answers on
+
+
+def _maildrop(
+    target: PopTarget, side: Side, inventory: Inventory, settings: ProbeSettings
+) -> Maildrop:
+    imap = imap_service(inventory)
+    return read_maildrop(
+        target.endpoint(side),
+        target.account,
+        settings,
+        Endpoint(imap, side, target.address(side)) if imap is not None else None,
+        inventory.mail.batch_size,
+    )
+
+
+def record_maildrop(records: Records, user: str, drop: Maildrop) -> None:
+    """Keep the old server's maildrop for the later phases (UIDL, size, Message-ID digest)."""
+    records.write(
+        POP3,
+        user,
+        {
+            "recorded": datetime.now(UTC).isoformat(timespec="seconds"),
+            "source": drop.where,
+            "note": drop.note,
+            "messages": [[m.uidl, m.size, m.ident] for m in drop.messages],
+        },
+    )
+
+
+def baseline_maildrop(records: Records, user: str) -> Maildrop:
+    """The old server's maildrop as preflight recorded it."""
+    baseline = records.baseline
+    entry: Any = records.get(POP3, user)
+    if entry is None:
+        raise BaselineError(
+            f"no POP3 baseline for {user} in {baseline.path}: run the preflight phase first "
+            "(while the old server still answers on the old IP); it records the old server's "
+            "UIDLs for the later phases"
+        )
+    try:
+        messages = tuple(
+            PopMessage(number, str(uidl), int(size), ident)
+            for number, (uidl, size, ident) in enumerate(entry["messages"], start=1)
+        )
+        where = f"the preflight baseline of the old server ({entry['recorded']}, {entry['source']})"
+        return Maildrop(where, messages, str(entry.get("note", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BaselineError(
+            f"{baseline.path}: POP3 baseline for {user} is incomplete ({exc}); run preflight again"
+        ) from None
+
+
+def _observe_pop(
+    target: PopTarget,
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    records: Records,
+    settings: ProbeSettings,
+) -> PopContinuity:
+    if expect.served_by[Side.OLD] is Side.OLD:
+        reference, reference_side = _maildrop(target, Side.OLD, inventory, settings), "old"
+        if records.recording:
+            record_maildrop(records, target.id, reference)
+    else:
+        reference, reference_side = baseline_maildrop(records, target.id), "baseline"
+    subjects = []
+    for side in (Side.NEW, Side.OLD):
+        if expect.served_by[side] is Side.NEW:
+            drop = _maildrop(target, side, inventory, settings)
+            subjects.append((side.value, drop, compare(reference.messages, drop.messages)))
+    return PopContinuity(reference, reference_side, subjects)
+
+
+@pytest.fixture(scope="session")
+def pop3_continuity(
+    inventory: Inventory,
+    expect: PhaseExpectations,
+    records: Records,
+    observing: Callable[[str, str], Stage],
+) -> Iterator[Observations[PopTarget, PopContinuity]]:
+    """Every account's maildrop, observed at once on first use; preflight records the old one."""
+    targets = pop3_targets(inventory)
+    settings = settings_for(inventory)
+    observed: set[str] = set()
+
+    def observe_one(target: PopTarget) -> PopContinuity:
+        try:
+            return _observe_pop(target, inventory, expect, records, settings)
+        except BaselineError as exc:  # reported like a probe that could not observe
+            raise ProbeError(str(exc)) from None
+        finally:
+            observed.add(target.id)
+
+    yield Observations(targets, observe_one, workers=16, progress=observing("POP3", "accounts"))
+    # Every account was observed (recorded, or its failure reported by POP01).
+    if records.recording and observed >= {target.id for target in targets}:
+        records.recorded(POP3)
+
+
+@recorder(POP3, sections=("mail",))
+def record_maildrops(ctx: RecordContext) -> None:
+    """Every account's maildrop on the old server (its UIDLs, sizes and Message-IDs)."""
+    settings = settings_for(ctx.inventory)
+    targets = pop3_targets(ctx.inventory)
+    problems = []
+    for index, target in enumerate(targets):
+        try:
+            drop = _maildrop(target, Side.OLD, ctx.inventory, settings)
+        except ProbeError as exc:
+            problems.append(f"{target.id}: {exc}")
+            if unreachable(exc) and index + 1 < len(targets):
+                problems.append(f"{len(targets) - index - 1} more accounts not tried")
+                break
+            continue
+        record_maildrop(ctx.records, target.id, drop)
+    if problems:
+        raise ProbeError("; ".join(problems))
+
+
+# --- the mail-flow probe (PORT03) ----------------------------------------------------
+
+
+def observe_mail_flow(
+    inventory: Inventory, relay: Service, account: Account, deadline: float
+) -> MailFlow:
+    """Send through the old IP's `relay` (port 25), find the message on the new IP's IMAP."""
+    imap = imap_service(inventory)
+    return probe_mail_flow(
+        endpoint_of(inventory, relay, Side.OLD),
+        endpoint_of(inventory, imap, Side.NEW) if imap is not None else None,
+        account,
+        settings_for(inventory),
+        deadline,
+    )

@@ -22,9 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover.compare.imap import fingerprint
+from cutover.compare.imap import Batch, Listing, MailboxState, MessageKey, fingerprint
 from cutover.model.baseline import Baseline, BaselineError, TempBeside
-from cutover.probes.mail.mailboxes import Batch, Listing, MailboxState, MessageKey
 
 __all__ = ["SECTION", "BaselineSource", "UidMapWriter", "uid_map_path"]
 

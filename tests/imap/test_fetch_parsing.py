@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cutover.probes.mail.mailboxes import (
+from cutover.probes.mail.imap_parsing import (
     _parse_fetch_fast,
     _parse_fetch_general,
     parse_fetch,
@@ -70,7 +70,7 @@ def test_a_mailbox_name_with_an_unbalanced_bracket_is_still_listed() -> None:
     from imapclient.exceptions import ProtocolError
     from imapclient.response_parser import parse_response
 
-    from cutover.probes.mail.mailboxes import parse_list_lines
+    from cutover.probes.mail.imap_parsing import parse_list_lines
 
     line = b'(\\HasNoChildren) "." brk[31m'
     with pytest.raises(ProtocolError, match="No closing"):

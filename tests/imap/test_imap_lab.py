@@ -174,6 +174,31 @@ def test_suite_agrees_with_doveadm(preflight_lab: Lab, tmp_path: Path) -> None:
             assert suite == doveadm_status(preflight_lab, host, user), f"{user} on {host}"
 
 
+def test_a_narrowed_preflight_still_records_every_account(
+    preflight_lab: Lab, tmp_path: Path
+) -> None:
+    """`-k alice` checks alice only; the end of the run records everyone else's mail.
+
+    On two xdist workers: the worker that observed alice marks her as recorded,
+    the controller's recorders read the other accounts (and POP3, login methods).
+    """
+    baseline = tmp_path / "baseline.json"
+    run = preflight_lab.suite(
+        "preflight", CHECK_FILE, f"--baseline={baseline}", "-k", "alice", "-n", "2"
+    )
+    assert {c.name.split("[")[1].rstrip("]") for c in run.cases} == {FAULTED}, run.summary()
+    assert not run.failing() and run.returncode == 0, run.summary()
+    sections = json.loads(baseline.read_text())["sections"]
+    assert set(sections["imap"]) == set(ACCOUNTS), sorted(sections["imap"])
+    assert set(sections["pop3"]) == set(ACCOUNTS), sorted(sections["pop3"])
+    assert sections["auth_methods"], sections
+    marks = set(sections["recorded"])
+    assert {"imap", "pop3", "mail-logins", f"imap/{FAULTED}"} <= marks, marks
+    for account in ACCOUNTS:
+        uid_map = baseline.parent / sections["imap"][account]["uid_map"]
+        assert uid_map.stat().st_size > 0, uid_map
+
+
 def test_cutover_healthy_against_the_baseline(cutover_lab: Lab) -> None:
     baseline = baseline_of(cutover_lab)
     assert baseline.exists(), "test_preflight_healthy_records_the_baseline must run first"

@@ -7,11 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from cutover.compare.imap import AccountReport, MailSource, Pair, compare_account, fingerprint
+from cutover.compare.imap import (
+    AccountReport,
+    Batch,
+    Listing,
+    MailboxState,
+    MailSource,
+    MessageKey,
+    Pair,
+    fingerprint,
+)
 from cutover.compare.imap_baseline import BaselineSource, UidMapWriter, uid_map_path
+from cutover.compare.imap_stream import compare_account
 from cutover.model.baseline import Baseline, BaselineError
 from cutover.probes.connect import ProbeError
-from cutover.probes.mail.mailboxes import Batch, Listing, MailboxState, MessageKey, message_id
+from cutover.probes.mail.imap_parsing import message_id
 
 ACCOUNT = "alice@example.test"
 Mailboxes = dict[str, tuple[MailboxState, dict[int, MessageKey]]]

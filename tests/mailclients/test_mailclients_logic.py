@@ -8,6 +8,8 @@ from dataclasses import replace
 
 import pytest
 
+from checks.targets.mail import login_plan, login_services
+from cutover.compare.pop3 import PopMessage, compare
 from cutover.model.endpoints import endpoints
 from cutover.model.inventory import Account, Inventory, Server
 from cutover.model.phases import Phase, Side, expectations
@@ -15,12 +17,9 @@ from cutover.probes.mail.logins import (
     AccountLogins,
     LoginAttempt,
     implemented,
-    login_plan,
-    login_services,
     only_rejected,
     refused_by_old_server,
 )
-from cutover.probes.mail.pop3 import PopMessage, compare
 from cutover.probes.services import ServiceAnswer, imap, pop3, smtp
 from cutover.probes.services.base import AuthOutcome, sasl_responses
 

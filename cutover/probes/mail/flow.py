@@ -14,7 +14,7 @@ end to end, as a sending MTA would see it:
 The message stays in the INBOX (Subject "cutover mail-flow probe ... safe to
 delete"). Nothing else is written.
 
->>> flow = probe_mail_flow(inventory, smtp, account, deadline=60)  # doctest: +SKIP
+>>> flow = probe_mail_flow(relay, imap, account, settings, 60)    # doctest: +SKIP
 >>> flow.delivered_uid, round(flow.waited, 1)                      # doctest: +SKIP
 (7, 0.6)
 """
@@ -24,21 +24,22 @@ from __future__ import annotations
 import email.utils
 import smtplib
 import socket
-import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
-from cutover.model.inventory import Account, Inventory, Protocol, Service
-from cutover.model.phases import Side
-from cutover.probes.connect import ProbeError, ProbeTimeout, peer
-from cutover.probes.mail.mailboxes import ImapSession, ImapTarget, imap_service
+from cutover.model.endpoints import Endpoint
+from cutover.model.inventory import Account
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import ProbeError, ProbeTimeout, one_line, timed_out, tls_context
+from cutover.probes.mail.mailboxes import ImapSession
 
-__all__ = ["MailFlow", "probe_mail_flow", "probe_message", "relay_service"]
+__all__ = ["MailFlow", "probe_mail_flow", "probe_message"]
 
 POLL_SECONDS = 0.5
 SUBJECT = "cutover mail-flow probe {token} (safe to delete)"
+_WORDS = 300  # the most of a server's reply quoted in one message
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,6 @@ class MailFlow:
     waited: float  # seconds from the end of DATA to finding it (or giving up)
     delivered_uid: int | None = None
     received: tuple[str, ...] = field(default_factory=tuple)  # Received: headers, newest first
-
-
-def relay_service(inventory: Inventory) -> Service | None:
-    """The SMTP service on port 25: where other MTAs deliver."""
-    return next(
-        (s for s in inventory.services if s.protocol is Protocol.SMTP and s.port == 25), None
-    )
 
 
 def probe_message(account: str, message_id: str, sent_to: str) -> EmailMessage:
@@ -84,54 +78,33 @@ def probe_message(account: str, message_id: str, sent_to: str) -> EmailMessage:
     return message
 
 
-def _smtp_reason(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        raw = exc.smtp_error
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
-        return f"{exc.smtp_code} {' '.join(text.split())}"[:300]
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        refused = [
-            f"{code} {text.decode('utf-8', 'replace')}" for code, text in exc.recipients.values()
-        ]
-        return f"recipient refused: {'; '.join(refused)}"[:300]
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc) or type(exc).__name__
-    return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
-
-
 def _send(
-    inventory: Inventory, service: Service, account: str, message_id: str
+    relay: Endpoint, settings: ProbeSettings, account: str, message_id: str
 ) -> tuple[str, str, str]:
     """Deliver the message to the old IP's port 25: (where, greeting, reply to DATA)."""
-    address = inventory.old.address
-    where = f"{service.name} {peer(address, service.port)} ({Side.OLD.value} IP)"
-    timeouts = inventory.timeouts
+    address = relay.address
+    where = relay.where
     try:
-        smtp = smtplib.SMTP(timeout=timeouts.connect)
+        smtp = smtplib.SMTP(timeout=settings.connect_timeout)
         # starttls() names `_host` as the TLS server_hostname; only __init__ sets it.
         smtp._host = str(address)  # type: ignore[attr-defined]
-        code, banner = smtp.connect(str(address), service.port)
+        code, banner = smtp.connect(str(address), relay.service.port)
     except (smtplib.SMTPException, OSError) as exc:
         if isinstance(exc, TimeoutError | socket.timeout):
             raise ProbeTimeout(
-                f"timed out after {timeouts.connect:g} s connecting to {where}"
+                timed_out(settings.connect_timeout, f"connecting to {where}")
             ) from None
-        raise ProbeError(f"cannot connect to {where}: {_smtp_reason(exc)}") from None
+        raise ProbeError(f"cannot connect to {where}: {one_line(exc, _WORDS)}") from None
     greeting = f"{code} {banner.decode('utf-8', 'replace')}"
     try:
         if smtp.sock is not None:
-            smtp.sock.settimeout(timeouts.operation)
+            smtp.sock.settimeout(settings.operation_timeout)
         if code != 220:
             raise ProbeError(f"{where} greeted with {greeting!r}, not 220")
         smtp.ehlo()
         if smtp.has_extn("starttls"):
             # As a sending MTA would: opportunistic TLS, not verified (RFC 7435).
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            smtp.starttls(context=context)
+            smtp.starttls(context=tls_context(verify=False))
             smtp.ehlo()
         message = probe_message(account, message_id, where)
         smtp.mail("")  # the null reverse-path: no bounce can go anywhere
@@ -150,7 +123,7 @@ def _send(
         raise
     except (smtplib.SMTPException, OSError, ValueError) as exc:
         smtp.close()
-        raise ProbeError(f"sending to {where}: {_smtp_reason(exc)}") from None
+        raise ProbeError(f"sending to {where}: {one_line(exc, _WORDS)}") from None
     try:
         smtp.quit()
     except (smtplib.SMTPException, OSError):
@@ -173,22 +146,25 @@ def _wait_for(
 
 
 def probe_mail_flow(
-    inventory: Inventory, service: Service, account: Account, deadline: float
+    relay: Endpoint,
+    imap: Endpoint | None,
+    account: Account,
+    settings: ProbeSettings,
+    deadline: float,
 ) -> MailFlow:
-    """Send through the old IP's port 25, find the message on the new IP within `deadline` s.
+    """Send through `relay` (port 25 on the old IP), find the message on `imap` within `deadline` s.
 
+    `imap` is the IMAP service on the new IP (None: the inventory lists none).
     Raises `ProbeError` (one line) when the message cannot be sent or the
     INBOX cannot be read; a message accepted but not delivered in time is a
     `MailFlow` with `delivered_uid=None`.
     """
-    imap = imap_service(inventory)
     if imap is None:
         raise ProbeError("the inventory lists no IMAP service to find the probe message with")
-    target = ImapTarget(account, imap, inventory.old.address, inventory.new.address)
     message_id = f"<cutover-probe.{uuid.uuid4().hex}@cutover.invalid>"
     # Log in first: a wrong password or a dead IMAP service is reported without sending.
-    with ImapSession.open(target, Side.NEW, inventory) as session:
-        where, greeting, queued = _send(inventory, service, account.user, message_id)
+    with ImapSession.open(imap, account, settings) as session:
+        where, greeting, queued = _send(relay, settings, account.user, message_id)
         sent = time.monotonic()
         uid, received = _wait_for(session, message_id, sent + deadline)
         return MailFlow(

@@ -13,7 +13,7 @@ Dovecot delays every later login from the same client IP after a failed one
 (auth penalty, 4-15 s), which would slow down every other account's logins
 and add nothing to the evidence.
 
->>> plan = login_plan(inventory, expect, {"imaps-993": ["LOGIN"]})   # doctest: +SKIP
+>>> plan = [(endpoint, ["LOGIN", "AUTHENTICATE PLAIN"])]            # doctest: +SKIP
 >>> observe_logins(account, plan, settings).failures()               # doctest: +SKIP
 []
 """
@@ -21,31 +21,31 @@ and add nothing to the evidence.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from cutover.model.endpoints import Endpoint, endpoints
-from cutover.model.inventory import Account, Inventory, Protocol, Service, TlsMode
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.endpoints import Endpoint
+from cutover.model.inventory import Account, Protocol, TlsMode
+from cutover.model.phases import Side
+from cutover.model.settings import ProbeSettings
 from cutover.probes.connect import Deadline, ProbeError
-from cutover.probes.services import ProbeSettings, ServiceAnswer, imap, pop3, smtp
+from cutover.probes.services import ServiceAnswer, imap, pop3, smtp
 from cutover.probes.services.base import AuthOutcome, AuthReply, Conversation, converse
 
 __all__ = [
-    "SECTION",
+    "STOPS_AN_IP",
+    "SUBMISSION_PORTS",
     "AccountLogins",
-    "AccountTarget",
     "LoginAttempt",
     "fresh_deadline",
     "implemented",
-    "login_plan",
-    "login_services",
     "observe_logins",
     "offered_methods",
+    "only_rejected",
+    "refused_by_old_server",
 ]
 
-SECTION = "auth_methods"  # baseline: the old server's login methods per service label
 SUBMISSION_PORTS = frozenset({465, 587})
 MODULES: dict[Protocol, ModuleType] = {
     Protocol.IMAP: imap,
@@ -56,30 +56,6 @@ MODULES: dict[Protocol, ModuleType] = {
 IMPLEMENTED_MECHANISMS = frozenset({"PLAIN", "LOGIN"})
 # A rejection on one IP ends that IP's attempts for the account (see the module doc).
 STOPS_AN_IP = frozenset({AuthOutcome.REJECTED, AuthOutcome.TEMPORARY})
-
-
-@dataclass(frozen=True)
-class AccountTarget:
-    """One mail account (the check's parameter)."""
-
-    account: Account
-
-    @property
-    def id(self) -> str:
-        return self.account.user
-
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "account", self.account.user
-
-
-def login_services(inventory: Inventory) -> list[Service]:
-    """The services clients log in to: IMAP, POP3, and SMTP on the submission ports."""
-    return [
-        service
-        for service in inventory.services
-        if service.protocol in (Protocol.IMAP, Protocol.POP3)
-        or (service.protocol is Protocol.SMTP and service.port in SUBMISSION_PORTS)
-    ]
 
 
 def offered_methods(protocol: Protocol, answer: ServiceAnswer) -> list[str]:
@@ -96,22 +72,6 @@ def implemented(method: str) -> bool:
     """
     mechanism = method.split()[-1]
     return method in ("LOGIN", "USER/PASS") or mechanism in IMPLEMENTED_MECHANISMS
-
-
-def login_plan(
-    inventory: Inventory, expect: PhaseExpectations, methods: dict[str, list[str]]
-) -> list[tuple[Endpoint, list[str]]]:
-    """Every login service on every IP that must answer in this phase, with the methods to try.
-
-    `methods` maps a service label to the old server's methods; services it
-    does not name are left out (the check reports why it has none).
-    """
-    services = {service.label for service in login_services(inventory)}
-    return [
-        (endpoint, methods[endpoint.service.label])
-        for endpoint in endpoints(inventory, expect)
-        if endpoint.service.label in services and endpoint.service.label in methods
-    ]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """MySQL/MariaDB: the server's handshake packet, and `@@hostname` when an admin login is given.
 
 The handshake alone names the software (`10.11.6-MariaDB`), usually the same
-on both servers; `SELECT @@hostname` names the host (CHECKS.md: `@@server_id`
+on both servers; `SELECT @@hostname` names the host (docs/semantics.md: `@@server_id`
 is 1 everywhere). The login is read-only and bounded by the inventory's timeouts.
 
 >>> observe(endpoint, settings).identity  # doctest: +SKIP
