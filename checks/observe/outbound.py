@@ -236,6 +236,6 @@ def record_outbound(ctx: RecordContext) -> None:
     names = _lookup(inventory, servers, settings.operation_timeout)
     now = _observe_mx(names, domain_targets(inventory))
     _record_mx(now, ctx.records)
-    failed = [f"{domain} MX: {mx}" for domain, mx in now.items() if isinstance(mx, ProbeError)]
+    failed = [str(mx) for mx in now.values() if isinstance(mx, ProbeError)]  # each names its domain
     if failed:
         raise ProbeError("; ".join(failed))

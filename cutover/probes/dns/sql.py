@@ -295,7 +295,7 @@ def _read_mydns(session: _Session, zones: Sequence[str]) -> dict[str, list[SqlRe
         )
         zone_of: dict[int, str] = {}
         for soa_id, origin, ns, mbox, serial, refresh, retry, expire, minimum, ttl, active in soas:
-            zone = absolute_text(str(origin))
+            zone = zone_name(str(origin))
             zone_of[int(soa_id)] = str(origin)
             text = f"{ns} {mbox} {serial} {refresh} {retry} {expire} {minimum}"
             found[zone] = [
@@ -318,7 +318,7 @@ def _read_mydns(session: _Session, zones: Sequence[str]) -> dict[str, list[SqlRe
         )
         for row_id, zone_id, name, rdtype, data, aux, ttl, active in rows:
             origin = zone_of[int(zone_id)]
-            found[absolute_text(origin)].append(
+            found[zone_name(origin)].append(
                 mydns_record(row_id, origin, name or "", rdtype, data or "", aux, ttl, active)
             )
     return found
