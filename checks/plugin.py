@@ -49,9 +49,7 @@ from cutover.untrusted import shown, shown_lines
 # and the baseline are imported only where a run with `--phase` needs them.
 if TYPE_CHECKING:
     from cutover.model.baseline import Baseline
-    from cutover.model.endpoints import Endpoint
     from cutover.model.inventory import Fleet, Inventory
-    from cutover.probes.services import Observations, ServiceAnswer
 
 CHECKS_DIR = Path(__file__).resolve().parent
 # The front door (selection, never green on nothing) and the machine outputs (JSON report).
@@ -233,7 +231,7 @@ def _selected_pairs(config: pytest.Config, fleet: Fleet) -> list[str]:
 
 def _host_snapshots(config: pytest.Config, fleet: Fleet) -> dict[str, Path]:
     """Each `--host-snapshot`, checked now: a path that is not a tarball is a usage error."""
-    from cutover.probes.hostfs import snapshot_problem
+    from cutover.probes.snapshot import snapshot_problem
 
     found: dict[str, Path] = {}
     for value in config.getoption("host_snapshot") or []:
@@ -472,22 +470,6 @@ def observing(pytestconfig: pytest.Config) -> Callable[[str, str], Stage]:
     Pass it as an engine's `progress`; see checks/progress.py for where it shows.
     """
     return ProgressDisplay.for_config(pytestconfig).stage
-
-
-@pytest.fixture(scope="session")
-def services(
-    inventory: Inventory, expect: PhaseExpectations, observing: Callable[[str, str], Stage]
-) -> Observations[Endpoint, ServiceAnswer]:
-    """Every service on every IP of the phase: observed once per run, concurrently, on first use."""
-    from cutover.model.endpoints import endpoints
-    from cutover.probes.services import Observations, ProbeSettings, observe
-
-    settings = ProbeSettings.from_inventory(inventory)
-    return Observations(
-        endpoints(inventory, expect),
-        lambda endpoint: observe(endpoint, settings),
-        progress=observing("services", "endpoints"),
-    )
 
 
 @pytest.fixture(scope="session")

@@ -2,47 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
-from checks.progress import Stage
+from checks.observe.http import Vhosts, old_vhost
+from checks.record import Records
 from checks.support import expectations_for, observed, parametrize
-from cutover.model.baseline import Baseline
-from cutover.model.endpoints import Endpoint, endpoint_of, endpoints
-from cutover.model.inventory import Inventory, Protocol, Vhost
+from checks.targets.services import VhostTarget, vhost_targets
+from cutover.model.inventory import Inventory
 from cutover.model.phases import PhaseExpectations, Side
 from cutover.probes.connect import ProbeError
-from cutover.probes.services import Observations, ProbeSettings, serving_ip
-from cutover.probes.services.apache import ApacheConfig, observe_config
-from cutover.probes.services.http import HttpResponse, fetch
+from cutover.probes.services import serving_ip
+from cutover.probes.services.apache import ApacheConfig
 
 Record = Callable[..., None]
-
-
-class VhostTarget:
-    """One vhost requested (by its Host header) on one IP."""
-
-    def __init__(self, vhost: Vhost, endpoint: Endpoint) -> None:
-        self.vhost = vhost
-        self.endpoint = endpoint
-
-    @property
-    def id(self) -> str:
-        return f"{self.vhost.host}-{self.endpoint.id}"
-
-    @property
-    def where(self) -> str:
-        return f"vhost {self.vhost.host}{self.vhost.path} on {self.endpoint.where}"
-
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield from self.endpoint.junit_properties()
-        yield "vhost", self.vhost.host
-
-
-def vhost_targets(inventory: Inventory, expect: PhaseExpectations) -> list[VhostTarget]:
-    web = [e for e in endpoints(inventory, expect) if e.service.protocol is Protocol.HTTP]
-    return [VhostTarget(v, e) for e in web for v in inventory.http.vhosts]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -53,25 +27,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def vhost_responses(
-    inventory: Inventory, expect: PhaseExpectations, observing: Callable[[str, str], Stage]
-) -> Observations[VhostTarget, HttpResponse]:
-    """Every vhost on every IP: fetched once per run, concurrently, on first use."""
-    settings = ProbeSettings.from_inventory(inventory)
-    return Observations(
-        vhost_targets(inventory, expect),
-        lambda t: fetch(t.endpoint, settings, t.vhost.host, t.vhost.path),
-        progress=observing("HTTP vhosts", "fetches"),
-    )
-
-
 def test_vhost_same_content(
     vhost: VhostTarget,
-    vhost_responses: Observations[VhostTarget, HttpResponse],
+    vhost_responses: Vhosts,
     inventory: Inventory,
     expect: PhaseExpectations,
-    baseline: Baseline,
+    vhost_records: Records,
     record: Record,
 ) -> None:
     """HTTP01: each name-based vhost answers on this IP with the old server's status and content.
@@ -88,20 +49,17 @@ def test_vhost_same_content(
     response = observed(vhost_responses, vhost, vhost.where)
     digest = response.digest(vhost.vhost.ignore)
     record(status=response.status, body_sha256=digest)
-    key = f"{vhost.endpoint.service.label}:{vhost.vhost.host}{vhost.vhost.path}"
     old_side = serving_ip(expect, Side.OLD)
     if old_side is not None:
-        old = VhostTarget(vhost.vhost, endpoint_of(inventory, vhost.endpoint.service, old_side))
+        old = old_vhost(vhost, inventory, old_side)
         old_response = observed(vhost_responses, old, old.where)
         reference = {
             "status": old_response.status,
             "digest": old_response.digest(vhost.vhost.ignore),
         }
         source = f"the old server ({old.endpoint.where})"
-        if expect.records_baseline:
-            baseline.record("vhosts", key, reference)
     else:
-        reference = baseline.get("vhosts", key)
+        reference = vhost_records.get("vhosts", vhost.key)
         source = "the old server as recorded in preflight"
         if reference is None:
             pytest.skip(
@@ -125,7 +83,9 @@ def test_vhost_same_content(
         )
 
 
-def test_apache_config(inventory: Inventory, record: Record) -> None:
+def test_apache_config(
+    inventory: Inventory, apache_config: ApacheConfig | ProbeError | None, record: Record
+) -> None:
     """HTTP02: the new server's Apache config passes `apachectl -t` and has no 2.2-only directives.
 
     Why: a config that does not parse stops Apache at its next restart, not
@@ -139,12 +99,10 @@ def test_apache_config(inventory: Inventory, record: Record) -> None:
     if not inventory.new.ssh:
         pytest.skip("new.ssh is not given: the Apache config cannot be read")
     where = f"Apache on the new server ({inventory.new.ssh})"
-    try:
-        config: ApacheConfig = observe_config(
-            inventory.new.ssh, inventory.ssh_config, inventory.timeouts.operation
-        )
-    except ProbeError as exc:
-        pytest.fail(f"{where}: {exc}", pytrace=False)
+    if isinstance(apache_config, ProbeError):
+        pytest.fail(f"{where}: {apache_config}", pytrace=False)
+    assert apache_config is not None  # new.ssh is given
+    config = apache_config
     record(config_files=len(config.files), syntax=config.syntax_output[:200])
     problems = []
     if not config.syntax_ok:

@@ -7,36 +7,37 @@ observed once, all concurrently); these checks only judge them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
+from checks.observe.services import Services, client_views
+from checks.record import Records
 from checks.support import expectations_for, observed, parametrize, skip_unless
-from cutover.model.baseline import Baseline
-from cutover.model.endpoints import Endpoint, ServiceTarget, endpoint_of, endpoints
-from cutover.model.inventory import Inventory, Protocol, Service, TlsMode
+from checks.targets.services import EndpointTarget, ServiceTarget, endpoint_targets, service_targets
+from cutover.model.endpoints import endpoint_of
+from cutover.model.inventory import Account, Inventory, Service, TlsMode
 from cutover.model.phases import PhaseExpectations, Side
 from cutover.probes.connect import ProbeError
-from cutover.probes.services import Observations, ServiceAnswer, serving_ip
+from cutover.probes.services import serving_ip
 
-Services = Observations[Endpoint, ServiceAnswer]
+if TYPE_CHECKING:
+    from cutover.probes.mail.flow import MailFlow
+
 Record = Callable[..., None]
-
-MAIL_PROTOCOLS = (Protocol.SMTP, Protocol.IMAP, Protocol.POP3)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     if "endpoint" in metafunc.fixturenames:
-        parametrize(metafunc, "endpoint", lambda inv: endpoints(inv, expectations_for(config, inv)))
+        parametrize(
+            metafunc, "endpoint", lambda inv: endpoint_targets(inv, expectations_for(config, inv))
+        )
     if "mail_service" in metafunc.fixturenames:
-        parametrize(metafunc, "mail_service", _mail_services)
+        parametrize(metafunc, "mail_service", lambda inv: service_targets(inv, mail=True))
 
 
-def _mail_services(inventory: Inventory) -> list[ServiceTarget]:
-    return [ServiceTarget(s) for s in inventory.services if s.protocol in MAIL_PROTOCOLS]
-
-
-def test_port_answers(endpoint: Endpoint, services: Services, record: Record) -> None:
+def test_port_answers(endpoint: EndpointTarget, services: Services, record: Record) -> None:
     """PORT01: the service answers at the protocol level on this IP, through TLS where it uses TLS.
 
     Why: a TCP connect proves nothing — socat accepts connections even when its
@@ -73,7 +74,7 @@ def _reference(
     inventory: Inventory,
     expect: PhaseExpectations,
     services: Services,
-    baseline: Baseline,
+    service_records: Records,
 ) -> tuple[str, str] | None:
     """How `server` identifies itself here: live when it can be seen, else as preflight saw it."""
     side = serving_ip(expect, server)
@@ -81,16 +82,16 @@ def _reference(
         answer = services.outcome(endpoint_of(inventory, service, side))
         if not isinstance(answer, ProbeError):
             return answer.who, f"observed now on the {side.value} IP"
-    recorded = baseline.get("identity", f"{service.label}-{server.value}")
+    recorded = service_records.get("identity", f"{service.label}-{server.value}")
     return (str(recorded), "recorded in preflight") if recorded is not None else None
 
 
 def test_served_by_expected_server(
-    endpoint: Endpoint,
+    endpoint: EndpointTarget,
     services: Services,
     inventory: Inventory,
     expect: PhaseExpectations,
-    baseline: Baseline,
+    service_records: Records,
     record: Record,
 ) -> None:
     """PORT02: each IP is answered by the server the phase expects (after cutover: the new one).
@@ -109,13 +110,11 @@ def test_served_by_expected_server(
     """
     answer = observed(services, endpoint, endpoint.where)
     record(identity=answer.who)
-    if expect.records_baseline:
-        baseline.record("identity", endpoint.id, answer.who)
     expected = expect.served_by[endpoint.side]
     assert expected is not None  # endpoints() leaves out IPs that may be closed
     other = Side.OLD if expected is Side.NEW else Side.NEW
     known = {
-        server: _reference(endpoint.service, server, inventory, expect, services, baseline)
+        server: _reference(endpoint.service, server, inventory, expect, services, service_records)
         for server in (expected, other)
     }
     mine, theirs = known[expected], known[other]
@@ -143,26 +142,12 @@ def test_served_by_expected_server(
         )
 
 
-def _client_views(answer: ServiceAnswer, service: Service) -> dict[str, list[str]]:
-    """Capabilities as a client of this port sees them: after TLS, and before STARTTLS.
-
-    Without a working upgrade the list "after TLS" is the plain one: that is
-    all a client configured for STARTTLS would get.
-    """
-    views = {
-        "after TLS" if service.tls is not TlsMode.NONE else "offered": sorted(answer.capabilities)
-    }
-    if answer.capabilities_plain is not None:
-        views["before STARTTLS"] = sorted(answer.capabilities_plain)
-    return views
-
-
 def test_capabilities_kept(
     mail_service: ServiceTarget,
     services: Services,
     inventory: Inventory,
     expect: PhaseExpectations,
-    baseline: Baseline,
+    service_records: Records,
     record: Record,
 ) -> None:
     """CAP01: the new server offers every capability and AUTH mechanism the old one did.
@@ -178,19 +163,17 @@ def test_capabilities_kept(
     """
     service = mail_service.service
     new = endpoint_of(inventory, service, Side.NEW)
-    views = _client_views(observed(services, new, new.where), service)
+    views = client_views(observed(services, new, new.where), service)
     record(capabilities="; ".join(f"{k}: {' '.join(v)}" for k, v in views.items()))
 
     old_side = serving_ip(expect, Side.OLD)
     reference: dict[str, list[str]] | None
     if old_side is not None:
         old = endpoint_of(inventory, service, old_side)
-        reference = _client_views(observed(services, old, old.where), service)
+        reference = client_views(observed(services, old, old.where), service)
         source = f"the old server on {old.where}"
-        if expect.records_baseline:
-            baseline.record("capabilities", service.label, reference)
     else:
-        reference = baseline.get("capabilities", service.label)
+        reference = service_records.get("capabilities", service.label)
         source = "the old server as recorded in preflight"
         if reference is None:
             pytest.skip(
@@ -210,7 +193,10 @@ def test_capabilities_kept(
 
 
 def test_mail_relayed_to_new_server(
-    inventory: Inventory, pytestconfig: pytest.Config, record: Record
+    inventory: Inventory,
+    pytestconfig: pytest.Config,
+    mail_flow: Callable[[Service, Account, float], MailFlow],
+    record: Record,
 ) -> None:
     """PORT03: mail delivered to the old IP's port 25 lands in the INBOX on the new server.
 
@@ -232,7 +218,7 @@ def test_mail_relayed_to_new_server(
     """
     if not pytestconfig.getoption("probe_mail"):
         pytest.skip("opt-in: --probe-mail sends one test message through the old IP's port 25")
-    from cutover.probes.mail.flow import probe_mail_flow, relay_service
+    from cutover.probes.mail.flow import relay_service
 
     service = relay_service(inventory)
     skip_unless(service is not None, "the inventory lists no SMTP service on port 25")
@@ -242,7 +228,7 @@ def test_mail_relayed_to_new_server(
     account = next(a for a in inventory.mail.accounts if a.user == user)
     deadline = inventory.timeouts.mail_delivery
     try:
-        flow = probe_mail_flow(inventory, service, account, deadline)
+        flow = mail_flow(service, account, deadline)
     except ProbeError as exc:
         pytest.fail(f"mail flow to {user}: {exc}", pytrace=False)
     record(

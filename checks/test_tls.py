@@ -11,15 +11,16 @@ from collections.abc import Callable
 
 import pytest
 
+from checks.observe.services import Services
+from checks.record import Records
 from checks.support import expectations_for, observed, parametrize
-from cutover.model.baseline import Baseline
-from cutover.model.endpoints import Endpoint, ServiceTarget, endpoint_of, endpoints
-from cutover.model.inventory import Inventory, TlsMode
+from checks.targets.services import EndpointTarget, ServiceTarget, endpoint_targets, service_targets
+from cutover.model.endpoints import Endpoint, endpoint_of
+from cutover.model.inventory import Inventory
 from cutover.model.phases import PhaseExpectations, Side
-from cutover.probes.services import Observations, ServiceAnswer, serving_ip
+from cutover.probes.services import serving_ip
 from cutover.probes.tls import TlsFacts, name_covered
 
-Services = Observations[Endpoint, ServiceAnswer]
 Record = Callable[..., None]
 
 
@@ -29,18 +30,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parametrize(
             metafunc,
             "tls_endpoint",
-            lambda inv: [
-                e
-                for e in endpoints(inv, expectations_for(config, inv))
-                if e.service.tls is not TlsMode.NONE
-            ],
+            lambda inv: endpoint_targets(inv, expectations_for(config, inv), tls_only=True),
         )
     if "tls_service" in metafunc.fixturenames:
-        parametrize(
-            metafunc,
-            "tls_service",
-            lambda inv: [ServiceTarget(s) for s in inv.services if s.tls is not TlsMode.NONE],
-        )
+        parametrize(metafunc, "tls_service", lambda inv: service_targets(inv, tls=True))
 
 
 def certificate(services: Services, endpoint: Endpoint) -> TlsFacts:
@@ -55,7 +48,7 @@ def certificate(services: Services, endpoint: Endpoint) -> TlsFacts:
     return answer.tls
 
 
-def test_chain_verifies(tls_endpoint: Endpoint, services: Services, record: Record) -> None:
+def test_chain_verifies(tls_endpoint: EndpointTarget, services: Services, record: Record) -> None:
     """TLS01: the certificate chain verifies against the inventory's CA bundle or the system store.
 
     Why: clients refuse (or warn about) a certificate they cannot verify: a
@@ -78,7 +71,7 @@ def test_chain_verifies(tls_endpoint: Endpoint, services: Services, record: Reco
 
 
 def test_certificate_names(
-    tls_endpoint: Endpoint, services: Services, inventory: Inventory, record: Record
+    tls_endpoint: EndpointTarget, services: Services, inventory: Inventory, record: Record
 ) -> None:
     """TLS02: the certificate covers every client-facing name of the service.
 
@@ -103,7 +96,7 @@ def test_certificate_names(
 
 
 def test_certificate_not_expiring(
-    tls_endpoint: Endpoint, services: Services, inventory: Inventory, record: Record
+    tls_endpoint: EndpointTarget, services: Services, inventory: Inventory, record: Record
 ) -> None:
     """TLS03: the certificate stays valid for longer than the expiry margin.
 
@@ -132,7 +125,7 @@ def test_new_certificate_covers_old_names(
     services: Services,
     inventory: Inventory,
     expect: PhaseExpectations,
-    baseline: Baseline,
+    service_records: Records,
     record: Record,
 ) -> None:
     """TLS04: the new server's certificate covers every name the old server's certificate did.
@@ -153,10 +146,8 @@ def test_new_certificate_covers_old_names(
         old = endpoint_of(inventory, service, old_side)
         old_names = list(certificate(services, old).names)
         source = f"the old server's certificate on {old.where}"
-        if expect.records_baseline:
-            baseline.record("certificate_names", service.label, old_names)
     else:
-        recorded = baseline.get("certificate_names", service.label)
+        recorded = service_records.get("certificate_names", service.label)
         if recorded is None:
             pytest.skip(
                 f"{service.label}: no record of the old server's certificate "

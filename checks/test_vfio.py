@@ -1,6 +1,7 @@
 """The VFIO passthrough host: IOMMU on, devices held by vfio-pci, IOMMU groups viable.
 
-Semantics: ../shared/design/CHECKS.md "VFIO host" (kernel vfio.rst, sysfs ABI).
+What the host shows is read by checks/observe/host.py; these checks only judge it.
+Semantics: docs/semantics.md "VFIO host" (kernel vfio.rst, sysfs ABI).
 """
 
 from __future__ import annotations
@@ -8,21 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from checks.support import no_problems, skip_unless
-from cutover.model.inventory import VirtHost
+from checks.targets.host import DeviceTarget
 from cutover.probes.hostfs import Host
 from cutover.probes.virt.vfio import (
     VFIO_DRIVERS,
-    DeviceTarget,
     IommuStatus,
     KernelCmdline,
     PciFunction,
-    iommu_group_members,
-    read_vfio_bind_list,
+    VfioBindList,
 )
 from cutover.probes.virt.vm import DomainObservation
 from cutover.untrusted import property_name, shown
-
-pytest_plugins = ["checks._vfio_fixtures"]
 
 
 def test_iommu_enabled(iommu: IommuStatus, kvm_host: Host) -> None:
@@ -43,7 +40,7 @@ def test_iommu_enabled(iommu: IommuStatus, kvm_host: Host) -> None:
     no_problems(problems, f"IOMMU is off on {kvm_host.description} (cmdline: {cmdline})")
 
 
-def test_kvm_device_present(kvm_host: Host) -> None:
+def test_kvm_device_present(kvm_host: Host, kvm_present: bool) -> None:
     """VFIO02: /dev/kvm exists, so QEMU can use hardware virtualization.
 
     Why: without /dev/kvm the VM falls back to emulation (or libvirt refuses type='kvm').
@@ -51,7 +48,7 @@ def test_kvm_device_present(kvm_host: Host) -> None:
     Fix: enable VT-x/AMD-V in the firmware and load kvm_intel or kvm_amd.
     """
     no_problems(
-        [] if kvm_host.exists("/dev/kvm") else ["/dev/kvm is missing"],
+        [] if kvm_present else ["/dev/kvm is missing"],
         f"no KVM on {kvm_host.description}: enable VT-x/AMD-V, modprobe kvm_intel/kvm_amd",
     )
 
@@ -90,7 +87,7 @@ def _stub_ids(cmdline: KernelCmdline) -> list[str]:
 def test_vfio_bind_list_names_device(
     device: DeviceTarget,
     pci_functions: dict[str, PciFunction],
-    virt_host: VirtHost,
+    vfio_bind_list: VfioBindList,
     kvm_host: Host,
 ) -> None:
     """VFIO04: the vfio-bind list names the device by its full address (0000:01:00.0).
@@ -103,7 +100,7 @@ def test_vfio_bind_list_names_device(
     if device.device.address:
         addresses.add(device.device.address)
     skip_unless(bool(addresses), f"{device.id}: no address known (not on this host: VFIO05)")
-    bind_list = read_vfio_bind_list(kvm_host, virt_host.vfio_bind_file)
+    bind_list = vfio_bind_list
     problems = []
     for address in sorted(addresses - bind_list.addresses):
         short = address.split(":", 1)[1]
@@ -170,8 +167,8 @@ def test_iommu_group_viable(
     device_functions: list[PciFunction],
     pci_functions: dict[str, PciFunction],
     passed_through: frozenset[str],
+    iommu_groups: dict[str, list[str]],
     device: DeviceTarget,
-    kvm_host: Host,
     record: Callable[..., None],
 ) -> None:
     """VFIO06: the device's IOMMU group is viable: its other members are bridges or unclaimed.
@@ -188,7 +185,7 @@ def test_iommu_group_viable(
             function.iommu_group is not None, f"{function.address}: no IOMMU group (VFIO01)"
         )
         group = str(function.iommu_group)
-        members = iommu_group_members(kvm_host, group)
+        members = iommu_groups[group]
         record(**{property_name(f"group_{group}_members"): shown(" ".join(members))})
         for member in members:
             other = pci_functions.get(member)
@@ -205,6 +202,8 @@ def test_iommu_group_viable(
 def test_vfio_group_node_present(
     device_functions: list[PciFunction],
     pci_functions: dict[str, PciFunction],
+    iommu_groups: dict[str, list[str]],
+    vfio_group_nodes: frozenset[str],
     device: DeviceTarget,
     kvm_host: Host,
 ) -> None:
@@ -220,9 +219,9 @@ def test_vfio_group_node_present(
             function.iommu_group is not None, f"{function.address}: no IOMMU group (VFIO01)"
         )
         group = str(function.iommu_group)
-        members = [pci_functions.get(m) for m in iommu_group_members(kvm_host, group)]
+        members = [pci_functions.get(m) for m in iommu_groups[group]]
         held = any(m is not None and m.driver == "vfio-pci" for m in members)
         skip_unless(held, f"no member of group {group} is on vfio-pci yet (before VM start)")
-        if not kvm_host.exists(f"/dev/vfio/{group}"):
+        if group not in vfio_group_nodes:
             problems.append(f"/dev/vfio/{group} is missing for {device.id} {function.address}")
     no_problems(problems, f"VFIO group node missing on {kvm_host.description}")

@@ -1,6 +1,6 @@
 """The passthrough VM: vCPUs pinned one to one on sibling threads, host core kept free.
 
-Semantics: ../shared/design/CHECKS.md "VM pinning" (libvirt formatdomain).
+Semantics: docs/semantics.md "VM pinning" (libvirt formatdomain).
 Pins are read from `virsh dumpxml`; vCPUs without a single-CPU pin are VM01's
 alone, so the other pinning checks look only at the vCPUs VM01 accepts.
 """
@@ -10,18 +10,17 @@ from __future__ import annotations
 from collections import defaultdict
 
 from checks.support import no_problems, skip_unless
+from checks.targets.host import DeviceTarget
 from cutover.model.inventory import VirtHost
 from cutover.probes.hostfs import Host
-from cutover.probes.virt.vfio import DeviceTarget, PciFunction
+from cutover.probes.virt.vfio import PciFunction
 from cutover.probes.virt.vm import (
     DomainConfig,
     DomainObservation,
+    ShellSetting,
     format_cpuset,
-    libvirt_guests_on_shutdown,
     virtual_core_of,
 )
-
-pytest_plugins = ["checks._vfio_fixtures"]
 
 
 def single_pins(config: DomainConfig) -> dict[int, int]:
@@ -243,14 +242,16 @@ def test_autostart(vm: DomainObservation) -> None:
     )
 
 
-def test_libvirt_guests_shuts_down(kvm_host: Host, vm: DomainObservation) -> None:
+def test_libvirt_guests_shuts_down(
+    kvm_host: Host, vm: DomainObservation, libvirt_guests: list[ShellSetting]
+) -> None:
     """VM10: libvirt-guests shuts guests down cleanly with the host (ON_SHUTDOWN=shutdown).
 
     Why: the default (suspend) saves the VM's RAM, which a VFIO device cannot survive.
     Inputs: /etc/sysconfig/libvirt-guests (RHEL/Fedora) or /etc/default/libvirt-guests (Debian).
     Fix: set ON_SHUTDOWN=shutdown there and systemctl enable libvirt-guests.
     """
-    settings = libvirt_guests_on_shutdown(kvm_host)
+    settings = libvirt_guests
     problems = [
         f"{s.path}: ON_SHUTDOWN={s.value}" if s.value else f"{s.path}: ON_SHUTDOWN unset (suspend)"
         for s in settings

@@ -1,1 +1,141 @@
-"""Observations of the services area: see checks/observe/__init__.py."""
+"""Observations of the services area: every service on every IP, and what the baseline keeps of it.
+
+`services` observes each service on each IP of the phase once per run, all
+concurrently, the first time a check asks (PORT, CAP, TLS and the mail client
+checks judge those answers). In preflight `service_records` first records what
+later phases compare with, for every service of the old server: how each IP
+identifies itself (PORT02), the capabilities a client of each mail port sees
+(CAP01) and the names of each TLS certificate (TLS04). The recorder does the
+same at the end of a preflight whose selection ran none of those checks.
+Semantics: docs/semantics.md "Ports and services".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from checks.progress import Stage
+from checks.record import RecordContext, Records, recorder
+from cutover.model.endpoints import Endpoint, endpoint_of, endpoints
+from cutover.model.inventory import Account, Inventory, Protocol, Service, TlsMode
+from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.settings import settings_for
+from cutover.probes.connect import ProbeError
+from cutover.probes.services import Observations, ServiceAnswer, observe, serving_ip
+from cutover.progress import Progress
+
+if TYPE_CHECKING:
+    from cutover.probes.mail.flow import MailFlow
+
+Services = Observations[Endpoint, ServiceAnswer]
+
+MAIL_PROTOCOLS = (Protocol.SMTP, Protocol.IMAP, Protocol.POP3)
+KIND = "services"  # the baseline sections identity, capabilities, certificate_names
+# An inventory that says something about the servers' services (not, say, a VFIO host
+# alone) has services to record, even when it keeps the default `services:` list.
+SECTIONS = ("services", "hostnames", "tls", "http", "mail", "mysql")
+
+
+def observe_services(
+    inventory: Inventory, expect: PhaseExpectations, progress: Progress | None = None
+) -> Services:
+    settings = settings_for(inventory)
+    return Observations(
+        endpoints(inventory, expect),
+        lambda endpoint: observe(endpoint, settings),
+        progress=progress,
+    )
+
+
+@pytest.fixture(scope="session")
+def services(
+    inventory: Inventory, expect: PhaseExpectations, observing: Callable[[str, str], Stage]
+) -> Services:
+    """Every service on every IP of the phase: observed once per run, concurrently, on first use."""
+    return observe_services(inventory, expect, observing("services", "endpoints"))
+
+
+def client_views(answer: ServiceAnswer, service: Service) -> dict[str, list[str]]:
+    """Capabilities as a client of this port sees them: after TLS, and before STARTTLS.
+
+    Without a working upgrade the list "after TLS" is the plain one: that is
+    all a client configured for STARTTLS would get.
+    """
+    views = {
+        "after TLS" if service.tls is not TlsMode.NONE else "offered": sorted(answer.capabilities)
+    }
+    if answer.capabilities_plain is not None:
+        views["before STARTTLS"] = sorted(answer.capabilities_plain)
+    return views
+
+
+def _answered(services: Services, endpoint: Endpoint) -> ServiceAnswer | None:
+    try:
+        outcome = services.outcome(endpoint)
+    except Exception:  # a probe's bug shows in the check that asks for this endpoint
+        return None
+    return None if isinstance(outcome, ProbeError) else outcome
+
+
+def record_services(
+    records: Records, services: Services, inventory: Inventory, expect: PhaseExpectations
+) -> None:
+    """Record every identity, and the old server's capabilities and certificate names.
+
+    What did not answer is not recorded (its check fails saying why).
+    """
+    identities = {}
+    for endpoint in endpoints(inventory, expect):
+        answer = _answered(services, endpoint)
+        if answer is not None:
+            identities[endpoint.id] = answer.who
+    records.write_many("identity", identities)
+    old_side = serving_ip(expect, Side.OLD)
+    if old_side is not None:
+        capabilities, names = {}, {}
+        for service in inventory.services:
+            answer = _answered(services, endpoint_of(inventory, service, old_side))
+            if answer is None:
+                continue
+            if service.protocol in MAIL_PROTOCOLS:
+                capabilities[service.label] = client_views(answer, service)
+            if service.tls is not TlsMode.NONE and answer.tls is not None:
+                names[service.label] = list(answer.tls.names)
+        records.write_many("capabilities", capabilities)
+        records.write_many("certificate_names", names)
+    records.recorded(KIND)
+
+
+@recorder(KIND, sections=SECTIONS)
+def record_services_at_end(ctx: RecordContext) -> None:
+    """The services' facts of a preflight whose selection ran no check that recorded them."""
+    record_services(
+        ctx.records, observe_services(ctx.inventory, ctx.expect), ctx.inventory, ctx.expect
+    )
+
+
+@pytest.fixture(scope="session")
+def service_records(
+    records: Records, services: Services, inventory: Inventory, expect: PhaseExpectations
+) -> Records:
+    """The baseline the services checks read; in preflight, everything they need recorded first."""
+    if records.recording:
+        record_services(records, services, inventory, expect)
+    return records
+
+
+# --- the opt-in mail flow (PORT03) ---------------------------------------------------------
+
+
+@pytest.fixture
+def mail_flow(inventory: Inventory) -> Callable[[Service, Account, float], MailFlow]:
+    """The mail-flow probe, run when PORT03 has decided it may (it is opt-in, and it writes)."""
+    from cutover.probes.mail.flow import probe_mail_flow
+
+    def send(service: Service, account: Account, deadline: float) -> MailFlow:
+        return probe_mail_flow(inventory, service, account, deadline)
+
+    return send

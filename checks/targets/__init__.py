@@ -1,5 +1,5 @@
-"""Check parameters: what a check runs once for (a zone, a mail domain...), per area.
+"""Check parameters: what a check runs once per (an endpoint, a vhost, a device...).
 
-Each target has the `id` that ends the test id and the JUnit properties that
-describe it (`junit_properties()`); the plugin attaches those to the testcase.
+Each target carries its readable test id (`imaps-993-old`) and the JUnit
+properties CI shows for it; the probes take the plain values inside.
 """

@@ -35,13 +35,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cutover.probes.hostfs import (
-    COMMANDS_FILE,
-    CommandResult,
-    Host,
-    LocalRoot,
-    dump_commands,
-)
+from cutover.probes.hostfs import CommandResult, Host, LocalRoot
+from cutover.probes.snapshot import COMMANDS_FILE, dump_commands
 from cutover.probes.virt.vfio import IOMMU_GROUPS, PCI_DEVICES
 from cutover.probes.virt.vm import AUTOSTART_DIR, CPU_SYSFS, LIBVIRT_GUESTS_FILES
 

@@ -39,8 +39,9 @@ from typing import Any
 from cutover.model.endpoints import Endpoint, endpoint_of
 from cutover.model.inventory import Inventory, Service, TlsMode
 from cutover.model.phases import Side
+from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
-from cutover.probes.services import ProbeSettings, ServiceAnswer, observe
+from cutover.probes.services import ServiceAnswer, observe
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -350,7 +351,7 @@ def run(
     workers: int = DEFAULT_WORKERS,
 ) -> dict[str, Any]:
     """Watch the inventory's services, write the JSON report to `output`, return it."""
-    settings = ProbeSettings.from_inventory(inventory)
+    settings = settings_for(inventory)
     endpoints = watch_endpoints(inventory)
     timelines, started, stopped = watch(
         endpoints,

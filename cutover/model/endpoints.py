@@ -1,7 +1,7 @@
-"""What the checks are parametrised over: endpoints (a service on one IP), and friends.
+"""Endpoints: a service on one IP, with its readable id (`imaps-993-old`) and place.
 
-Each target knows its readable test id and the JUnit properties it carries,
-so `-k imaps-993-old` selects it and CI shows which host a failure was on.
+The checks are parametrised over them (checks/targets/services.py adds the
+JUnit properties CI shows), and the probes take them as plain targets.
 
 >>> from cutover.model.inventory import Service, Protocol, TlsMode
 >>> svc = Service(name="imaps", port=993, protocol=Protocol.IMAP, tls=TlsMode.IMPLICIT)
@@ -12,7 +12,6 @@ so `-k imaps-993-old` selects it and CI shows which host a failure was on.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from cutover.model.inventory import Inventory, Service
@@ -37,12 +36,6 @@ class Endpoint:
         host = f"[{self.address}]" if self.address.version == 6 else str(self.address)
         return f"{self.service.name} {host}:{self.service.port} ({self.side.value} IP)"
 
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "service", self.service.label
-        yield "side", self.side.value
-        yield "address", str(self.address)
-        yield "port", str(self.service.port)
-
 
 def endpoint_of(inventory: Inventory, service: Service, side: Side) -> Endpoint:
     """`service` on the old or the new IP."""
@@ -58,18 +51,3 @@ def endpoints(inventory: Inventory, rules: PhaseExpectations) -> list[Endpoint]:
             if rules.served_by[side] is not None:
                 found.append(Endpoint(service, side, server.address))
     return found
-
-
-@dataclass(frozen=True)
-class ServiceTarget:
-    """A service as a whole (both IPs compared), e.g. for capability or certificate parity."""
-
-    service: Service
-
-    @property
-    def id(self) -> str:
-        return self.service.label
-
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "service", self.service.label
-        yield "port", str(self.service.port)

@@ -1,32 +1,49 @@
-"""Bounded network primitives every probe shares.
+"""The one connection layer every probe shares.
 
-Every operation has a deadline for the whole exchange, not just per read, so
-a peer that trickles one byte a second or talks forever still fails in time.
-Errors are `ProbeError`s whose message is one line naming the peer.
+- `connect(address, port, settings)`: a TCP connection within the connect timeout;
+- `tls_context(trust, verify=..., check_hostname=...)`: the one TLS context factory
+  (`ServerName` presents a host name for libraries that pass the IP);
+- `Deadline`, `LineReader`: one deadline for a whole exchange, not just per read,
+  so a peer that trickles one byte a second or talks forever still fails in time;
+- `ProbeError`/`ProbeTimeout`, whose message is one line naming the peer, worded by
+  `timed_out` (every timeout), `refused_by`, `no_route_to` and `one_line` (any
+  library exception as one line safe to show).
 
 >>> Deadline(5.0).remaining() <= 5.0
 True
+>>> timed_out(5, "connecting to 198.51.100.10:25")
+'timed out after 5 s connecting to 198.51.100.10:25'
 """
 
 from __future__ import annotations
 
+import ast
 import errno
 import functools
+import re
+import smtplib
 import socket
 import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from cutover.untrusted import shown
+from cutover.model.settings import ProbeSettings, Trust
+from cutover.untrusted import MAX_SHOWN, shown
 
 __all__ = [
     "Deadline",
     "LineReader",
     "ProbeError",
     "ProbeTimeout",
+    "ServerName",
     "connect",
+    "no_route_to",
+    "one_line",
     "peer",
+    "refused_by",
+    "timed_out",
     "tls_context",
 ]
 
@@ -60,8 +77,17 @@ class Deadline:
         """Seconds left, or `ProbeTimeout` naming what was being done."""
         left = self.remaining()
         if left <= 0:
-            raise ProbeTimeout(f"timed out after {self.seconds:g} s {doing}")
+            raise ProbeTimeout(timed_out(self.seconds, doing))
         return left
+
+
+def timed_out(seconds: float, doing: str) -> str:
+    """How every probe says it gave up waiting: `timed out after 5 s connecting to ...`.
+
+    The verdict groups failures by this wording (a peer that never answers
+    is one root cause), so it is written here only.
+    """
+    return f"timed out after {seconds:g} s {doing}"
 
 
 def refused_by(where: str) -> str:
@@ -78,13 +104,17 @@ def no_route_to(where: str, exc: OSError) -> str:
     return f"no route to {where} ({exc.strerror})"
 
 
-def connect(address: object, port: int, timeout: float) -> socket.socket:
-    """A TCP connection, or a one-line `ProbeError` ("timed out after 5 s connecting to ...")."""
+def connect(address: object, port: int, settings: ProbeSettings | float) -> socket.socket:
+    """A TCP connection, or a one-line `ProbeError` ("timed out after 5 s connecting to ...").
+
+    `settings` gives the connect timeout (or is it, in seconds).
+    """
+    timeout = settings.connect_timeout if isinstance(settings, ProbeSettings) else settings
     where = peer(address, port)
     try:
         return socket.create_connection((str(address), port), timeout=timeout)
     except TimeoutError:
-        raise ProbeTimeout(f"timed out after {timeout:g} s connecting to {where}") from None
+        raise ProbeTimeout(timed_out(timeout, f"connecting to {where}")) from None
     except ConnectionRefusedError:
         raise ProbeError(refused_by(where)) from None
     except OSError as exc:
@@ -93,15 +123,24 @@ def connect(address: object, port: int, timeout: float) -> socket.socket:
         raise ProbeError(f"cannot connect to {where}: {exc.strerror or exc}") from None
 
 
-@functools.lru_cache(maxsize=8)
 def tls_context(
-    ca_file: Path | None = None, *, verify: bool = True, check_hostname: bool = True
+    trust: Trust | Path | None = None, *, verify: bool = True, check_hostname: bool = True
 ) -> ssl.SSLContext:
-    """One context per trust configuration: building one costs ~16 ms (the CA store).
+    """The one TLS context factory; one context per trust configuration, shared.
 
-    `check_hostname=False` verifies the chain only: the TLS checks judge the
-    certificate's names themselves, so a wrong name is not a failed handshake.
+    `trust` is where chains are verified (a `Trust`, a CA file, or None for
+    the system store). `check_hostname=False` verifies the chain only: the
+    TLS checks judge the certificate's names themselves, so a wrong name is
+    not a failed handshake. `verify=False` verifies nothing (a sending MTA's
+    opportunistic TLS, a second look at a rejected certificate).
     """
+    ca_file = trust.ca_file if isinstance(trust, Trust) else trust
+    return _context(ca_file, verify, check_hostname)
+
+
+@functools.lru_cache(maxsize=8)
+def _context(ca_file: Path | None, verify: bool, check_hostname: bool) -> ssl.SSLContext:
+    # Built once per configuration: building one costs ~16 ms (the CA store).
     if not verify:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -110,6 +149,90 @@ def tls_context(
     context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     context.check_hostname = check_hostname
     return context
+
+
+class ServerName:
+    """A context that presents `name` while connecting to an IP.
+
+    Client libraries (imaplib, smtplib) pass the connect address as
+    `server_hostname`; the certificate names the service's host, not the IP,
+    so the name is substituted: `ssl_context=ServerName(tls_context(trust), name)`.
+    """
+
+    def __init__(self, context: ssl.SSLContext, name: str | None) -> None:
+        self.context = context
+        self.name = name
+
+    def wrap_socket(self, sock: socket.socket, **kwargs: Any) -> ssl.SSLSocket:
+        kwargs["server_hostname"] = self.name
+        return self.context.wrap_socket(sock, **kwargs)
+
+
+def one_line(exc: BaseException, limit: int = MAX_SHOWN) -> str:
+    """What went wrong, on one line and safe to show: the one error formatter.
+
+    A timeout is "timed out" (the caller's message says after how long and
+    doing what); a TLS error says so; an OS error is its `strerror`; an SMTP
+    reply is its code and text; testinfra's failed ssh (`RuntimeError` holding
+    a command result) is ssh's last line; anything else is its text with the
+    server's bytes decoded, whitespace folded, at most `limit` characters.
+
+    >>> one_line(TimeoutError())
+    'timed out'
+    >>> one_line(OSError(111, "Connection refused"))
+    'Connection refused'
+    >>> one_line(smtplib.SMTPResponseException(535, b"5.7.8 Error:\\r\\n authentication failed"))
+    '535 5.7.8 Error: authentication failed'
+    >>> one_line(ValueError(b"[AUTHENTICATIONFAILED] Authentication failed."))
+    '[AUTHENTICATIONFAILED] Authentication failed.'
+    >>> class Result:
+    ...     rc, stderr = 255, "ssh: connect to host h port 22: Connection timed out\\r\\n"
+    >>> one_line(RuntimeError(Result()))
+    'ssh: connect to host h port 22: Connection timed out'
+    """
+    result = exc.args[0] if exc.args else None
+    if result is not None and hasattr(result, "stderr") and hasattr(result, "rc"):
+        message = str(result.stderr or "").strip().splitlines()
+        return shown(message[-1]) if message else f"ssh exited with {result.rc}, no message"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        raw = exc.smtp_error
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+        return shown(f"{exc.smtp_code} {' '.join(text.split())}"[:limit], limit)
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        refused = [
+            f"{code} {text.decode('utf-8', 'replace')}" for code, text in exc.recipients.values()
+        ]
+        return shown(f"recipient refused: {'; '.join(refused)}"[:limit], limit)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    text = (exc.strerror or str(exc)) if isinstance(exc, OSError) else _server_words(exc)
+    return shown(" ".join(text.split()), limit) or type(exc).__name__
+
+
+def _server_words(exc: BaseException) -> str:
+    """An exception's text, with server bytes decoded rather than shown as `b'...'`.
+
+    imaplib raises its error with the server's response as bytes, and
+    IMAPClient turns a failed login into `LoginError(str(that error))`.
+
+    >>> _server_words(ValueError("b'[ALERT] Over quota'"))
+    '[ALERT] Over quota'
+    """
+    if len(exc.args) == 1 and isinstance(exc.args[0], bytes):
+        return exc.args[0].decode("utf-8", errors="replace")
+    text = str(exc)
+    if re.fullmatch(r"b('|\").*\1", text, re.S):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+    return text
 
 
 class LineReader:
@@ -138,7 +261,7 @@ class LineReader:
                 chunk = self.sock.recv(4096)
             except TimeoutError:
                 raise ProbeTimeout(
-                    f"timed out after {self.deadline.seconds:g} s {doing} from {self.where}"
+                    timed_out(self.deadline.seconds, f"{doing} from {self.where}")
                 ) from None
             except ssl.SSLError as exc:
                 raise ProbeError(

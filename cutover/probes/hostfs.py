@@ -6,7 +6,8 @@ one of three places:
 
 - `LocalRoot("/")`: this machine, live;
 - `LocalRoot(tree)` with captured command output: an unpacked snapshot
-  (`python -m cutover capture-host`) or a generated fixture tree;
+  (`python -m cutover capture-host`, opened by `cutover.probes.snapshot`) or a
+  generated fixture tree;
 - `TestinfraHost`: a remote host over testinfra (ssh://, local://, ...).
 
 Paths are always absolute host paths (`/sys/bus/pci/devices`); a root
@@ -21,58 +22,36 @@ never escapes to the machine running the checks.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import stat
 import subprocess
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
+from cutover.model.settings import ProbeSettings
+from cutover.probes.remote import RemoteHost
 from cutover.untrusted import shown
 
 __all__ = [
-    "COMMANDS_FILE",
     "CommandResult",
     "Host",
     "LocalRoot",
     "SnapshotError",
-    "SnapshotLimits",
     "TestinfraHost",
-    "open_snapshot",
     "read_text",
 ]
 
 Kind = Literal["file", "dir", "link", "device", "other"]
 
-# Inside a snapshot: the output of the commands the capture ran (virsh ...).
-COMMANDS_FILE = "/.cutover/commands.json"
 # How many symlinks one path may traverse (the kernel's own limit).
 MAX_LINKS = 40
-# Bounds on what one snapshot may unpack. A capture-host snapshot holds a few
-# thousand small sysfs and libvirt files; a hostile one could hold a member
-# that unpacks to gigabytes (a 1 MB tarball of zeros) or millions of members.
-MAX_MEMBERS = 20_000
-MAX_MEMBER_BYTES = 16 * 1024 * 1024
-MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
-# Members are copied in pieces of this size, never read whole.
-COPY_CHUNK = 1024 * 1024
 
 
 class SnapshotError(Exception):
     """A host snapshot that cannot be read or is unsafe to unpack."""
-
-
-@dataclass(frozen=True)
-class SnapshotLimits:
-    """How much one snapshot may unpack (`open_snapshot(..., limits=SnapshotLimits(...))`)."""
-
-    members: int = MAX_MEMBERS
-    member_bytes: int = MAX_MEMBER_BYTES
-    total_bytes: int = MAX_SNAPSHOT_BYTES
 
 
 @dataclass(frozen=True)
@@ -272,31 +251,33 @@ class LocalRoot:
 
 
 class TestinfraHost:
-    """A testinfra host (`testinfra.get_host("ssh://root@kvm1")`): every probe is a command.
+    """A host over testinfra (`ssh://root@kvm1`, `local://`): every probe is a bounded command.
 
-    >>> TestinfraHost.from_spec("local://").read_link("/proc/self") is not None
+    Each command runs through the one remote runner (`RemoteHost`), under
+    the operation timeout; one that cannot run to its end is a `ProbeError`.
+
+    >>> settings = ProbeSettings(connect_timeout=5.0, operation_timeout=5.0)
+    >>> TestinfraHost.from_spec("local://", settings).read_link("/proc/self") is not None
     True
     """
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, host: Any, spec: str) -> None:
-        self.host = host
-        self.spec = spec
+    def __init__(self, remote: RemoteHost) -> None:
+        self.remote = remote
+        self.spec = remote.hostspec
 
     @classmethod
-    def from_spec(cls, spec: str, ssh_config: Path | None = None) -> TestinfraHost:
-        import testinfra
-
-        kwargs: dict[str, Any] = {"ssh_config": str(ssh_config)} if ssh_config else {}
-        return cls(testinfra.get_host(spec, **kwargs), spec)
+    def from_spec(cls, spec: str, settings: ProbeSettings) -> TestinfraHost:
+        return cls(RemoteHost(spec, settings.ssh_config, settings.operation_timeout))
 
     @property
     def description(self) -> str:
         return self.spec
 
     def _sh(self, command: str, *args: str) -> Any:
-        return self.host.run(command + "".join(" " + shlex.quote(a) for a in args))
+        line = command + "".join(" " + shlex.quote(a) for a in args)
+        return self.remote.run(line, command.split()[0])
 
     def read_bytes(self, path: str) -> bytes | None:
         out = self._sh("cat --", path)
@@ -337,159 +318,5 @@ class TestinfraHost:
 
     def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         args = tuple(argv)
-        out = self.host.run("timeout %s " + " ".join(["%s"] * len(args)), f"{timeout:g}", *args)
+        out = self.remote.execute(shlex.join(args), args[0], timeout)
         return CommandResult(args, int(out.rc), str(out.stdout), str(out.stderr))
-
-
-# --- snapshots -----------------------------------------------------------
-
-
-def snapshot_problem(tarball: Path) -> str | None:
-    """Why `tarball` cannot be a host snapshot (one line), or None when it opens as a tarball.
-
-    Only the first member is read: a quick look before a run, not the unpacking.
-
-    >>> snapshot_problem(Path("/nonexistent/host.tar.gz"))
-    'no such file'
-    """
-    if not tarball.exists():
-        return "no such file"
-    if not tarball.is_file():
-        return "not a file"
-    try:
-        with tarfile.open(tarball, "r:*") as archive:
-            archive.next()
-    except tarfile.ReadError:
-        return "not a tarball (plain, gzip, bzip2 or xz) from `python -m cutover capture-host`"
-    except (OSError, tarfile.TarError) as exc:
-        return _why(exc)
-    return None
-
-
-def _why(exc: BaseException) -> str:
-    """An exception's text on one line (tarfile's name each method it tried on a line)."""
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return shown(" ".join(str(text).split()))
-
-
-def open_snapshot(tarball: Path, into: Path, limits: SnapshotLimits | None = None) -> LocalRoot:
-    """Unpack a capture-host tarball into the empty directory `into` and open it.
-
-    Unpacking is done member by member: only files, directories and symlinks,
-    no member outside `into`, and nothing is ever written through a symlink
-    (sysfs links point everywhere, and a hostile tarball could aim one at /etc).
-    At most `limits.members` members, each at most `limits.member_bytes` and
-    all together at most `limits.total_bytes`, copied in bounded pieces. Every
-    symlink must resolve inside the snapshot within `MAX_LINKS` hops.
-    """
-    limits = limits or SnapshotLimits()
-    budget = _Budget(limits)
-    links: list[str] = []
-    try:
-        with tarfile.open(tarball, "r:*") as archive:
-            for member in archive:
-                budget.count(member)
-                _unpack_member(archive, member, into, budget)
-                if member.issym():
-                    links.append(member.name)
-    except (OSError, tarfile.TarError) as exc:
-        raise SnapshotError(f"{tarball}: cannot unpack host snapshot: {_why(exc)}") from None
-    except SnapshotError as exc:
-        raise SnapshotError(f"{tarball}: {exc}") from None
-    commands_path = into / COMMANDS_FILE.lstrip("/")
-    if not commands_path.is_file() or commands_path.is_symlink():
-        raise SnapshotError(
-            f"{tarball}: not a host snapshot (no {COMMANDS_FILE}; "
-            "make one with `python -m cutover capture-host`)"
-        )
-    root = LocalRoot(into, description=f"snapshot {tarball.name}")
-    for name in links:
-        try:
-            root.resolve("/" + name)
-        except SnapshotError:
-            raise SnapshotError(
-                f"{tarball}: unsafe symlink {shown(name)!r} -> "
-                f"{shown(os.readlink(into / name))!r}: it goes through more than {MAX_LINKS} "
-                "symlinks or leads outside the snapshot"
-            ) from None
-    root.commands = load_commands(commands_path.read_text(encoding="utf-8"))
-    return root
-
-
-class _Budget:
-    """What a snapshot has unpacked so far, against its limits."""
-
-    def __init__(self, limits: SnapshotLimits) -> None:
-        self.limits = limits
-        self.members = 0
-        self.total = 0
-
-    def count(self, member: tarfile.TarInfo) -> None:
-        self.members += 1
-        if self.members > self.limits.members:
-            raise SnapshotError(
-                f"more than {self.limits.members} members (limit: SnapshotLimits.members)"
-            )
-        if member.isfile() and member.size > self.limits.member_bytes:
-            raise SnapshotError(
-                f"member {shown(member.name)!r} is {member.size} bytes, more than "
-                f"{self.limits.member_bytes} (limit: SnapshotLimits.member_bytes)"
-            )
-
-    def take(self, member: tarfile.TarInfo, size: int) -> None:
-        self.total += size
-        if self.total > self.limits.total_bytes:
-            raise SnapshotError(
-                f"member {shown(member.name)!r} takes the snapshot over "
-                f"{self.limits.total_bytes} bytes (limit: SnapshotLimits.total_bytes)"
-            )
-
-
-def _unpack_member(
-    archive: tarfile.TarFile, member: tarfile.TarInfo, into: Path, budget: _Budget
-) -> None:
-    name = PurePosixPath(member.name)
-    if name.is_absolute() or ".." in name.parts:
-        raise SnapshotError(f"unsafe member name {shown(member.name)!r}")
-    parts = [p for p in name.parts if p not in ("", ".")]
-    if not parts:
-        return
-    parent = into
-    for part in parts[:-1]:
-        parent = parent / part
-        if parent.is_symlink():
-            raise SnapshotError(f"member {shown(member.name)!r} would be written through a symlink")
-        parent.mkdir(exist_ok=True)
-    target = parent / parts[-1]
-    if target.is_symlink() or (target.exists() and not member.isdir()):
-        raise SnapshotError(f"member {shown(member.name)!r} appears twice")
-    if member.isdir():
-        target.mkdir(exist_ok=True)
-    elif member.issym():
-        os.symlink(member.linkname, target)
-    elif member.isfile():
-        source = archive.extractfile(member)
-        if source is None:
-            raise SnapshotError(f"member {shown(member.name)!r} has no data")
-        with open(target, "xb") as out:
-            while piece := source.read(COPY_CHUNK):
-                budget.take(member, len(piece))
-                out.write(piece)
-    else:
-        raise SnapshotError(f"member {shown(member.name)!r} is neither file, directory nor symlink")
-
-
-def load_commands(text: str) -> dict[tuple[str, ...], CommandResult]:
-    """Captured command results, keyed by argv (the format `dump_commands` writes)."""
-    table: dict[tuple[str, ...], CommandResult] = {}
-    for entry in json.loads(text):
-        argv = tuple(str(a) for a in entry["argv"])
-        table[argv] = CommandResult(argv, int(entry["rc"]), entry["stdout"], entry["stderr"])
-    return table
-
-
-def dump_commands(results: Sequence[CommandResult]) -> str:
-    entries = [
-        {"argv": list(r.argv), "rc": r.rc, "stdout": r.stdout, "stderr": r.stderr} for r in results
-    ]
-    return json.dumps(entries, indent=2) + "\n"

@@ -16,34 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cutover.probes.connect import ProbeError
+from cutover.probes.connect import ProbeError, one_line
 from cutover.untrusted import shown
 
 __all__ = ["RemoteHost"]
 
 
-def _gist(exc: Exception) -> str:
-    """One line of what went wrong.
-
-    testinfra raises `RuntimeError(CommandResult)` when ssh itself fails
-    (exit 255): use ssh's own message, not the result's repr.
-
-    >>> class Result:
-    ...     rc, stderr = 255, "ssh: connect to host h port 22: Connection timed out\\r\\n"
-    >>> _gist(RuntimeError(Result()))
-    'ssh: connect to host h port 22: Connection timed out'
-    >>> _gist(OSError("no such file"))
-    'no such file'
-    """
-    result = exc.args[0] if exc.args else None
-    if result is not None and hasattr(result, "stderr") and hasattr(result, "rc"):
-        message = str(result.stderr or "").strip().splitlines()
-        return shown(message[-1]) if message else f"ssh exited with {result.rc}, no message"
-    return shown((str(exc).splitlines() or [type(exc).__name__])[0])
-
-
 class RemoteHost:
-    """One server reached over ssh; connects on the first command."""
+    """One server reached over ssh; connects on the first command.
+
+    Every command runs under the remote `timeout` (testinfra has none of its
+    own), `timeout` seconds unless the command names another bound.
+    """
 
     def __init__(self, hostspec: str, ssh_config: Path | None, timeout: float) -> None:
         self.hostspec = hostspec
@@ -51,11 +35,13 @@ class RemoteHost:
         self.seconds = max(1, round(timeout))
         self._host: Any = None
 
-    def run(self, command: str, what: str) -> Any:
-        """`timeout N COMMAND` on the host: testinfra's result, or a one-line `ProbeError`.
+    def execute(self, command: str, what: str, timeout: float | None = None) -> Any:
+        """`timeout N COMMAND` on the host: testinfra's result, whatever its exit status.
 
-        `what` names the command in messages ("apachectl", "openssl").
+        Only ssh failing to run it at all is a one-line `ProbeError`; `what`
+        names the command in messages ("apachectl", "openssl").
         """
+        seconds = f"{self.seconds}" if timeout is None else f"{timeout:g}"
         try:
             if self._host is None:
                 import testinfra
@@ -66,11 +52,18 @@ class RemoteHost:
                     timeout=self.seconds,
                     ssh_extra_args="-o BatchMode=yes",
                 )
-            result = self._host.run(f"timeout {self.seconds} {command}")
+            return self._host.run(f"timeout {seconds} {command}")
         except Exception as exc:  # testinfra raises plain RuntimeError/OSError subclasses
             raise ProbeError(
-                f"cannot run {what} on {self.hostspec} within {self.seconds} s (ssh): {_gist(exc)}"
+                f"cannot run {what} on {self.hostspec} within {seconds} s (ssh): {one_line(exc)}"
             ) from None
+
+    def run(self, command: str, what: str) -> Any:
+        """`execute`, and a one-line `ProbeError` when the command did not run to its end.
+
+        That is: ssh failed (255), the command timed out (124) or is missing (127).
+        """
+        result = self.execute(command, what)
         if result.rc == 255:
             raise ProbeError(f"ssh to {self.hostspec} failed: {shown(result.stderr.strip())}")
         if result.rc == 124:

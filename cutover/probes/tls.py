@@ -17,12 +17,12 @@ import socket
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-from cutover.probes.connect import Deadline, ProbeError, ProbeTimeout, tls_context
+from cutover.model.settings import Trust
+from cutover.probes.connect import Deadline, ProbeError, ProbeTimeout, timed_out, tls_context
 from cutover.untrusted import shown
 
-__all__ = ["CertificateRejected", "TlsFacts", "Trust", "handshake", "name_covered"]
+__all__ = ["CertificateRejected", "TlsFacts", "handshake", "name_covered"]
 
 
 class CertificateRejected(ProbeError):
@@ -31,20 +31,6 @@ class CertificateRejected(ProbeError):
     def __init__(self, where: str, reason: str) -> None:
         super().__init__(f"certificate of {where} rejected: {reason}")
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Trust:
-    """Where certificates are verified against; contexts are built once and shared."""
-
-    ca_file: Path | None = None
-
-    @property
-    def label(self) -> str:
-        return str(self.ca_file) if self.ca_file else "the system store"
-
-    def context(self, *, verify: bool) -> ssl.SSLContext:
-        return tls_context(self.ca_file, verify=verify, check_hostname=False)
 
 
 @dataclass(frozen=True)
@@ -127,7 +113,7 @@ def handshake(
     (then the facts carry that reason). Raises `CertificateRejected` for a
     chain that does not verify, `ProbeError` for any other TLS failure.
     """
-    context = trust.context(verify=rejected is None)
+    context = tls_context(trust, verify=rejected is None, check_hostname=False)
     tls = context.wrap_socket(sock, server_hostname=server_name, do_handshake_on_connect=False)
     tls.settimeout(deadline.check(f"starting TLS with {where}"))
     try:
@@ -138,7 +124,7 @@ def handshake(
     except TimeoutError:
         tls.close()
         raise ProbeTimeout(
-            f"timed out after {deadline.seconds:g} s in the TLS handshake with {where}"
+            timed_out(deadline.seconds, f"in the TLS handshake with {where}")
         ) from None
     except ssl.SSLError as exc:
         tls.close()

@@ -3,7 +3,7 @@
 A snapshot (`--host-snapshot`) is a tarball someone else may have made. Its
 symlinks are resolved inside it (as under chroot), a chain longer than the
 kernel's 40 hops or a `..` above the root is refused, and what it unpacks is
-capped in member count and size (`cutover.probes.hostfs.SnapshotLimits`).
+capped in member count and size (`cutover.probes.snapshot.SnapshotLimits`).
 """
 
 from __future__ import annotations
@@ -17,14 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cutover.probes.hostfs import (
-    COMMANDS_FILE,
-    MAX_LINKS,
-    LocalRoot,
-    SnapshotError,
-    SnapshotLimits,
-    open_snapshot,
-)
+from cutover.probes.hostfs import MAX_LINKS, LocalRoot, SnapshotError
+from cutover.probes.snapshot import COMMANDS_FILE, SnapshotLimits, open_snapshot
 
 # Far above what unpacking needs (a few MiB of tar buffers and names), far
 # below the 1 GiB a bomb member used to cost.

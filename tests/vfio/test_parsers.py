@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from cutover.cli.capture import walk
-from cutover.probes.hostfs import LocalRoot, SnapshotError, open_snapshot
+from cutover.probes.hostfs import LocalRoot, SnapshotError
+from cutover.probes.snapshot import open_snapshot
 from cutover.probes.virt.vfio import (
     KernelCmdline,
     iommu_status,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cutover.model.settings import ProbeSettings
 from cutover.probes.hostfs import LocalRoot, TestinfraHost
 from cutover.probes.virt.vfio import iommu_status, read_pci_functions
 from cutover.probes.virt.vm import read_cpu_siblings
@@ -162,7 +163,8 @@ def test_capture_cli_on_a_fixture_tree_matches_the_generator(tmp_path: Path) -> 
 
 def test_testinfra_backend_sees_what_the_local_root_sees() -> None:
     """The ssh path (testinfra, here over local://) reads sysfs exactly like the local root."""
-    remote, local = TestinfraHost.from_spec("local://"), LocalRoot(Path("/"))
+    settings = ProbeSettings(connect_timeout=5.0, operation_timeout=5.0)
+    remote, local = TestinfraHost.from_spec("local://", settings), LocalRoot(Path("/"))
     assert read_pci_functions(remote) == read_pci_functions(local)
     assert read_cpu_siblings(remote) == read_cpu_siblings(local)
     assert iommu_status(remote, "amd") == iommu_status(local, "amd")

@@ -19,9 +19,10 @@ from typing import Generic, TypeVar
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Protocol
 from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.settings import ProbeSettings
 from cutover.probes.connect import ProbeError
 from cutover.probes.services import http, imap, mysql, pop3, smtp
-from cutover.probes.services.base import ProbeSettings, ServiceAnswer
+from cutover.probes.services.base import ServiceAnswer
 from cutover.progress import Progress
 
 __all__ = [

@@ -7,56 +7,27 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
 from typing import TypeVar
 
 from cutover.model.endpoints import Endpoint
-from cutover.model.inventory import Inventory, MysqlAccount, TlsMode
-from cutover.probes.connect import Deadline, LineReader, ProbeError, connect, peer
-from cutover.probes.tls import CertificateRejected, TlsFacts, Trust, handshake
+from cutover.model.inventory import TlsMode
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import Deadline, LineReader, ProbeError, connect, peer, timed_out
+from cutover.probes.tls import CertificateRejected, TlsFacts, handshake
 
 __all__ = [
     "AuthOutcome",
     "AuthReply",
     "Conversation",
-    "ProbeSettings",
     "ServiceAnswer",
     "converse",
     "sasl_responses",
 ]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ProbeSettings:
-    """What a probe needs from the inventory, and nothing else."""
-
-    connect_timeout: float = 5.0
-    operation_timeout: float = 5.0
-    trust: Trust = field(default_factory=Trust)
-    server_names: dict[str, str] = field(default_factory=dict)  # service name -> SNI/Host
-    identity_header: str | None = None
-    mysql_admin: MysqlAccount | None = None
-    ehlo_name: str = "cutover.invalid"
-
-    @classmethod
-    def from_inventory(cls, inventory: Inventory) -> ProbeSettings:
-        names = {}
-        for service in inventory.services:
-            hostnames = inventory.service_hostnames(service)
-            if hostnames:
-                names[service.name] = hostnames[0]
-        return cls(
-            connect_timeout=inventory.timeouts.connect,
-            operation_timeout=inventory.timeouts.operation,
-            trust=Trust(inventory.tls.ca_file),
-            server_names=names,
-            identity_header=inventory.http.identity_header,
-            mysql_admin=inventory.mysql.admin,
-        )
 
 
 @dataclass(frozen=True)
@@ -115,9 +86,7 @@ class Conversation:
         self.rejected = rejected
         self.where = peer(endpoint.address, endpoint.service.port)
         self.deadline = Deadline(settings.operation_timeout)
-        self.sock: socket.socket = connect(
-            endpoint.address, endpoint.service.port, settings.connect_timeout
-        )
+        self.sock: socket.socket = connect(endpoint.address, endpoint.service.port, settings)
         self.reader = LineReader(self.sock, self.where, self.deadline)
         self.tls: TlsFacts | None = None
         if endpoint.service.tls is TlsMode.IMPLICIT:
@@ -167,7 +136,7 @@ class Conversation:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
                 raise ProbeError(
-                    f"timed out after {self.deadline.seconds:g} s {doing} from {self.where}"
+                    timed_out(self.deadline.seconds, f"{doing} from {self.where}")
                 ) from None
             except (ssl.SSLError, OSError) as exc:
                 if isinstance(exc, ssl.SSLEOFError):  # peer closed without close_notify

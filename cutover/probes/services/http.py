@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cutover.model.endpoints import Endpoint
+from cutover.model.settings import ProbeSettings
 from cutover.probes.connect import MAX_LINE, Deadline, ProbeError
-from cutover.probes.services.base import Conversation, ProbeSettings, ServiceAnswer, converse
+from cutover.probes.services.base import Conversation, ServiceAnswer, converse
 from cutover.untrusted import shown
 
 __all__ = ["HttpResponse", "body_digest", "fetch", "observe", "parse_response"]

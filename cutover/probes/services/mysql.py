@@ -1,7 +1,7 @@
 """MySQL/MariaDB: the server's handshake packet, and `@@hostname` when an admin login is given.
 
 The handshake alone names the software (`10.11.6-MariaDB`), usually the same
-on both servers; `SELECT @@hostname` names the host (CHECKS.md: `@@server_id`
+on both servers; `SELECT @@hostname` names the host (docs/semantics.md: `@@server_id`
 is 1 everywhere). The login is read-only and bounded by the inventory's timeouts.
 
 >>> observe(endpoint, settings).identity  # doctest: +SKIP
@@ -14,9 +14,17 @@ import struct
 
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import MysqlAccount
-from cutover.probes.connect import Deadline, ProbeError, ProbeTimeout, connect, peer
-from cutover.probes.services.base import ProbeSettings, ServiceAnswer
-from cutover.probes.tls import Trust
+from cutover.model.settings import ProbeSettings
+from cutover.probes.connect import (
+    Deadline,
+    ProbeError,
+    ProbeTimeout,
+    connect,
+    peer,
+    timed_out,
+    tls_context,
+)
+from cutover.probes.services.base import ServiceAnswer
 from cutover.untrusted import shown
 
 __all__ = ["Handshake", "observe", "parse_handshake"]
@@ -63,7 +71,7 @@ def parse_handshake(payload: bytes, where: str) -> Handshake:
 def read_handshake(endpoint: Endpoint, settings: ProbeSettings) -> Handshake:
     where = peer(endpoint.address, endpoint.service.port)
     deadline = Deadline(settings.operation_timeout)
-    sock = connect(endpoint.address, endpoint.service.port, settings.connect_timeout)
+    sock = connect(endpoint.address, endpoint.service.port, settings)
     try:
         data = b""
         while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:3], "little"):
@@ -72,8 +80,7 @@ def read_handshake(endpoint: Endpoint, settings: ProbeSettings) -> Handshake:
                 chunk = sock.recv(4096)
             except TimeoutError:
                 raise ProbeTimeout(
-                    f"timed out after {deadline.seconds:g} s reading the MySQL handshake "
-                    f"from {where}"
+                    timed_out(deadline.seconds, f"reading the MySQL handshake from {where}")
                 ) from None
             except OSError as exc:
                 raise ProbeError(f"{where} failed while sending its handshake: {exc}") from None
@@ -104,7 +111,7 @@ def server_hostname(
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.operation_timeout,
             write_timeout=settings.operation_timeout,
-            ssl=Trust().context(verify=False) if tls else None,
+            ssl=tls_context(verify=False) if tls else None,
             ssl_disabled=not tls,
         )
     except Exception as exc:  # a hostile peer makes PyMySQL raise anything

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import TlsMode
+from cutover.model.settings import ProbeSettings
 from cutover.probes.connect import ProbeError
 from cutover.probes.services.base import (
     AuthOutcome,
     AuthReply,
     Conversation,
-    ProbeSettings,
     ServiceAnswer,
     observe_with,
     sasl_responses,

@@ -28,12 +28,11 @@ from cutover.probes.hostfs import Host, read_text
 
 __all__ = [
     "PCI_DEVICES",
-    "DeviceTarget",
     "IommuStatus",
     "KernelCmdline",
     "PciFunction",
     "VfioBindList",
-    "device_targets",
+    "functions_of",
     "iommu_group_members",
     "iommu_status",
     "read_cpu_vendor",
@@ -258,43 +257,16 @@ def _link_name(host: Host, path: str) -> str | None:
 # --- the devices the inventory passes through --------------------------------
 
 
-@dataclass(frozen=True)
-class DeviceTarget:
-    """One inventory device, as checks are parametrised over it."""
-
-    device: PciDevice
-    index: int
-
-    @property
-    def label(self) -> str:
-        return self.device.name or f"device{self.index}"
-
-    @property
-    def id(self) -> str:
-        """Readable test id: `gpu-0000:01:00.0` or `nic-8086:1533`."""
-        return f"{self.label}-{self.device.address or self.device.id}"
-
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "device", self.label
-        if self.device.address:
-            yield "pci_address", self.device.address
-        if self.device.id:
-            yield "pci_id", self.device.id
-
-    def resolve(self, functions: dict[str, PciFunction]) -> list[PciFunction]:
-        """The host's functions this device names (by address, or every one with its ID)."""
-        if self.device.address:
-            found = functions.get(self.device.address)
-            matches = [found] if found else []
-        else:
-            matches = [f for f in functions.values() if f.vendor_device == self.device.id]
-        if self.device.address and self.device.id:
-            matches = [f for f in matches if f.vendor_device == self.device.id]
-        return matches
-
-
-def device_targets(devices: list[PciDevice]) -> list[DeviceTarget]:
-    return [DeviceTarget(device, index) for index, device in enumerate(devices)]
+def functions_of(device: PciDevice, functions: dict[str, PciFunction]) -> list[PciFunction]:
+    """The host's functions an inventory device names (by address, or every one with its ID)."""
+    if device.address:
+        found = functions.get(device.address)
+        matches = [found] if found else []
+    else:
+        matches = [f for f in functions.values() if f.vendor_device == device.id]
+    if device.address and device.id:
+        matches = [f for f in matches if f.vendor_device == device.id]
+    return matches
 
 
 # --- the vfio-bind list ------------------------------------------------------
