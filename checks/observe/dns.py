@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from checks.record import RecordContext, Records, recorder
+from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.dns.engine import Answer, observe_answers
 from cutover.probes.dns.names import Question, in_zone
 from cutover.probes.dns.sql import SqlZone, read_zones
 from cutover.probes.dns.zones import ZoneObservation, ZoneServers, discover_servers, observe_zones
-from cutover.probes.services.base import ProbeSettings
 
 if TYPE_CHECKING:
     from checks.progress import Stage
@@ -39,15 +39,9 @@ MOVING_TYPES = ("A", "AAAA", "MX", "CNAME")
 
 
 @pytest.fixture(scope="session")
-def dns_settings(inventory: Inventory) -> ProbeSettings:
-    """The probe settings of this pair's DNS and outbound observations (built once)."""
-    return ProbeSettings.from_inventory(inventory)
-
-
-@pytest.fixture(scope="session")
-def zone_servers(inventory: Inventory, dns_settings: ProbeSettings) -> ZoneServers:
+def zone_servers(inventory: Inventory) -> ZoneServers:
     """Each zone's authoritative servers (inventory, or NS set): found once per pair."""
-    return discover_zone_servers(inventory, dns_settings)
+    return discover_zone_servers(inventory, settings_for(inventory))
 
 
 def discover_zone_servers(inventory: Inventory, settings: ProbeSettings) -> ZoneServers:
@@ -61,7 +55,6 @@ def discover_zone_servers(inventory: Inventory, settings: ProbeSettings) -> Zone
 def zone_observations(
     inventory: Inventory,
     zone_servers: ZoneServers,
-    dns_settings: ProbeSettings,
     observing: Callable[[str, str], Stage],
 ) -> dict[str, ZoneObservation]:
     """Every zone on every authoritative server, observed once, concurrently."""
@@ -71,9 +64,8 @@ def zone_observations(
     if not all(zone.nameservers for zone in zones):
         servers = "their NS servers"
     with observing(f"DNS: {len(zones)} zones on {servers}", "questions") as progress:
-        return observe_zones(
-            zones, zone_servers, timeout=dns_settings.operation_timeout, progress=progress
-        )
+        timeout = settings_for(inventory).operation_timeout
+        return observe_zones(zones, zone_servers, timeout=timeout, progress=progress)
 
 
 def moving_ttls(seen: ZoneObservation, server: str) -> Iterator[tuple[tuple[str, str], int]]:
@@ -183,7 +175,7 @@ def _highest_ttls(seen: ZoneObservation) -> dict[tuple[str, str], int]:
 def record_dns(ctx: RecordContext) -> None:
     """The TTL history of every zone, when no check of this preflight observed the zones."""
     inventory = ctx.inventory
-    settings = ProbeSettings.from_inventory(inventory)
+    settings = settings_for(inventory)
     servers = discover_zone_servers(inventory, settings)
     seen = observe_zones(inventory.dns.zones, servers, timeout=settings.operation_timeout)
     record_ttl_history(seen, inventory.dns.ttl, ctx.records)
@@ -196,9 +188,9 @@ def record_dns(ctx: RecordContext) -> None:
 def sql_zones(
     inventory: Inventory,
     zone_observations: dict[str, ZoneObservation],
-    dns_settings: ProbeSettings,
 ) -> dict[tuple[str, str], SqlZone | str]:
     """(zone, nameserver) -> the rows in that nameserver's database, or why they are unknown."""
+    settings = settings_for(inventory)
     found: dict[tuple[str, str], SqlZone | str] = {}
     for access in inventory.dns.sql:
         nameserver = str(access.nameserver)
@@ -209,8 +201,8 @@ def sql_zones(
             rows = read_zones(
                 access,
                 zones,
-                connect_timeout=dns_settings.connect_timeout,
-                timeout=dns_settings.operation_timeout,
+                connect_timeout=settings.connect_timeout,
+                timeout=settings.operation_timeout,
             )
         except ProbeError as exc:
             reason = str(exc)
@@ -227,7 +219,7 @@ def sql_zones(
 
 @pytest.fixture(scope="session")
 def sql_served(
-    dns_settings: ProbeSettings,
+    inventory: Inventory,
     zone_observations: dict[str, ZoneObservation],
     sql_zones: dict[tuple[str, str], SqlZone | str],
     observing: Callable[[str, str], Stage],
@@ -243,5 +235,6 @@ def sql_served(
         if row.value is not None and (key := (rows.nameserver, (row.name, row.rdtype))) not in known
     ]
     progress = observing("DNS: SQL rows", "questions")
-    served = observe_answers(requests, timeout=dns_settings.operation_timeout, progress=progress)
+    timeout = settings_for(inventory).operation_timeout
+    served = observe_answers(requests, timeout=timeout, progress=progress)
     return {**known, **served}

@@ -26,6 +26,7 @@ from checks.targets.outbound import (
 from cutover.model.endpoints import endpoint_of
 from cutover.model.inventory import Protocol, Service
 from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.settings import settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.dns.zones import ZoneServers
 from cutover.probes.outbound.dkim import (
@@ -39,7 +40,6 @@ from cutover.probes.outbound.mx import MxRecord, observe_mx, parse_mx
 from cutover.probes.outbound.reverse import ReverseDns, observe_reverse
 from cutover.probes.outbound.spf import SpfRecords, SpfVerdict, evaluate_spf, observe_spf_records
 from cutover.probes.services import Observations, ServiceAnswer, observe
-from cutover.probes.services.base import ProbeSettings
 
 if TYPE_CHECKING:
     from cutover.model.inventory import Inventory
@@ -62,11 +62,11 @@ def _lookup(inventory: Inventory, servers: ZoneServers, timeout: float) -> Autho
 
 @pytest.fixture(scope="session")
 def outbound_names(
-    inventory: Inventory, zone_servers: ZoneServers, dns_settings: ProbeSettings
+    inventory: Inventory, zone_servers: ZoneServers
 ) -> AuthoritativeLookup | ProbeError:
     """Answers from each zone's authoritative servers (shared, cached), or why there are none."""
     try:
-        return _lookup(inventory, zone_servers, dns_settings.operation_timeout)
+        return _lookup(inventory, zone_servers, settings_for(inventory).operation_timeout)
     except ProbeError as exc:
         return exc
 
@@ -109,15 +109,13 @@ def _helo_service(inventory: Inventory) -> Service | None:
 
 
 @pytest.fixture(scope="session")
-def helo_answer(
-    inventory: Inventory, dns_settings: ProbeSettings
-) -> ServiceAnswer | ProbeError | None:
+def helo_answer(inventory: Inventory) -> ServiceAnswer | ProbeError | None:
     """The new server's SMTP greeting on the new IP (its HELO name), or why there is none."""
     service = _helo_service(inventory)
     if service is None:
         return None
     try:
-        return observe(endpoint_of(inventory, service, Side.NEW), dns_settings)
+        return observe(endpoint_of(inventory, service, Side.NEW), settings_for(inventory))
     except ProbeError as exc:
         return exc
 
@@ -160,9 +158,7 @@ def dkim_records(
 
 
 @pytest.fixture(scope="session")
-def signing_keys(
-    inventory: Inventory, dns_settings: ProbeSettings
-) -> Observations[str, SigningKey]:
+def signing_keys(inventory: Inventory) -> Observations[str, SigningKey]:
     """The public half of each signing key file on the new host: read once per run."""
     domains = mail_domains(inventory)
     paths = {
@@ -172,11 +168,13 @@ def signing_keys(
         if (path := dkim_key_file(inventory, DkimSelector(d, s))) is not None
     }
 
+    settings = settings_for(inventory)
+
     def read(path: str) -> SigningKey:
         if not inventory.new.ssh:
             raise ProbeError("no new.ssh in the inventory")
         return observe_signing_key(
-            inventory.new.ssh, path, inventory.ssh_config, dns_settings.operation_timeout
+            inventory.new.ssh, path, settings.ssh_config, settings.operation_timeout
         )
 
     return Observations(sorted(paths), read, key=lambda path: path, workers=4)
@@ -231,7 +229,7 @@ def _recorded_mx(records: Records, domain: str) -> tuple[MxRecord, ...] | None:
 def record_outbound(ctx: RecordContext) -> None:
     """The MX of every mail domain, when no check of this preflight read them (MAIL04)."""
     inventory = ctx.inventory
-    settings = ProbeSettings.from_inventory(inventory)
+    settings = settings_for(inventory)
     servers = discover_zone_servers(inventory, settings)
     names = _lookup(inventory, servers, settings.operation_timeout)
     now = _observe_mx(names, domain_targets(inventory))

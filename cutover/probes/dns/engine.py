@@ -29,7 +29,15 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from cutover.probes.connect import ProbeError, no_route_to, peer, refused_by
+from cutover.probes.connect import (
+    ProbeError,
+    ProbeTimeout,
+    no_route_to,
+    one_line,
+    peer,
+    refused_by,
+    timed_out,
+)
 from cutover.probes.dns.names import Question, absolute_text
 from cutover.progress import Progress
 from cutover.untrusted import shown
@@ -176,7 +184,7 @@ class _Channel(asyncio.DatagramProtocol):
         elif isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
             message = no_route_to(where, exc)
         else:
-            message = f"{where} unreachable ({getattr(exc, 'strerror', None) or exc})"
+            message = f"{where} unreachable ({one_line(exc)})"
         for _, waiter in self.pending.values():
             if not waiter.done():
                 waiter.set_exception(ProbeError(message))
@@ -226,8 +234,7 @@ class Engine:
             except OSError as exc:
                 opened.set_exception(
                     ProbeError(
-                        f"cannot open a UDP socket to {peer(server, self.port)}: "
-                        f"{exc.strerror or exc}"
+                        f"cannot open a UDP socket to {peer(server, self.port)}: {one_line(exc)}"
                     )
                 )
         return await asyncio.shield(self.opening[server])
@@ -257,9 +264,9 @@ class Engine:
                 while True:
                     left = deadline - loop.time()
                     if left <= 0:
+                        where = peer(server, self.port)
                         raise ProbeError(
-                            f"timed out after {self.timeout:g} s asking {peer(server, self.port)} "
-                            f"for {qname} {rdtype}"
+                            timed_out(self.timeout, f"asking {where} for {qname} {rdtype}")
                         )
                     channel.transport.sendto(wire)
                     try:
@@ -280,11 +287,11 @@ class Engine:
     ) -> dns.message.Message:
         where = f"{peer(server, self.port)} over TCP (the UDP answer was truncated)"
         if left <= 0:
-            raise ProbeError(f"timed out after {self.timeout:g} s before asking {where}")
+            raise ProbeTimeout(timed_out(self.timeout, f"before asking {where}"))
         try:
             response = await dns.asyncquery.tcp(query, server, timeout=left, port=self.port)
         except dns.exception.Timeout:
-            raise ProbeError(f"timed out after {self.timeout:g} s asking {where}") from None
+            raise ProbeTimeout(timed_out(self.timeout, f"asking {where}")) from None
         except (OSError, dns.exception.DNSException) as exc:
             raise ProbeError(f"{where} failed: {exc}") from None
         return response

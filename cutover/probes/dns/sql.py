@@ -32,7 +32,7 @@ import dns.rdatatype
 import pymysql
 
 from cutover.model.inventory import DnsSql
-from cutover.probes.connect import ProbeError
+from cutover.probes.connect import ProbeError, one_line
 from cutover.probes.dns.names import absolute_text, zone_name
 from cutover.untrusted import shown
 
@@ -209,9 +209,7 @@ class _Session:
         except pymysql.MySQLError as exc:
             raise ProbeError(f"cannot connect to DNS SQL {self.source}: {_reason(exc)}") from None
         except OSError as exc:
-            raise ProbeError(
-                f"cannot connect to DNS SQL {self.source}: {exc.strerror or exc}"
-            ) from None
+            raise ProbeError(f"cannot connect to DNS SQL {self.source}: {one_line(exc)}") from None
         except Exception as exc:  # a hostile peer makes PyMySQL raise anything
             raise ProbeError(
                 f"cannot connect to DNS SQL {self.source}: {type(exc).__name__}"
