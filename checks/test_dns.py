@@ -1,73 +1,37 @@
 """Authoritative DNS: TTLs lowered (long enough ago), servers in step, records where they belong.
 
-Semantics: ../shared/design/CHECKS.md "DNS". Every zone is observed once per
-session on every authoritative server, concurrently (`zone_observations`);
-each check then judges one zone.
+Semantics: docs/semantics.md, "DNS". Every zone is observed once per session
+on every authoritative server, concurrently (`zone_observations`, in
+checks/observe/dns.py); each check then judges one zone.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from checks.progress import Stage
+from checks.observe.dns import Lowering, iso, moving_ttls
 from checks.support import no_problems, parametrize
-from cutover.model.baseline import Baseline
+from checks.targets.dns import ZoneTarget
 from cutover.model.inventory import Inventory
 from cutover.model.phases import PhaseExpectations, Side
-from cutover.probes.connect import ProbeError
-from cutover.probes.dns.engine import (
-    Answer,
-    Question,
-    ZoneObservation,
-    ZoneTarget,
-    absolute_text,
-    below,
-    in_zone,
-    mx_targets,
-    observe_answers,
-    observe_zones,
-    rdata_key,
-    seconds_to_wait,
-    serial_compare,
-)
-from cutover.probes.dns.sql import SqlRecord, SqlZone, read_zones
+from cutover.probes.dns.engine import Answer, mx_targets
+from cutover.probes.dns.names import Question, absolute_text, below, rdata_key
+from cutover.probes.dns.sql import SqlRecord, SqlZone
+from cutover.probes.dns.zones import ZoneObservation, seconds_to_wait, serial_compare
 
 # When no TTL above the limit was ever observed for a record, the old TTL is
 # unknown: wait this long (one day: Unbound's default cache-max-ttl, and the
 # largest TTL common in zone templates) unless the operator acknowledges.
 MAX_PLAUSIBLE_TTL = 86400
-# Record types whose TTL decides how fast clients follow the move.
-MOVING_TYPES = ("A", "AAAA", "MX", "CNAME")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "dns_zone" in metafunc.fixturenames:
         parametrize(metafunc, "dns_zone", lambda inv: [ZoneTarget(z) for z in inv.dns.zones])
-
-
-@pytest.fixture(scope="session")
-def zone_observations(
-    inventory: Inventory, observing: Callable[[str, str], Stage]
-) -> dict[str, ZoneObservation]:
-    """Every zone on every authoritative server, observed once, concurrently."""
-    zones = inventory.dns.zones
-    listed = {str(a) for zone in zones for a in zone.nameservers}
-    servers = f"{len(listed)} server{'s' * (len(listed) != 1)}"
-    if not all(zone.nameservers for zone in zones):
-        servers = "their NS servers"
-    with observing(f"DNS: {len(zones)} zones on {servers}", "questions") as progress:
-        return observe_zones(
-            zones,
-            resolver=inventory.dns.resolver,
-            timeout=inventory.timeouts.operation,
-            progress=progress,
-        )
 
 
 def _observed(seen: ZoneObservation, record: Callable[..., None]) -> None:
@@ -84,8 +48,7 @@ def _unobserved(seen: ZoneObservation) -> list[str]:
     """Evidence lines for answers a check cannot judge (DNS01 says why)."""
     return [
         f"{seen.label(a.server)}: {a.question}: cannot judge, {a.problem} (see DNS01)"
-        for a in seen.own_answers()
-        if not a.judgeable
+        for a in seen.unjudgeable()
     ]
 
 
@@ -160,7 +123,7 @@ def test_ttl_lowered(
     limit = inventory.dns.ttl
     offenders = []
     for server in seen.servers:
-        ttls = dict(_moving_ttls(seen, server))
+        ttls = dict(moving_ttls(seen, server))
         record(**{f"ttl@{server}": " ".join(f"{n}/{t}={ttl}" for (n, t), ttl in ttls.items())})
         offenders += [
             f"{seen.label(server)}: {name} {rdtype} TTL {ttl}"
@@ -175,27 +138,7 @@ def test_ttl_lowered(
     )
 
 
-def _moving_ttls(seen: ZoneObservation, server: str) -> Iterator[tuple[tuple[str, str], int]]:
-    """(name, type) -> TTL of every moving record of the zone this server returned."""
-    found: dict[tuple[str, str], int] = {}
-    for answer in seen.own_answers():
-        if answer.server != server or not answer.judgeable:
-            continue
-        for rrset in answer.answer:
-            if rrset.rdtype in MOVING_TYPES and in_zone(rrset.name, seen.zone):
-                found[(rrset.name, rrset.rdtype)] = rrset.ttl
-    yield from sorted(found.items())
-
-
 # --- DNS03 -------------------------------------------------------------------
-
-
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
-
-
-def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
 
 
 def _duration(seconds: float) -> str:
@@ -203,76 +146,6 @@ def _duration(seconds: float) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
-@dataclass(frozen=True)
-class Lowering:
-    """One record lowered on every server, and what the baseline knows of its history."""
-
-    name: str
-    rdtype: str
-    ttl: int
-    first_seen: float  # when the suite first saw it lowered on every server
-    old_ttl: int | None  # the TTL seen before that, if ever
-
-
-@pytest.fixture(scope="session")
-def ttl_lowerings(
-    inventory: Inventory, zone_observations: dict[str, ZoneObservation], baseline: Baseline
-) -> dict[str, list[Lowering]]:
-    """Per zone, the lowered records with their history; the baseline is updated in one go.
-
-    Records still above the limit are written to `dns_ttl_high` (TTL and when);
-    a record seen lowered on every server for the first time since it was last
-    seen high gets `dns_lowered` (first seen, old TTL). Zones that could not be
-    observed on every server are left out: nothing can be said of them.
-    """
-    limit = inventory.dns.ttl
-    now = _iso(time.time())
-    high_now: dict[str, Any] = {}
-    lowered_now: dict[str, tuple[str, str, str, int]] = {}
-    for zone, seen in zone_observations.items():
-        if seen.error or not seen.servers or _unobserved(seen):
-            continue
-        for (name, rdtype), ttl in _highest_ttls(seen).items():
-            entry = f"{zone}|{name}|{rdtype}"
-            if ttl > limit:
-                high_now[entry] = {"ttl": ttl, "seen": now}
-            else:
-                lowered_now[entry] = (zone, name, rdtype, ttl)
-    if high_now:
-        baseline.record_many("dns_ttl_high", high_now)
-    highs = baseline.section("dns_ttl_high")
-    known = baseline.section("dns_lowered")
-    first, again = {}, {}
-    for entry, (_, _, _, ttl) in lowered_now.items():
-        high = highs.get(entry)
-        fresh = {"first_seen": now, "old_ttl": high["ttl"] if high else None, "ttl": ttl}
-        if entry not in known:
-            first[entry] = fresh
-        elif high and _epoch(high["seen"]) > _epoch(known[entry]["first_seen"]):
-            again[entry] = fresh  # raised and lowered again since: the clock restarts
-    if first:
-        # keep_existing: when runs race, the earliest sighting wins.
-        known.update(baseline.record_many("dns_lowered", first, keep_existing=True))
-    if again:
-        known.update(baseline.record_many("dns_lowered", again))
-    lowerings: dict[str, list[Lowering]] = {}
-    for entry, (zone, name, rdtype, ttl) in sorted(lowered_now.items()):
-        history = known[entry]
-        lowerings.setdefault(zone, []).append(
-            Lowering(name, rdtype, ttl, _epoch(history["first_seen"]), history.get("old_ttl"))
-        )
-    return lowerings
-
-
-def _highest_ttls(seen: ZoneObservation) -> dict[tuple[str, str], int]:
-    """(name, type) -> the highest TTL any server of the zone gives it."""
-    highest: dict[tuple[str, str], int] = {}
-    for server in seen.servers:
-        for key, ttl in _moving_ttls(seen, server):
-            highest[key] = max(ttl, highest.get(key, 0))
-    return highest
 
 
 def test_ttl_lowered_long_enough(
@@ -311,8 +184,8 @@ def test_ttl_lowered_long_enough(
         )
         waiting.append(
             f"{lowering.name} {lowering.rdtype}: TTL {lowering.ttl}, first seen lowered on "
-            f"every server {_iso(lowering.first_seen)} ({_duration(now - lowering.first_seen)} "
-            f"ago); {why}: {_duration(left)} left (until {_iso(lowering.first_seen + wait)})"
+            f"every server {iso(lowering.first_seen)} ({_duration(now - lowering.first_seen)} "
+            f"ago); {why}: {_duration(left)} left (until {iso(lowering.first_seen + wait)})"
         )
     acknowledgement = inventory.dns.lowering_acknowledged
     if acknowledgement:
@@ -478,54 +351,6 @@ def _cname_problems(seen: ZoneObservation, server: str, dns_zone: ZoneTarget) ->
 
 
 # --- DNS06 -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def sql_zones(
-    inventory: Inventory, zone_observations: dict[str, ZoneObservation]
-) -> dict[tuple[str, str], SqlZone | str]:
-    """(zone, nameserver) -> the rows in that nameserver's database, or why they are unknown."""
-    found: dict[tuple[str, str], SqlZone | str] = {}
-    for access in inventory.dns.sql:
-        nameserver = str(access.nameserver)
-        zones = [z for z, seen in zone_observations.items() if nameserver in seen.servers]
-        if not zones:
-            continue
-        try:
-            rows = read_zones(access, zones, timeout=inventory.timeouts.operation)
-        except ProbeError as exc:
-            reason = str(exc)
-            if access.host == "localhost" and access.socket is None:
-                reason += (
-                    f"; dns.sql host is localhost (the default): the machine running the "
-                    f"suite, not the nameserver {nameserver}: give its database's host"
-                )
-            found.update({(zone, nameserver): reason for zone in zones})
-            continue
-        found.update({(zone, nameserver): rows[zone] for zone in zones})
-    return found
-
-
-@pytest.fixture(scope="session")
-def sql_served(
-    inventory: Inventory,
-    zone_observations: dict[str, ZoneObservation],
-    sql_zones: dict[tuple[str, str], SqlZone | str],
-    observing: Callable[[str, str], Stage],
-) -> dict[tuple[str, Question], Answer]:
-    """What each SQL-backed server serves for every (name, type) its rows hold."""
-    known = {k: a for seen in zone_observations.values() for k, a in seen.answers.items()}
-    requests = [
-        key
-        for rows in sql_zones.values()
-        if isinstance(rows, SqlZone)
-        for row in rows.records
-        # A row whose name or data does not parse is reported as that row (DNS06).
-        if row.value is not None and (key := (rows.nameserver, (row.name, row.rdtype))) not in known
-    ]
-    progress = observing("DNS: SQL rows", "questions")
-    served = observe_answers(requests, timeout=inventory.timeouts.operation, progress=progress)
-    return {**known, **served}
 
 
 def test_sql_rows_are_served(

@@ -1,97 +1,39 @@
 """Outbound mail keeps being delivered: SPF, reverse DNS, HELO, DKIM and MX follow the move.
 
-Semantics: ../shared/design/CHECKS.md "Outbound deliverability". Every name is
-asked of the authoritative servers of its zone (all of them must agree), as
-in the DNS checks; SPF is evaluated by pyspf, DKIM keys parsed by dkimpy.
-MX targets and where they point are DNS05's; MAIL04 only guards preferences.
+Semantics: docs/semantics.md, "Outbound deliverability". Every name is asked
+of the authoritative servers of its zone (all of them must agree), as in the
+DNS checks; SPF is evaluated by pyspf, DKIM keys parsed by dkimpy (the
+observations are in checks/observe/outbound.py). MX targets and where they
+point are DNS05's; MAIL04 only guards preferences.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import pytest
 
+from checks.observe.outbound import MxSeen, SpfSeen, dkim_key_file, sender_ips
 from checks.support import no_problems, observed, parametrize, skip_unless
-from cutover.model.baseline import Baseline
-from cutover.model.endpoints import endpoint_of
+from checks.targets.outbound import DkimSelector, MailDomain, domain_targets, selector_targets
 from cutover.model.inventory import Inventory
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.phases import PhaseExpectations
 from cutover.probes.connect import ProbeError
-from cutover.probes.outbound import (
-    AuthoritativeLookup,
-    DkimRecord,
-    MxRecord,
-    SigningKey,
-    SpfRecords,
-    SpfVerdict,
-    evaluate_spf,
-    helo_service,
-    lookup_for,
-    mail_domains,
-    observe_dkim_record,
-    observe_mx,
-    observe_reverse,
-    observe_signing_key,
-    observe_spf_records,
-    parse_mx,
-)
-from cutover.probes.services import Observations, ProbeSettings, ServiceAnswer, observe
+from cutover.probes.outbound.dkim import DkimRecord, SigningKey
+from cutover.probes.outbound.lookup import AuthoritativeLookup
+from cutover.probes.outbound.mx import MxRecord
+from cutover.probes.outbound.reverse import ReverseDns
+from cutover.probes.services import Observations, ServiceAnswer
 
 Record = Callable[..., None]
 
 
-@dataclass(frozen=True)
-class MailDomain:
-    """A mail domain as a check parameter: id `example.test`."""
-
-    name: str
-
-    @property
-    def id(self) -> str:
-        return self.name
-
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "domain", self.name
-
-
-@dataclass(frozen=True)
-class DkimSelector:
-    """One selector of one domain: id `mail._domainkey.example.test`."""
-
-    domain: str
-    selector: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.selector}._domainkey.{self.domain}"
-
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "domain", self.domain
-        yield "selector", self.selector
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mail_domain" in metafunc.fixturenames:
-        parametrize(metafunc, "mail_domain", lambda inv: [MailDomain(d) for d in mail_domains(inv)])
+        parametrize(metafunc, "mail_domain", domain_targets)
     if "dkim_selector" in metafunc.fixturenames:
-        parametrize(metafunc, "dkim_selector", _selector_targets)
-
-
-def _selector_targets(inventory: Inventory) -> list[DkimSelector]:
-    selectors = inventory.outbound.dkim_selectors
-    return [DkimSelector(d, s) for d in mail_domains(inventory) for s in selectors]
-
-
-@pytest.fixture(scope="session")
-def outbound_names(inventory: Inventory) -> AuthoritativeLookup | ProbeError:
-    """Answers from each zone's authoritative servers (shared, cached), or why there are none."""
-    try:
-        return lookup_for(inventory)
-    except ProbeError as exc:
-        return exc
+        parametrize(metafunc, "dkim_selector", selector_targets)
 
 
 def _names(found: AuthoritativeLookup | ProbeError) -> AuthoritativeLookup:
@@ -99,36 +41,6 @@ def _names(found: AuthoritativeLookup | ProbeError) -> AuthoritativeLookup:
     if isinstance(found, ProbeError):
         pytest.fail(f"cannot find the authoritative servers: {found}", pytrace=False)
     return found
-
-
-def _sender_ips(inventory: Inventory, expect: PhaseExpectations) -> dict[str, str]:
-    """IP -> role of every address mail may leave from in this phase."""
-    ips = {str(inventory.new.address): "new IP"}
-    if expect.served_by[Side.OLD] is not None:
-        # The old host still sends (preflight), or still forwards and may hold queued mail.
-        ips[str(inventory.old.address)] = "old IP"
-    return ips
-
-
-SpfSeen = tuple[SpfRecords, dict[str, SpfVerdict]]
-
-
-@pytest.fixture(scope="session")
-def spf_observations(
-    inventory: Inventory,
-    expect: PhaseExpectations,
-    outbound_names: AuthoritativeLookup | ProbeError,
-) -> Observations[MailDomain, SpfSeen]:
-    """Each domain's SPF records and verdicts for every sending IP: once per run, concurrently."""
-
-    def observe_domain(domain: MailDomain) -> SpfSeen:
-        if isinstance(outbound_names, ProbeError):
-            raise outbound_names
-        records = observe_spf_records(domain.name, outbound_names)
-        ips = _sender_ips(inventory, expect)
-        return records, {ip: evaluate_spf(domain.name, ip, outbound_names) for ip in ips}
-
-    return Observations([MailDomain(d) for d in mail_domains(inventory)], observe_domain)
 
 
 # --- MAIL01 ----------------------------------------------------------------------
@@ -173,7 +85,7 @@ def test_spf_authorises_the_senders(
             f"{len(records.records)} SPF records instead of exactly one ({listing}) on "
             f"{records.asked}" + (": a permerror for every receiver" if records.records else "")
         )
-    roles = _sender_ips(inventory, expect)
+    roles = sender_ips(inventory, expect)
     for ip, verdict in verdicts.items():
         record(**{f"spf@{ip}": verdict.summary})
         if verdict.result != "pass":
@@ -192,24 +104,11 @@ def test_spf_authorises_the_senders(
 # --- MAIL02 ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def helo_answer(inventory: Inventory) -> ServiceAnswer | ProbeError | None:
-    """The new server's SMTP greeting on the new IP (its HELO name), or why there is none."""
-    service = helo_service(inventory)
-    if service is None:
-        return None
-    try:
-        return observe(
-            endpoint_of(inventory, service, Side.NEW), ProbeSettings.from_inventory(inventory)
-        )
-    except ProbeError as exc:
-        return exc
-
-
 def test_reverse_dns_matches_helo(
     inventory: Inventory,
     outbound_names: AuthoritativeLookup | ProbeError,
     helo_answer: ServiceAnswer | ProbeError | None,
+    new_ip_reverse: ReverseDns | ProbeError | None,
     record: Record,
 ) -> None:
     """MAIL02: the new IP's PTR name resolves back to it and is the new Postfix's HELO name.
@@ -231,12 +130,13 @@ def test_reverse_dns_matches_helo(
     assert helo_answer is not None
     helo = (helo_answer.identity or "").rstrip(".").lower()
     record(helo=helo or "none", greeting=helo_answer.greeting)
-    try:
-        reverse = observe_reverse(ip, _names(outbound_names))
-    except ProbeError as exc:
+    _names(outbound_names)
+    reverse = new_ip_reverse
+    if isinstance(reverse, ProbeError):
         pytest.fail(
-            f"reverse DNS of the new IP {ip}: {exc}{_resolver_note(inventory)}", pytrace=False
+            f"reverse DNS of the new IP {ip}: {reverse}{_resolver_note(inventory)}", pytrace=False
         )
+    assert reverse is not None
     record(ptr=",".join(reverse.names) or "none", ptr_asked=reverse.asked)
     problems = []
     if not reverse.names:
@@ -281,32 +181,6 @@ def _resolver_note(inventory: Inventory) -> str:
 # --- MAIL03 ----------------------------------------------------------------------
 
 
-def _key_file(inventory: Inventory, target: DkimSelector) -> str | None:
-    template = inventory.outbound.dkim_key_file
-    return template.format(selector=target.selector, domain=target.domain) if template else None
-
-
-@pytest.fixture(scope="session")
-def signing_keys(inventory: Inventory) -> Observations[str, SigningKey]:
-    """The public half of each signing key file on the new host: read once per run."""
-    domains = mail_domains(inventory)
-    paths = {
-        path
-        for d in domains
-        for s in inventory.outbound.dkim_selectors
-        if (path := _key_file(inventory, DkimSelector(d, s))) is not None
-    }
-
-    def read(path: str) -> SigningKey:
-        if not inventory.new.ssh:
-            raise ProbeError("no new.ssh in the inventory")
-        return observe_signing_key(
-            inventory.new.ssh, path, inventory.ssh_config, inventory.timeouts.operation
-        )
-
-    return Observations(sorted(paths), read, key=lambda path: path, workers=4)
-
-
 def _fingerprint(rsa: tuple[int, int]) -> str:
     modulus, exponent = rsa
     digest = hashlib.sha256(modulus.to_bytes((modulus.bit_length() + 7) // 8, "big"))
@@ -317,6 +191,7 @@ def test_dkim_key_published_and_matching(
     dkim_selector: DkimSelector,
     inventory: Inventory,
     outbound_names: AuthoritativeLookup | ProbeError,
+    dkim_records: Observations[DkimSelector, DkimRecord],
     signing_keys: Observations[str, SigningKey],
     record: Record,
 ) -> None:
@@ -332,10 +207,9 @@ def test_dkim_key_published_and_matching(
     one, or publish the new key's public half (`v=DKIM1; k=rsa; p=...`) on every
     authoritative server before the new server signs with it.
     """
+    _names(outbound_names)
     try:
-        published: DkimRecord = observe_dkim_record(
-            dkim_selector.domain, dkim_selector.selector, _names(outbound_names)
-        )
+        published = dkim_records.get(dkim_selector)
     except ProbeError as exc:
         pytest.fail(f"{dkim_selector.id}: {exc}", pytrace=False)
     record(dkim_asked=published.asked, dkim_key_type=published.key_type or "none")
@@ -344,7 +218,7 @@ def test_dkim_key_published_and_matching(
         problems.append(f"key record does not parse (dkimpy): {published.error}")
     if len(published.texts) > 1:
         problems.append(f"{len(published.texts)} TXT records instead of one: {published.texts}")
-    key_file = _key_file(inventory, dkim_selector)
+    key_file = dkim_key_file(inventory, dkim_selector)
     if published.error is None and key_file is not None and inventory.new.ssh:
         where = f"{key_file} on the new host ({inventory.new.ssh})"
         outcome = signing_keys.outcome(key_file)
@@ -380,7 +254,7 @@ def test_mx_preferences_unchanged(
     inventory: Inventory,
     expect: PhaseExpectations,
     outbound_names: AuthoritativeLookup | ProbeError,
-    baseline: Baseline,
+    mx_observations: dict[str, MxSeen],
     record: Record,
 ) -> None:
     """MAIL04: the domain's MX exchanges and preferences are those preflight recorded.
@@ -393,21 +267,19 @@ def test_mx_preferences_unchanged(
     Fix: restore the preferences on every server, or re-run preflight if the
     change is intended.
     """
-    try:
-        mx = observe_mx(mail_domain.name, _names(outbound_names))
-    except ProbeError as exc:
-        pytest.fail(f"{mail_domain.name} MX: {exc}", pytrace=False)
-    now = [[r.preference, r.exchange] for r in mx]
+    _names(outbound_names)
+    seen = mx_observations[mail_domain.name]
+    if isinstance(seen.now, ProbeError):
+        pytest.fail(f"{mail_domain.name} MX: {seen.now}", pytrace=False)
+    mx = seen.now
     record(mx=record_text(mx))
     if expect.records_baseline:
-        baseline.record("mx", mail_domain.name, now)
-        return
-    recorded = baseline.get("mx", mail_domain.name)
-    if recorded is None:
+        return  # recorded by the observation (checks/observe/outbound.py)
+    before = seen.before
+    if before is None:
         pytest.skip(
             f"{mail_domain.name}: no MX recorded (run preflight before the cutover to record it)"
         )
-    before = parse_mx(recorded)
     before_by = {r.exchange: r.preference for r in before}
     now_by = {r.exchange: r.preference for r in mx}
     problems = [

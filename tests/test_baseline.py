@@ -165,10 +165,12 @@ def test_a_run_writes_its_records_when_the_session_ends(
     checks = tmp_path / "test_recording.py"
     checks.write_text(RECORDING_CHECKS)
     path = tmp_path / "reports" / "baseline.json"
+    # Without the baseline service: its end-of-preflight recorders would observe the
+    # example inventory's servers (lab addresses, not up here).
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--rootdir={tmp_path}",
-         "--phase=preflight", f"--inventory={EXAMPLE_INVENTORY}", f"--reports-dir={tmp_path}",
-         f"--baseline={path}", *workers, str(checks)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:checks.record",
+         "-q", f"--rootdir={tmp_path}", "--phase=preflight", f"--inventory={EXAMPLE_INVENTORY}",
+         f"--reports-dir={tmp_path}", f"--baseline={path}", *workers, str(checks)],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={**os.environ, "CUTOVER_ALICE_PASSWORD": "not-used"},
     )  # fmt: skip

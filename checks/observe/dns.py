@@ -1,1 +1,240 @@
-"""Observations of the dns area: see checks/observe/__init__.py."""
+"""DNS observations: every zone on every authoritative server, the SQL rows, the TTL history.
+
+Semantics: docs/semantics.md, "DNS". Each zone's servers are found once per
+pair (`zone_servers`, shared with the outbound observations); every zone is
+then observed once per session on every one of them, concurrently
+(`zone_observations`); each check of checks/test_dns.py judges one zone.
+
+The TTL history DNS03 needs is kept in the baseline across runs: when the
+suite first saw each record lowered on every server, and the TTL it saw
+before (`ttl_lowerings`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from checks.record import RecordContext, Records, recorder
+from cutover.model.settings import ProbeSettings, settings_for
+from cutover.probes.connect import ProbeError
+from cutover.probes.dns.engine import Answer, observe_answers
+from cutover.probes.dns.names import Question, in_zone
+from cutover.probes.dns.sql import SqlZone, read_zones
+from cutover.probes.dns.zones import ZoneObservation, ZoneServers, discover_servers, observe_zones
+
+if TYPE_CHECKING:
+    from checks.progress import Stage
+    from cutover.model.inventory import Inventory
+
+__all__ = ["Lowering", "discover_zone_servers", "iso", "moving_ttls", "record_ttl_history"]
+
+# Record types whose TTL decides how fast clients follow the move.
+MOVING_TYPES = ("A", "AAAA", "MX", "CNAME")
+
+
+@pytest.fixture(scope="session")
+def zone_servers(inventory: Inventory) -> ZoneServers:
+    """Each zone's authoritative servers (inventory, or NS set): found once per pair."""
+    return discover_zone_servers(inventory, settings_for(inventory))
+
+
+def discover_zone_servers(inventory: Inventory, settings: ProbeSettings) -> ZoneServers:
+    """The servers of the pair's dns.zones (`zone_servers`; the recorders call it directly)."""
+    return discover_servers(
+        inventory.dns.zones, resolver=inventory.dns.resolver, timeout=settings.operation_timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def zone_observations(
+    inventory: Inventory,
+    zone_servers: ZoneServers,
+    observing: Callable[[str, str], Stage],
+) -> dict[str, ZoneObservation]:
+    """Every zone on every authoritative server, observed once, concurrently."""
+    zones = inventory.dns.zones
+    listed = {str(a) for zone in zones for a in zone.nameservers}
+    servers = f"{len(listed)} server{'s' * (len(listed) != 1)}"
+    if not all(zone.nameservers for zone in zones):
+        servers = "their NS servers"
+    with observing(f"DNS: {len(zones)} zones on {servers}", "questions") as progress:
+        timeout = settings_for(inventory).operation_timeout
+        return observe_zones(zones, zone_servers, timeout=timeout, progress=progress)
+
+
+def moving_ttls(seen: ZoneObservation, server: str) -> Iterator[tuple[tuple[str, str], int]]:
+    """(name, type) -> TTL of every moving record of the zone this server returned."""
+    found: dict[tuple[str, str], int] = {}
+    for answer in seen.own_answers():
+        if answer.server != server or not answer.judgeable:
+            continue
+        for rrset in answer.answer:
+            if rrset.rdtype in MOVING_TYPES and in_zone(rrset.name, seen.zone):
+                found[(rrset.name, rrset.rdtype)] = rrset.ttl
+    yield from sorted(found.items())
+
+
+# --- the TTL history (DNS03) -----------------------------------------------------
+
+
+def iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """One record lowered on every server, and what the baseline knows of its history."""
+
+    name: str
+    rdtype: str
+    ttl: int
+    first_seen: float  # when the suite first saw it lowered on every server
+    old_ttl: int | None  # the TTL seen before that, if ever
+
+
+@pytest.fixture(scope="session")
+def ttl_lowerings(
+    inventory: Inventory, zone_observations: dict[str, ZoneObservation], records: Records
+) -> dict[str, list[Lowering]]:
+    """Per zone, the lowered records with their history; the baseline is updated in one go."""
+    lowerings = record_ttl_history(zone_observations, inventory.dns.ttl, records)
+    if records.recording:
+        records.recorded("dns")
+    return lowerings
+
+
+def record_ttl_history(
+    zone_observations: dict[str, ZoneObservation], limit: int, records: Records
+) -> dict[str, list[Lowering]]:
+    """Write what is seen now to the TTL history; per zone, the lowered records with theirs.
+
+    Records still above the limit are written to `dns_ttl_high` (TTL and when);
+    a record seen lowered on every server for the first time since it was last
+    seen high gets `dns_lowered` (first seen, old TTL). Zones that could not be
+    observed on every server are left out: nothing can be said of them.
+    """
+    now = iso(time.time())
+    high_now: dict[str, Any] = {}
+    lowered_now: dict[str, tuple[str, str, str, int]] = {}
+    for zone, seen in zone_observations.items():
+        if seen.error or not seen.servers or seen.unjudgeable():
+            continue
+        for (name, rdtype), ttl in _highest_ttls(seen).items():
+            entry = f"{zone}|{name}|{rdtype}"
+            if ttl > limit:
+                high_now[entry] = {"ttl": ttl, "seen": now}
+            else:
+                lowered_now[entry] = (zone, name, rdtype, ttl)
+    if high_now:
+        records.write_many("dns_ttl_high", high_now)
+    highs = records.section("dns_ttl_high")
+    known = records.section("dns_lowered")
+    first, again = {}, {}
+    for entry, (_, _, _, ttl) in lowered_now.items():
+        high = highs.get(entry)
+        fresh = {"first_seen": now, "old_ttl": high["ttl"] if high else None, "ttl": ttl}
+        if entry not in known:
+            first[entry] = fresh
+        elif high and _epoch(high["seen"]) > _epoch(known[entry]["first_seen"]):
+            again[entry] = fresh  # raised and lowered again since: the clock restarts
+    # The values now stored come back: with keep_existing, when runs race, the
+    # earliest sighting wins.
+    if first:
+        known.update(records.baseline.record_many("dns_lowered", first, keep_existing=True))
+    if again:
+        known.update(records.baseline.record_many("dns_lowered", again))
+    lowerings: dict[str, list[Lowering]] = {}
+    for entry, (zone, name, rdtype, ttl) in sorted(lowered_now.items()):
+        history = known[entry]
+        lowerings.setdefault(zone, []).append(
+            Lowering(name, rdtype, ttl, _epoch(history["first_seen"]), history.get("old_ttl"))
+        )
+    return lowerings
+
+
+def _highest_ttls(seen: ZoneObservation) -> dict[tuple[str, str], int]:
+    """(name, type) -> the highest TTL any server of the zone gives it."""
+    highest: dict[tuple[str, str], int] = {}
+    for server in seen.servers:
+        for key, ttl in moving_ttls(seen, server):
+            highest[key] = max(ttl, highest.get(key, 0))
+    return highest
+
+
+@recorder("dns", sections=("dns",))
+def record_dns(ctx: RecordContext) -> None:
+    """The TTL history of every zone, when no check of this preflight observed the zones."""
+    inventory = ctx.inventory
+    settings = settings_for(inventory)
+    servers = discover_zone_servers(inventory, settings)
+    seen = observe_zones(inventory.dns.zones, servers, timeout=settings.operation_timeout)
+    record_ttl_history(seen, inventory.dns.ttl, ctx.records)
+
+
+# --- SQL-backed servers (DNS06) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sql_zones(
+    inventory: Inventory,
+    zone_observations: dict[str, ZoneObservation],
+) -> dict[tuple[str, str], SqlZone | str]:
+    """(zone, nameserver) -> the rows in that nameserver's database, or why they are unknown."""
+    settings = settings_for(inventory)
+    found: dict[tuple[str, str], SqlZone | str] = {}
+    for access in inventory.dns.sql:
+        nameserver = str(access.nameserver)
+        zones = [z for z, seen in zone_observations.items() if nameserver in seen.servers]
+        if not zones:
+            continue
+        try:
+            rows = read_zones(
+                access,
+                zones,
+                connect_timeout=settings.connect_timeout,
+                timeout=settings.operation_timeout,
+            )
+        except ProbeError as exc:
+            reason = str(exc)
+            if access.host == "localhost" and access.socket is None:
+                reason += (
+                    f"; dns.sql host is localhost (the default): the machine running the "
+                    f"suite, not the nameserver {nameserver}: give its database's host"
+                )
+            found.update({(zone, nameserver): reason for zone in zones})
+            continue
+        found.update({(zone, nameserver): rows[zone] for zone in zones})
+    return found
+
+
+@pytest.fixture(scope="session")
+def sql_served(
+    inventory: Inventory,
+    zone_observations: dict[str, ZoneObservation],
+    sql_zones: dict[tuple[str, str], SqlZone | str],
+    observing: Callable[[str, str], Stage],
+) -> dict[tuple[str, Question], Answer]:
+    """What each SQL-backed server serves for every (name, type) its rows hold."""
+    known = {k: a for seen in zone_observations.values() for k, a in seen.answers.items()}
+    requests = [
+        key
+        for rows in sql_zones.values()
+        if isinstance(rows, SqlZone)
+        for row in rows.records
+        # A row whose name or data does not parse is reported as that row (DNS06).
+        if row.value is not None and (key := (rows.nameserver, (row.name, row.rdtype))) not in known
+    ]
+    progress = observing("DNS: SQL rows", "questions")
+    timeout = settings_for(inventory).operation_timeout
+    served = observe_answers(requests, timeout=timeout, progress=progress)
+    return {**known, **served}

@@ -15,7 +15,7 @@ import pytest
 from bench import nagios, raw
 from bench.__main__ import Row, render
 from bench.harness import BenchError, measure
-from cutover.probes.dns.engine import zone_questions
+from cutover.probes.dns.zones import zone_questions
 from tests.suite import REPO
 
 

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
+import pymysql
 import pytest
 
-from cutover.probes.dns.engine import (
-    Answer,
-    RRset,
-    absolute_text,
-    below,
-    mx_targets,
-    rdata_key,
-    seconds_to_wait,
-    serial_compare,
-    zone_of,
-    zone_questions,
-)
-from cutover.probes.dns.sql import SqlRecord, mydns_record, pdns_record
+from cutover.model.inventory import DnsSql
+from cutover.probes.connect import ProbeError
+from cutover.probes.dns.engine import Answer, RRset, mx_targets
+from cutover.probes.dns.names import absolute_text, below, rdata_key, zone_of
+from cutover.probes.dns.sql import SqlRecord, mydns_record, pdns_record, read_zones
+from cutover.probes.dns.zones import seconds_to_wait, serial_compare, zone_questions
 
 
 @pytest.mark.parametrize(
@@ -169,3 +163,19 @@ def test_a_row_with_a_64_octet_label_is_reported_as_that_row(row: SqlRecord) -> 
     assert row.value is None
     assert row.problem is not None and "is not a DNS name: A DNS label is > 63" in row.problem
     assert row.row in str(row) and ".id=4" in row.row
+
+
+def test_sql_backend_connects_within_the_connect_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connecting waits `connect_timeout`; statements wait the operation timeout."""
+    seen: dict[str, object] = {}
+
+    def connect(**kwargs: object) -> None:
+        seen.update(kwargs)
+        raise pymysql.err.OperationalError(2003, "Can't connect")
+
+    monkeypatch.setattr(pymysql, "connect", connect)
+    access = DnsSql(nameserver="198.51.100.53", host="127.0.0.1", user="pdns")
+    with pytest.raises(ProbeError, match=r"cannot connect to DNS SQL .*\(2003\) Can't connect"):
+        read_zones(access, ["Example.TEST."], connect_timeout=2.0, timeout=7.0)
+    assert seen["connect_timeout"] == 2.0
+    assert (seen["read_timeout"], seen["write_timeout"]) == (7.0, 7.0)

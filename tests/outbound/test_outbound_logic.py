@@ -7,6 +7,7 @@ Record data names lab addresses (198.51.100.0/24) but nothing is sent there.
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,17 +17,15 @@ import spf
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cutover.model.inventory import DnsZone
 from cutover.probes.connect import ProbeError
-from cutover.probes.outbound import (
-    AuthoritativeLookup,
-    MxRecord,
-    evaluate_spf,
-    observe_dkim_record,
-    observe_mx,
-    observe_reverse,
-    observe_spf_records,
-    parse_mx,
-)
+from cutover.probes.dns.zones import ZoneServers
+from cutover.probes.outbound import lookup
+from cutover.probes.outbound.dkim import observe_dkim_record
+from cutover.probes.outbound.lookup import AuthoritativeLookup
+from cutover.probes.outbound.mx import MxRecord, observe_mx, parse_mx
+from cutover.probes.outbound.reverse import observe_reverse
+from cutover.probes.outbound.spf import evaluate_spf, observe_spf_records
 from tests.outbound.fakedns import FakeAuthority, Records, authorities
 
 OLD, NEW, OTHER = "198.51.100.10", "198.51.100.20", "198.51.100.99"
@@ -209,3 +208,53 @@ def test_silent_server_is_a_probe_error() -> None:
     names = AuthoritativeLookup({"example.test": ["127.0.0.9"]}, timeout=0.5, port=9)
     with pytest.raises(ProbeError, match=r"127\.0\.0\.9"):
         names.lookup("example.test", "TXT")
+
+
+def test_lookup_reuses_the_zones_servers_and_discovers_only_other_domains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """NS discovery runs once per pair: the DNS observations' result serves the lookup too."""
+    discovered: list[list[str]] = []
+
+    def discover(zones: list[DnsZone], **_: object) -> ZoneServers:
+        discovered.append([z.name for z in zones])
+        return ZoneServers({"other.test": ["127.0.0.9"]}, {"other.test": "NS ns.other.test"})
+
+    monkeypatch.setattr(lookup, "discover_servers", discover)
+    zones = ZoneServers({"example.test": ["127.0.0.1"]})
+    names = lookup.lookup_for(
+        zones,
+        mail_domains=["example.test", "sub.example.test", "other.test"],
+        reverse_servers=["127.0.0.5"],
+        new_ip=ipaddress.ip_address(NEW),
+        resolver=None,
+        timeout=1.0,
+    )
+    assert discovered == [["other.test"]]
+    assert names.servers_for("www.example.test") == ("example.test", ["127.0.0.1"])
+    assert names.servers_for("mail.other.test") == ("other.test", ["127.0.0.9"])
+    assert names.servers_for("20.100.51.198.in-addr.arpa") == ("in-addr.arpa", ["127.0.0.5"])
+
+
+def test_lookup_names_every_zone_whose_servers_are_unknown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def discover(zones: list[DnsZone], **_: object) -> ZoneServers:
+        return ZoneServers(
+            errors={z.name: f"cannot find the nameservers of {z.name}" for z in zones}
+        )
+
+    monkeypatch.setattr(lookup, "discover_servers", discover)
+    zones = ZoneServers(errors={"example.test": "cannot find the nameservers of example.test"})
+    with pytest.raises(ProbeError) as raised:
+        lookup.lookup_for(
+            zones,
+            mail_domains=["example.test", "other.test"],
+            reverse_servers=[],
+            new_ip=ipaddress.ip_address(NEW),
+            resolver=None,
+            timeout=1.0,
+        )
+    assert str(raised.value) == (
+        "cannot find the nameservers of example.test; cannot find the nameservers of other.test"
+    )

@@ -1,69 +1,56 @@
-"""Authoritative DNS, observed directly: every zone, every nameserver, RD off.
+"""The query engine: many questions to authoritative servers at once, RD off, AA kept.
 
 TTLs are only meaningful straight from an authoritative server: a recursive
-resolver counts them down. So each zone's servers (from the inventory, or its
-NS set resolved through `dns.resolver`) are asked directly with the RD flag
+resolver counts them down. So servers are asked directly with the RD flag
 clear, and every answer keeps its AA flag and rcode so a lame or recursive
 server is caught rather than believed.
 
-All zones are observed at once: one asyncio loop, one UDP socket per server
-(answers matched to queries by message ID), a bounded number of queries in
-flight, each within the operation timeout; a truncated answer is asked again
-over TCP.
-
->>> plan = zone_questions("example.test", ["www", "mail"])
->>> [f"{q} {t}" for q, t in plan][:4]
-['example.test SOA', 'example.test A', 'example.test AAAA', 'example.test MX']
+One asyncio loop, one UDP socket per server (answers matched to queries by
+message ID), a bounded number of queries in flight, each within the
+operation timeout; a lost datagram is sent again, a truncated answer is
+asked again over TCP. `cutover.probes.dns.zones` plans what is asked of
+every zone; `observe_answers` asks any list of (server, question).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import functools
-import ipaddress
 import secrets
-from collections.abc import Container, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import cast
 
 import dns.asyncquery
-import dns.asyncresolver
 import dns.exception
 import dns.flags
 import dns.message
-import dns.name
 import dns.rcode
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
-import dns.resolver
 import dns.rrset
 
-from cutover.model.inventory import DnsZone
-from cutover.probes.connect import ProbeError, no_route_to, peer, refused_by
+from cutover.probes.connect import (
+    ProbeError,
+    ProbeTimeout,
+    no_route_to,
+    one_line,
+    peer,
+    refused_by,
+    timed_out,
+)
+from cutover.probes.dns.names import Question, absolute_text
 from cutover.progress import Progress
 from cutover.untrusted import shown
 
 __all__ = [
     "MAX_IN_FLIGHT",
     "Answer",
-    "Question",
+    "Engine",
     "RRset",
-    "ZoneObservation",
-    "ZoneTarget",
-    "absolute_text",
-    "below",
-    "in_zone",
+    "Tally",
+    "ask_all",
     "mx_targets",
     "observe_answers",
-    "observe_zones",
-    "rdata_key",
-    "seconds_to_wait",
-    "serial_compare",
-    "zone_of",
-    "zone_questions",
-    "zone_servers",
 ]
 
 # The lab measured ~5,200 queries/s with 32 in flight (2,500/s sequential);
@@ -73,12 +60,6 @@ MAX_IN_FLIGHT = 64
 RETRANSMIT_AFTER = 1.0
 # EDNS buffer size of DNS Flag Day 2020: big answers fit without IP fragments.
 EDNS_PAYLOAD = 1232
-APEX_TYPES = ("SOA", "A", "AAAA", "MX")
-NAME_TYPES = ("A", "AAAA")
-ADDRESS_TYPES = ("A", "AAAA")
-
-
-Question = tuple[str, str]  # (owner name without the final dot, record type)
 
 
 @dataclass(frozen=True)
@@ -156,151 +137,18 @@ class Answer:
         return names, list(self.rrsets(names[-1], self.rdtype))
 
 
-@dataclass(frozen=True)
-class ZoneObservation:
-    """Every answer every authoritative server gave for one zone."""
-
-    zone: str
-    servers: tuple[str, ...]
-    # How the servers were found: "inventory" or the NS names with their addresses.
-    found_by: str
-    answers: dict[tuple[str, Question], Answer] = field(default_factory=dict)
-    # Set when the servers could not be found at all (NS discovery failed).
-    error: str | None = None
-    # `id.server` CH TXT per server, when it answers one (PowerDNS: server-id).
-    identities: dict[str, str] = field(default_factory=dict)
-
-    def answer(self, server: str, qname: str, rdtype: str) -> Answer | None:
-        return self.answers.get((server, (qname, rdtype)))
-
-    def own_answers(self) -> list[Answer]:
-        """Answers of this zone's servers about names in this zone (not foreign MX targets)."""
-        return [
-            a
-            for (s, _), a in self.answers.items()
-            if s in self.servers and in_zone(a.qname, self.zone)
-        ]
-
-    def label(self, server: str) -> str:
-        """`198.51.100.54 (ns2.example.test)` when the server tells its name."""
-        identity = self.identities.get(server)
-        return f"{server} ({identity})" if identity else server
+def mx_targets(answer: Answer) -> list[str]:
+    """Exchange names of an MX answer, without the null MX (RFC 7505 `0 .`)."""
+    targets = []
+    for rrset in answer.rrsets(answer.qname, "MX"):
+        for value in rrset.values:
+            exchange = value.split()[-1]
+            if exchange != ".":
+                targets.append(absolute_text(exchange))
+    return targets
 
 
-@dataclass(frozen=True)
-class ZoneTarget:
-    """A zone as a check parameter: id `example.test`, JUnit properties zone/servers."""
-
-    zone: DnsZone
-
-    @property
-    def id(self) -> str:
-        return self.zone.name
-
-    @property
-    def name(self) -> str:
-        return absolute_text(self.zone.name)
-
-    def junit_properties(self) -> Iterator[tuple[str, str]]:
-        yield "zone", self.name
-        servers = ",".join(str(a) for a in self.zone.nameservers)
-        yield "servers", servers or "NS set"
-
-
-# --- names ------------------------------------------------------------------
-
-
-# Every zone id, JUnit property and SQL row asks again for the same few names.
-@functools.lru_cache(maxsize=1 << 16)
-def absolute_text(name: str) -> str:
-    """`Example.TEST.` -> `example.test` (how names are compared and shown here)."""
-    return dns.name.from_text(name).to_text(omit_final_dot=True).lower()
-
-
-def in_zone(name: str, zone: str) -> bool:
-    """Is `name` the zone's apex or below it? (Both as `absolute_text` gives them.)
-
-    >>> in_zone("www.example.test", "example.test"), in_zone("badexample.test", "example.test")
-    (True, False)
-    """
-    return name == zone or name.endswith("." + zone)
-
-
-def below(label: str, zone: str) -> str:
-    """A name listed in the inventory: relative to the zone, `@` for the apex, or absolute."""
-    if label == "@":
-        return absolute_text(zone)
-    if label.endswith("."):
-        return absolute_text(label)
-    return absolute_text(f"{label}.{zone}")
-
-
-def zone_questions(zone: str, names: Sequence[str]) -> list[Question]:
-    """What is asked of every server of a zone: apex SOA/A/AAAA/MX, A/AAAA of each name."""
-    apex = absolute_text(zone)
-    plan: list[Question] = [(apex, t) for t in APEX_TYPES]
-    for label in names:
-        owner = below(label, zone)
-        plan.extend((owner, t) for t in NAME_TYPES if (owner, t) not in plan)
-    return plan
-
-
-def rdata_key(rdtype: str, text: str, origin: str = ".") -> bytes:
-    """Canonical wire form of one record's data, for comparing SQL rows with answers.
-
-    Names compare case-insensitively, relative names are taken relative to `origin`.
-    Raises ValueError when the text is not valid data for the type.
-
-    >>> rdata_key("CNAME", "Example.test.") == rdata_key("CNAME", "example.test", "test.")
-    False
-    >>> rdata_key("CNAME", "Example.test.") == rdata_key("CNAME", "example.test", ".")
-    True
-    """
-    try:
-        rdata = dns.rdata.from_text(
-            dns.rdataclass.IN,
-            dns.rdatatype.from_text(rdtype),
-            text,
-            dns.name.from_text(origin),
-            relativize=False,
-        )
-    except (dns.exception.DNSException, ValueError) as exc:
-        raise ValueError(f"not valid {rdtype} data {text!r}: {exc}") from None
-    return rdata.to_digestable(dns.name.root)
-
-
-def seconds_to_wait(*, lowered_since: float, old_ttl: int, now: float) -> float:
-    """How long resolvers may still hold a record cached under its old TTL (<= 0: none).
-
-    A resolver that fetched the record just before it was lowered keeps it
-    for the old TTL; the suite only knows the lowering happened no later than
-    it first saw it.
-
-    >>> seconds_to_wait(lowered_since=1000.0, old_ttl=3600, now=1600.0)
-    3000.0
-    """
-    return lowered_since + old_ttl - now
-
-
-def serial_compare(a: int, b: int) -> int | None:
-    """RFC 1982 serial arithmetic: -1 if a is older than b, 0 equal, 1 newer, None undefined.
-
-    >>> serial_compare(4294967295, 1)   # wrapped: 1 is newer
-    -1
-    >>> serial_compare(2024010102, 2024010101)
-    1
-    """
-    if a == b:
-        return 0
-    half = 2**31
-    if (a < b and b - a < half) or (a > b and a - b > half):
-        return -1
-    if (a < b and b - a > half) or (a > b and a - b < half):
-        return 1
-    return None
-
-
-# --- the query engine --------------------------------------------------------
+# --- the engine ------------------------------------------------------------
 
 
 class _Channel(asyncio.DatagramProtocol):
@@ -336,7 +184,7 @@ class _Channel(asyncio.DatagramProtocol):
         elif isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
             message = no_route_to(where, exc)
         else:
-            message = f"{where} unreachable ({getattr(exc, 'strerror', None) or exc})"
+            message = f"{where} unreachable ({one_line(exc)})"
         for _, waiter in self.pending.values():
             if not waiter.done():
                 waiter.set_exception(ProbeError(message))
@@ -360,7 +208,9 @@ def _rrsets(section: Iterable[dns.rrset.RRset]) -> tuple[RRset, ...]:
     )
 
 
-class _Engine:
+class Engine:
+    """Asks servers concurrently within `max_in_flight`; close() when done."""
+
     def __init__(self, timeout: float, max_in_flight: int, port: int = 53) -> None:
         self.timeout = timeout
         self.port = port
@@ -384,8 +234,7 @@ class _Engine:
             except OSError as exc:
                 opened.set_exception(
                     ProbeError(
-                        f"cannot open a UDP socket to {peer(server, self.port)}: "
-                        f"{exc.strerror or exc}"
+                        f"cannot open a UDP socket to {peer(server, self.port)}: {one_line(exc)}"
                     )
                 )
         return await asyncio.shield(self.opening[server])
@@ -415,9 +264,9 @@ class _Engine:
                 while True:
                     left = deadline - loop.time()
                     if left <= 0:
+                        where = peer(server, self.port)
                         raise ProbeError(
-                            f"timed out after {self.timeout:g} s asking {peer(server, self.port)} "
-                            f"for {qname} {rdtype}"
+                            timed_out(self.timeout, f"asking {where} for {qname} {rdtype}")
                         )
                     channel.transport.sendto(wire)
                     try:
@@ -438,11 +287,11 @@ class _Engine:
     ) -> dns.message.Message:
         where = f"{peer(server, self.port)} over TCP (the UDP answer was truncated)"
         if left <= 0:
-            raise ProbeError(f"timed out after {self.timeout:g} s before asking {where}")
+            raise ProbeTimeout(timed_out(self.timeout, f"before asking {where}"))
         try:
             response = await dns.asyncquery.tcp(query, server, timeout=left, port=self.port)
         except dns.exception.Timeout:
-            raise ProbeError(f"timed out after {self.timeout:g} s asking {where}") from None
+            raise ProbeTimeout(timed_out(self.timeout, f"asking {where}")) from None
         except (OSError, dns.exception.DNSException) as exc:
             raise ProbeError(f"{where} failed: {exc}") from None
         return response
@@ -479,7 +328,7 @@ class _Engine:
             channel.transport.close()
 
 
-class _Tally:
+class Tally:
     """Questions asked and answered so far, for a `progress` callback (rounds add questions)."""
 
     def __init__(self, progress: Progress | None) -> None:
@@ -498,9 +347,10 @@ class _Tally:
             self.progress(self.done, self.total)
 
 
-async def _answers(
-    engine: _Engine, requests: Iterable[tuple[str, Question]], tally: _Tally | None = None
+async def ask_all(
+    engine: Engine, requests: Iterable[tuple[str, Question]], tally: Tally | None = None
 ) -> dict[tuple[str, Question], Answer]:
+    """Each (server, question) asked once, all concurrently; `tally` counts them."""
     keys = list(dict.fromkeys(requests))
     if tally is None or tally.progress is None:
         results = await asyncio.gather(*(engine.answer(server, q) for server, q in keys))
@@ -532,214 +382,10 @@ def observe_answers(
     """
 
     async def run() -> dict[tuple[str, Question], Answer]:
-        engine = _Engine(timeout, max_in_flight, port)
+        engine = Engine(timeout, max_in_flight, port)
         try:
-            return await _answers(engine, requests, _Tally(progress))
+            return await ask_all(engine, requests, Tally(progress))
         finally:
             engine.close()
 
     return asyncio.run(run())
-
-
-# --- zones -------------------------------------------------------------------
-
-
-async def _discover(
-    zone: str, resolver: dns.asyncresolver.Resolver, cache: dict[str, list[str]]
-) -> tuple[list[str], str]:
-    """The zone's NS names and their addresses, through the resolver (addresses only)."""
-    try:
-        answer = await resolver.resolve(zone, "NS")
-    except dns.exception.DNSException as exc:
-        raise ProbeError(
-            f"cannot find the nameservers of {zone}: NS lookup failed: {exc}"
-        ) from None
-    servers: list[str] = []
-    notes = []
-    for ns in sorted(str(rdata.target).rstrip(".").lower() for rdata in answer):
-        if ns not in cache:
-            addresses: list[str] = []
-            for family in ADDRESS_TYPES:
-                try:
-                    found = await resolver.resolve(ns, family)
-                    addresses.extend(rdata.to_text() for rdata in found)
-                except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
-                    continue
-                except dns.exception.DNSException as exc:
-                    raise ProbeError(f"cannot resolve nameserver {ns} of {zone}: {exc}") from None
-            cache[ns] = addresses
-        if not cache[ns]:
-            raise ProbeError(f"nameserver {ns} of {zone} has no A/AAAA address")
-        notes.append(f"{ns}={'/'.join(cache[ns])}")
-        servers.extend(a for a in cache[ns] if a not in servers)
-    return servers, "NS " + ", ".join(notes)
-
-
-def _resolver(
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, timeout: float
-) -> dns.asyncresolver.Resolver:
-    if address is None:
-        resolver = dns.asyncresolver.Resolver()  # the host's resolv.conf
-    else:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [str(address)]
-    resolver.lifetime = timeout
-    resolver.timeout = timeout
-    return resolver
-
-
-def observe_zones(
-    zones: Sequence[DnsZone],
-    *,
-    resolver: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-    timeout: float,
-    max_in_flight: int = MAX_IN_FLIGHT,
-    progress: Progress | None = None,
-) -> dict[str, ZoneObservation]:
-    """Observe every zone on every one of its authoritative servers, concurrently.
-
-    Round one asks the fixed questions (`zone_questions`); round two asks for
-    the addresses of MX targets that were not asked already, on the servers of
-    the inventory zone they belong to. The resolver is used only to find the
-    servers of zones that list none. `progress` hears (answered, asked); round
-    two adds to what is asked.
-    """
-    return asyncio.run(_observe_zones(zones, resolver, timeout, max_in_flight, progress))
-
-
-async def _observe_zones(
-    zones: Sequence[DnsZone],
-    resolver_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-    timeout: float,
-    max_in_flight: int,
-    progress: Progress | None,
-) -> dict[str, ZoneObservation]:
-    engine = _Engine(timeout, max_in_flight)
-    tally = _Tally(progress)
-    try:
-        servers_of, found_by, errors = await _servers(zones, resolver_address, timeout)
-        requests = [
-            (server, question)
-            for zone in zones
-            for question in zone_questions(zone.name, zone.names)
-            for server in servers_of.get(absolute_text(zone.name), [])
-        ]
-        answers = await _answers(engine, requests, tally)
-        answers.update(await _answers(engine, _mx_target_requests(answers, servers_of), tally))
-        every_server = sorted({s for servers in servers_of.values() for s in servers})
-        names = await asyncio.gather(*(engine.identity(s) for s in every_server))
-    finally:
-        engine.close()
-    identities = {s: n for s, n in zip(every_server, names, strict=True) if n}
-    # File each answer under the zone it was asked for: its own zone, and the
-    # zones whose MX points at it (their targets may live in another zone).
-    filed: dict[str, dict[tuple[str, Question], Answer]] = {}
-    mx_of: dict[str, set[str]] = {}
-    for answer in answers.values():
-        if answer.rdtype == "MX" and answer.judgeable:
-            for target in mx_targets(answer):
-                mx_of.setdefault(target, set()).add(answer.qname)
-    for key, answer in answers.items():
-        owners = set(mx_of.get(answer.qname, ()))
-        own_zone = zone_of(answer.qname, servers_of)
-        if own_zone is not None and key[0] in servers_of[own_zone]:
-            owners.add(own_zone)
-        for owner in owners:
-            filed.setdefault(owner, {})[key] = answer
-    observations = {}
-    for zone in zones:
-        name = absolute_text(zone.name)
-        servers = servers_of.get(name, [])
-        observations[name] = ZoneObservation(
-            zone=name,
-            servers=tuple(servers),
-            found_by=found_by.get(name, "inventory"),
-            answers=filed.get(name, {}),
-            error=errors.get(name),
-            identities={s: identities[s] for s in servers if s in identities},
-        )
-    return observations
-
-
-async def _servers(
-    zones: Sequence[DnsZone],
-    resolver_address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-    timeout: float,
-) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]]:
-    servers_of: dict[str, list[str]] = {}
-    found_by: dict[str, str] = {}
-    errors: dict[str, str] = {}
-    undiscovered = []
-    for zone in zones:
-        name = absolute_text(zone.name)
-        if zone.nameservers:
-            servers_of[name] = list(dict.fromkeys(str(a) for a in zone.nameservers))
-        else:
-            undiscovered.append(name)
-    if undiscovered:
-        resolver = _resolver(resolver_address, timeout)
-        cache: dict[str, list[str]] = {}
-        found = await asyncio.gather(
-            *(_discover(name, resolver, cache) for name in undiscovered), return_exceptions=True
-        )
-        for name, result in zip(undiscovered, found, strict=True):
-            if isinstance(result, ProbeError):
-                errors[name] = str(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                servers_of[name], found_by[name] = result
-    return servers_of, found_by, errors
-
-
-def zone_servers(
-    zones: Sequence[DnsZone],
-    *,
-    resolver: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
-    timeout: float,
-) -> tuple[dict[str, list[str]], dict[str, str]]:
-    """Each zone's authoritative servers (inventory, or NS set through the resolver).
-
-    Returns (zone -> server addresses, zone -> why its servers are unknown).
-    """
-    servers_of, _, errors = asyncio.run(_servers(zones, resolver, timeout))
-    return servers_of, errors
-
-
-def zone_of(name: str, zones: Container[str]) -> str | None:
-    """The longest of `zones` that contains `name` (walking up its labels).
-
-    >>> zone_of("www.shop.example.test", {"example.test", "shop.example.test"})
-    'shop.example.test'
-    """
-    labels = name.split(".")
-    for start in range(len(labels)):
-        candidate = ".".join(labels[start:])
-        if candidate in zones:
-            return candidate
-    return None
-
-
-def mx_targets(answer: Answer) -> list[str]:
-    """Exchange names of an MX answer, without the null MX (RFC 7505 `0 .`)."""
-    targets = []
-    for rrset in answer.rrsets(answer.qname, "MX"):
-        for value in rrset.values:
-            exchange = value.split()[-1]
-            if exchange != ".":
-                targets.append(absolute_text(exchange))
-    return targets
-
-
-def _mx_target_requests(
-    answers: dict[tuple[str, Question], Answer], servers_of: dict[str, list[str]]
-) -> Iterator[tuple[str, Question]]:
-    for (_, (_, rdtype)), answer in list(answers.items()):
-        if rdtype != "MX" or not answer.judgeable:
-            continue
-        for target in mx_targets(answer):
-            zone = zone_of(target, servers_of)
-            for server in servers_of.get(zone, []) if zone else []:
-                for family in ADDRESS_TYPES:
-                    if (server, (target, family)) not in answers:
-                        yield server, (target, family)

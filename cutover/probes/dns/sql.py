@@ -32,8 +32,8 @@ import dns.rdatatype
 import pymysql
 
 from cutover.model.inventory import DnsSql
-from cutover.probes.connect import ProbeError
-from cutover.probes.dns.engine import absolute_text
+from cutover.probes.connect import ProbeError, one_line
+from cutover.probes.dns.names import absolute_text, zone_name
 from cutover.untrusted import shown
 
 __all__ = ["SqlRecord", "SqlZone", "mydns_record", "pdns_record", "read_zones"]
@@ -189,7 +189,7 @@ def mydns_record(
 class _Session:
     """A read-only pymysql session whose errors never carry more than code and text."""
 
-    def __init__(self, access: DnsSql, timeout: float) -> None:
+    def __init__(self, access: DnsSql, connect_timeout: float, timeout: float) -> None:
         self.access = access
         where = access.socket or f"{access.host}:{access.port}"
         self.source = f"{access.schema_} {access.user}@{where}/{access.database}"
@@ -201,7 +201,7 @@ class _Session:
                 user=access.user,
                 password=access.password.reveal() if access.has_password else "",
                 database=access.database,
-                connect_timeout=timeout,
+                connect_timeout=connect_timeout,
                 read_timeout=timeout,
                 write_timeout=timeout,
                 charset="utf8mb4",
@@ -209,9 +209,7 @@ class _Session:
         except pymysql.MySQLError as exc:
             raise ProbeError(f"cannot connect to DNS SQL {self.source}: {_reason(exc)}") from None
         except OSError as exc:
-            raise ProbeError(
-                f"cannot connect to DNS SQL {self.source}: {exc.strerror or exc}"
-            ) from None
+            raise ProbeError(f"cannot connect to DNS SQL {self.source}: {one_line(exc)}") from None
         except Exception as exc:  # a hostile peer makes PyMySQL raise anything
             raise ProbeError(
                 f"cannot connect to DNS SQL {self.source}: {type(exc).__name__}"
@@ -295,7 +293,7 @@ def _read_mydns(session: _Session, zones: Sequence[str]) -> dict[str, list[SqlRe
         )
         zone_of: dict[int, str] = {}
         for soa_id, origin, ns, mbox, serial, refresh, retry, expire, minimum, ttl, active in soas:
-            zone = absolute_text(str(origin))
+            zone = zone_name(str(origin))
             zone_of[int(soa_id)] = str(origin)
             text = f"{ns} {mbox} {serial} {refresh} {retry} {expire} {minimum}"
             found[zone] = [
@@ -318,19 +316,24 @@ def _read_mydns(session: _Session, zones: Sequence[str]) -> dict[str, list[SqlRe
         )
         for row_id, zone_id, name, rdtype, data, aux, ttl, active in rows:
             origin = zone_of[int(zone_id)]
-            found[absolute_text(origin)].append(
+            found[zone_name(origin)].append(
                 mydns_record(row_id, origin, name or "", rdtype, data or "", aux, ttl, active)
             )
     return found
 
 
-def read_zones(access: DnsSql, zones: Sequence[str], *, timeout: float) -> dict[str, SqlZone]:
+def read_zones(
+    access: DnsSql, zones: Sequence[str], *, connect_timeout: float, timeout: float
+) -> dict[str, SqlZone]:
     """The rows of each zone in one nameserver's database (read-only); `found=False` if absent.
 
-    >>> read_zones(inventory.dns.sql[0], ["example.test"], timeout=5)  # doctest: +SKIP
+    Connecting is bounded by `connect_timeout`, each statement by `timeout`.
+
+    >>> read_zones(inventory.dns.sql[0], ["example.test"], connect_timeout=5, timeout=5)
+    ... # doctest: +SKIP
     """
-    names = [absolute_text(zone) for zone in zones]
-    session = _Session(access, timeout)
+    names = [zone_name(zone) for zone in zones]
+    session = _Session(access, connect_timeout, timeout)
     try:
         if access.schema_ == "mydns":
             found = _read_mydns(session, names)
