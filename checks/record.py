@@ -142,6 +142,8 @@ def _run_token(config: pytest.Config) -> str:
 
 def pytest_configure(config: pytest.Config) -> None:
     _run_token(config)
+    if not hasattr(config, "workerinput") and not config.option.collectonly:
+        config.pluginmanager.register(_Completion(config), "cutover-baseline-completion")
 
 
 def pytest_configure_node(node: Any) -> None:
@@ -192,18 +194,32 @@ def complete_baselines(config: pytest.Config) -> list[str]:
     return problems
 
 
-@pytest.hookimpl(tryfirst=True)  # before the verdict and the reports are written
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    if (
-        hasattr(config, "workerinput")
-        or config.option.collectonly
-        or PHASE_KEY not in config.stash
-        or not expectations(config.stash[PHASE_KEY]).records_baseline
-        or exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-    ):
-        return
-    from checks.verdict import session_error
+class _Completion:
+    """On the controller: once the checks ran, a preflight's baseline is made whole."""
 
-    for problem in complete_baselines(config):
-        session_error(config, problem)
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.judged = False  # a check of checks/ ran (not skipped): this run is a preflight
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and not report.skipped:
+            self.judged = self.judged or any(n == "check_id" for n, _ in report.user_properties)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Iterator[None]:
+        # After the loop (every session fixture torn down, every worker done), before
+        # pytest_sessionfinish: the verdict and the reports see what this pass found.
+        result = yield
+        config = self.config
+        if (
+            self.judged
+            and not session.shouldfail
+            and not session.shouldstop
+            and PHASE_KEY in config.stash
+            and expectations(config.stash[PHASE_KEY]).records_baseline
+        ):
+            from checks.verdict import session_error
+
+            for problem in complete_baselines(config):
+                session_error(config, problem)
+        return result
