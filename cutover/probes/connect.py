@@ -173,9 +173,10 @@ def one_line(exc: BaseException, limit: int = MAX_SHOWN) -> str:
 
     A timeout is "timed out" (the caller's message says after how long and
     doing what); a TLS error says so; an OS error is its `strerror`; an SMTP
-    reply is its code and text; testinfra's failed ssh (`RuntimeError` holding
-    a command result) is ssh's last line; anything else is its text with the
-    server's bytes decoded, whitespace folded, at most `limit` characters.
+    reply is its code and text; a MySQL error is `(code) message`; testinfra's
+    failed ssh (`RuntimeError` holding a command result) is ssh's last line;
+    anything else is its text with the server's bytes decoded. Whitespace is
+    folded, and at most `limit` characters are kept.
 
     >>> one_line(TimeoutError())
     'timed out'
@@ -183,6 +184,8 @@ def one_line(exc: BaseException, limit: int = MAX_SHOWN) -> str:
     'Connection refused'
     >>> one_line(smtplib.SMTPResponseException(535, b"5.7.8 Error:\\r\\n authentication failed"))
     '535 5.7.8 Error: authentication failed'
+    >>> one_line(RuntimeError(1045, "Access denied for user 'app'@'10.0.0.5'"))
+    "(1045) Access denied for user 'app'@'10.0.0.5'"
     >>> one_line(ValueError(b"[AUTHENTICATIONFAILED] Authentication failed."))
     '[AUTHENTICATIONFAILED] Authentication failed.'
     >>> class Result:
@@ -209,7 +212,12 @@ def one_line(exc: BaseException, limit: int = MAX_SHOWN) -> str:
         return f"certificate not trusted: {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
-    text = (exc.strerror or str(exc)) if isinstance(exc, OSError) else _server_words(exc)
+    if isinstance(exc, OSError):
+        text = exc.strerror or str(exc)
+    elif len(exc.args) >= 2 and isinstance(exc.args[0], int) and isinstance(exc.args[1], str):
+        text = f"({exc.args[0]}) {exc.args[1]}"  # PyMySQL's (code, message)
+    else:
+        text = _server_words(exc)
     return shown(" ".join(text.split()), limit) or type(exc).__name__
 
 
