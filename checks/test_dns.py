@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from checks.declare import check
 from checks.observe.dns import Lowering, iso, moving_ttls
 from checks.support import no_problems, parametrize
 from checks.targets.dns import ZoneTarget
@@ -73,6 +74,7 @@ def _judged(seen: ZoneObservation, problems: list[str], headline: str, cannot: s
 # --- DNS01 -------------------------------------------------------------------
 
 
+@check("DNS01", phases=("preflight", "cutover", "acceptance"))
 def test_servers_answer_authoritatively(
     dns_zone: ZoneTarget, zone_observations: dict[str, ZoneObservation], record: Any
 ) -> None:
@@ -104,6 +106,7 @@ def test_servers_answer_authoritatively(
 # --- DNS02 -------------------------------------------------------------------
 
 
+@check("DNS02", phases=("preflight", "cutover"))
 def test_ttl_lowered(
     dns_zone: ZoneTarget,
     zone_observations: dict[str, ZoneObservation],
@@ -148,6 +151,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+@check("DNS03", phases=("preflight",))
 def test_ttl_lowered_long_enough(
     dns_zone: ZoneTarget,
     zone_observations: dict[str, ZoneObservation],
@@ -201,6 +205,7 @@ def test_ttl_lowered_long_enough(
 # --- DNS04 -------------------------------------------------------------------
 
 
+@check("DNS04", phases=("preflight", "cutover", "acceptance"))
 def test_soa_serials_agree(
     dns_zone: ZoneTarget, zone_observations: dict[str, ZoneObservation], record: Any
 ) -> None:
@@ -268,6 +273,7 @@ def _sides(inventory: Inventory) -> dict[str, str]:
     return {str(inventory.old.address): "old IP", str(inventory.new.address): "new IP"}
 
 
+@check("DNS05", phases=("preflight", "cutover", "acceptance"))
 def test_records_point_to_the_expected_server(
     dns_zone: ZoneTarget,
     zone_observations: dict[str, ZoneObservation],
@@ -353,6 +359,7 @@ def _cname_problems(seen: ZoneObservation, server: str, dns_zone: ZoneTarget) ->
 # --- DNS06 -------------------------------------------------------------------
 
 
+@check("DNS06", phases=("preflight", "cutover", "acceptance"))
 def test_sql_rows_are_served(
     dns_zone: ZoneTarget,
     zone_observations: dict[str, ZoneObservation],

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from checks.declare import check
 from checks.observe.http import Vhosts, old_vhost
 from checks.record import Records
 from checks.support import expectations_for, observed, parametrize
@@ -26,6 +27,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+@check("HTTP01", phases=("preflight", "cutover", "acceptance"))
 def test_vhost_same_content(
     vhost: VhostTarget,
     vhost_responses: Vhosts,
@@ -82,6 +84,7 @@ def test_vhost_same_content(
         )
 
 
+@check("HTTP02", phases=("preflight", "cutover", "acceptance"))
 def test_apache_config(
     inventory: Inventory, apache_config: ApacheConfig | ProbeError | None, record: Record
 ) -> None:

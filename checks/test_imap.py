@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from checks.declare import check
 from checks.observe.imap import Continuity
 from checks.support import parametrize
 from checks.targets.mail import ImapTarget, imap_targets
@@ -26,6 +27,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parametrize(metafunc, "imap_account", imap_targets)
 
 
+@check("IMAP01", phases=("preflight", "cutover", "acceptance"))
 def test_mailboxes_and_subscriptions_equal(
     imap_account: ImapTarget,
     imap_continuity: Callable[[ImapTarget], Continuity],
@@ -51,6 +53,7 @@ def test_mailboxes_and_subscriptions_equal(
     continuity.holds("IMAP01")
 
 
+@check("IMAP02", phases=("preflight", "cutover", "acceptance"))
 def test_uidvalidity_unchanged(
     imap_account: ImapTarget,
     imap_continuity: Callable[[ImapTarget], Continuity],
@@ -80,6 +83,7 @@ def test_uidvalidity_unchanged(
     continuity.holds("IMAP02")
 
 
+@check("IMAP03", phases=("preflight", "cutover", "acceptance"))
 def test_messages_keep_their_uids(
     imap_account: ImapTarget,
     imap_continuity: Callable[[ImapTarget], Continuity],
@@ -107,6 +111,7 @@ def test_messages_keep_their_uids(
     continuity.holds("IMAP03")
 
 
+@check("IMAP04", phases=("preflight", "cutover", "acceptance"))
 def test_flags_preserved(
     imap_account: ImapTarget, imap_continuity: Callable[[ImapTarget], Continuity]
 ) -> None:
@@ -122,6 +127,7 @@ def test_flags_preserved(
     imap_continuity(imap_account).holds("IMAP04")
 
 
+@check("IMAP05", phases=("preflight", "cutover", "acceptance"))
 def test_uidnext_and_modseq_not_behind(
     imap_account: ImapTarget, imap_continuity: Callable[[ImapTarget], Continuity]
 ) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from checks.declare import check
 from checks.observe.mail import PopContinuity
 from checks.support import no_problems, parametrize
 from checks.targets.mail import AccountTarget, PopTarget, account_targets, pop3_targets
@@ -109,6 +110,7 @@ def _login_problems(failures: list[LoginAttempt]) -> list[str]:
     return problems
 
 
+@check("AUTH01", phases=("preflight", "cutover", "acceptance"))
 def test_account_logs_in_everywhere(
     mail_account: AccountTarget,
     account_logins: Observations[AccountTarget, AccountLogins],
@@ -232,6 +234,7 @@ def _uidl_problems(continuity: PopContinuity) -> list[str]:
     return problems
 
 
+@check("POP01", phases=("preflight", "cutover", "acceptance"))
 def test_pop3_uidls_unchanged(
     pop_account: PopTarget,
     pop3_continuity: Observations[PopTarget, PopContinuity],

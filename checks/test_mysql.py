@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import pytest
 
+from checks.declare import check
 from checks.observe.mysql import (
     Grants,
     MysqlData,
@@ -65,6 +66,7 @@ def _fail(message: str) -> NoReturn:
 # --- MYSQL01 / MYSQL02: the tunnel ---------------------------------------------
 
 
+@check("MYSQL01", phases=("cutover",))
 def test_tunnel_login(
     socket_account: AccountTarget,
     inventory: Inventory,
@@ -105,6 +107,7 @@ def test_tunnel_login(
         _fail(f"{socket_account.id} through the old host's socket: {problem}")
 
 
+@check("MYSQL02", phases=("preflight", "cutover", "acceptance"))
 def test_direct_login_refused(
     socket_account: AccountTarget,
     expect: PhaseExpectations,
@@ -150,6 +153,7 @@ def test_direct_login_refused(
 # --- MYSQL03: server facts ----------------------------------------------------------
 
 
+@check("MYSQL03", phases=("preflight", "cutover", "acceptance"))
 def test_new_server_facts(
     inventory: Inventory,
     mysql_new_facts: ServerFacts | ProbeError,
@@ -197,6 +201,7 @@ def test_new_server_facts(
 # --- MYSQL04: grants ------------------------------------------------------------------
 
 
+@check("MYSQL04", phases=("preflight", "acceptance"))
 def test_grants_match(
     inventory: Inventory,
     mysql_grants: dict[Side, Grants | ProbeError],
@@ -249,6 +254,7 @@ def test_grants_match(
 # --- MYSQL05: data ----------------------------------------------------------------------
 
 
+@check("MYSQL05", phases=("preflight", "acceptance"))
 def test_data_matches(
     database: DatabaseTarget,
     mysql_data: MysqlData,

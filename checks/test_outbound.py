@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
+from checks.declare import check
 from checks.observe.outbound import MxSeen, SpfSeen, dkim_key_file, sender_ips
 from checks.support import no_problems, observed, parametrize, skip_unless
 from checks.targets.outbound import DkimSelector, MailDomain, domain_targets, selector_targets
@@ -55,6 +56,7 @@ SPF_CAUSES = {
 }
 
 
+@check("MAIL01", phases=("preflight", "acceptance"))
 def test_spf_authorises_the_senders(
     mail_domain: MailDomain,
     spf_observations: Observations[MailDomain, SpfSeen],
@@ -104,6 +106,7 @@ def test_spf_authorises_the_senders(
 # --- MAIL02 ----------------------------------------------------------------------
 
 
+@check("MAIL02", phases=("preflight", "acceptance"))
 def test_reverse_dns_matches_helo(
     inventory: Inventory,
     outbound_names: AuthoritativeLookup | ProbeError,
@@ -187,6 +190,7 @@ def _fingerprint(rsa: tuple[int, int]) -> str:
     return f"modulus sha256:{digest.hexdigest()[:16]}, e={exponent}"
 
 
+@check("MAIL03", phases=("preflight", "acceptance"))
 def test_dkim_key_published_and_matching(
     dkim_selector: DkimSelector,
     inventory: Inventory,
@@ -249,6 +253,7 @@ def record_text(mx: tuple[MxRecord, ...]) -> str:
     return ", ".join(map(str, mx)) or "none"
 
 
+@check("MAIL04", phases=("preflight", "cutover", "acceptance"))
 def test_mx_preferences_unchanged(
     mail_domain: MailDomain,
     inventory: Inventory,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from checks.declare import check
 from checks.observe.services import Services, client_views
 from checks.record import Records
 from checks.support import expectations_for, observed, parametrize, skip_unless
@@ -36,6 +37,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         parametrize(metafunc, "mail_service", lambda inv: service_targets(inv, mail=True))
 
 
+@check("PORT01", phases=("preflight", "cutover", "acceptance"))
 def test_port_answers(endpoint: EndpointTarget, services: Services, record: Record) -> None:
     """PORT01: the service answers at the protocol level on this IP, through TLS where it uses TLS.
 
@@ -85,6 +87,7 @@ def _reference(
     return (str(recorded), "recorded in preflight") if recorded is not None else None
 
 
+@check("PORT02", phases=("preflight", "cutover", "acceptance"))
 def test_served_by_expected_server(
     endpoint: EndpointTarget,
     services: Services,
@@ -141,6 +144,7 @@ def test_served_by_expected_server(
         )
 
 
+@check("CAP01", phases=("preflight", "cutover", "acceptance"))
 def test_capabilities_kept(
     mail_service: ServiceTarget,
     services: Services,
@@ -191,6 +195,7 @@ def test_capabilities_kept(
         )
 
 
+@check("PORT03", phases=("cutover",))
 def test_mail_relayed_to_new_server(
     inventory: Inventory,
     pytestconfig: pytest.Config,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from checks.declare import check
 from checks.observe.services import Services
 from checks.record import Records
 from checks.support import expectations_for, observed, parametrize
@@ -47,6 +48,7 @@ def certificate(services: Services, endpoint: Endpoint) -> TlsFacts:
     return answer.tls
 
 
+@check("TLS01", phases=("preflight", "cutover", "acceptance"))
 def test_chain_verifies(tls_endpoint: EndpointTarget, services: Services, record: Record) -> None:
     """TLS01: the certificate chain verifies against the inventory's CA bundle or the system store.
 
@@ -69,6 +71,7 @@ def test_chain_verifies(tls_endpoint: EndpointTarget, services: Services, record
         )
 
 
+@check("TLS02", phases=("preflight", "cutover", "acceptance"))
 def test_certificate_names(
     tls_endpoint: EndpointTarget, services: Services, inventory: Inventory, record: Record
 ) -> None:
@@ -94,6 +97,7 @@ def test_certificate_names(
         )
 
 
+@check("TLS03", phases=("preflight", "cutover", "acceptance"))
 def test_certificate_not_expiring(
     tls_endpoint: EndpointTarget, services: Services, inventory: Inventory, record: Record
 ) -> None:
@@ -119,6 +123,7 @@ def test_certificate_not_expiring(
         )
 
 
+@check("TLS04", phases=("preflight", "cutover", "acceptance"))
 def test_new_certificate_covers_old_names(
     tls_service: ServiceTarget,
     services: Services,

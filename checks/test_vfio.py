@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from checks.declare import check
 from checks.support import no_problems, skip_unless
 from checks.targets.host import DeviceTarget
 from cutover.probes.hostfs import Host
@@ -22,6 +23,7 @@ from cutover.probes.virt.vm import DomainObservation
 from cutover.untrusted import property_name, shown
 
 
+@check("VFIO01", phases=("preflight", "cutover", "acceptance"))
 def test_iommu_enabled(iommu: IommuStatus, kvm_host: Host) -> None:
     """VFIO01: the IOMMU is on: the kernel shows IOMMU groups and the cmdline does not disable it.
 
@@ -40,6 +42,7 @@ def test_iommu_enabled(iommu: IommuStatus, kvm_host: Host) -> None:
     no_problems(problems, f"IOMMU is off on {kvm_host.description} (cmdline: {cmdline})")
 
 
+@check("VFIO02", phases=("preflight", "cutover", "acceptance"))
 def test_kvm_device_present(kvm_host: Host, kvm_present: bool) -> None:
     """VFIO02: /dev/kvm exists, so QEMU can use hardware virtualization.
 
@@ -53,6 +56,7 @@ def test_kvm_device_present(kvm_host: Host, kvm_present: bool) -> None:
     )
 
 
+@check("VFIO03", phases=("preflight", "cutover", "acceptance"))
 def test_pci_stub_lists_device(
     device: DeviceTarget, pci_functions: dict[str, PciFunction], iommu: IommuStatus
 ) -> None:
@@ -84,6 +88,7 @@ def _stub_ids(cmdline: KernelCmdline) -> list[str]:
     ]
 
 
+@check("VFIO04", phases=("preflight", "cutover", "acceptance"))
 def test_vfio_bind_list_names_device(
     device: DeviceTarget,
     pci_functions: dict[str, PciFunction],
@@ -115,6 +120,7 @@ def test_vfio_bind_list_names_device(
     no_problems(problems, f"the vfio-bind list on {kvm_host.description} misses {device.id}")
 
 
+@check("VFIO05", phases=("preflight", "cutover", "acceptance"))
 def test_device_bound_to_vfio(
     device: DeviceTarget,
     pci_functions: dict[str, PciFunction],
@@ -163,6 +169,7 @@ def _binding_problem(function: PciFunction, domain: DomainObservation | None) ->
     return None
 
 
+@check("VFIO06", phases=("preflight", "cutover", "acceptance"))
 def test_iommu_group_viable(
     device_functions: list[PciFunction],
     pci_functions: dict[str, PciFunction],
@@ -199,6 +206,7 @@ def test_iommu_group_viable(
     no_problems(problems, f"IOMMU group of {device.id} is not viable")
 
 
+@check("VFIO07", phases=("preflight", "cutover", "acceptance"))
 def test_vfio_group_node_present(
     device_functions: list[PciFunction],
     pci_functions: dict[str, PciFunction],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from checks.declare import check
 from checks.support import no_problems, skip_unless
 from checks.targets.host import DeviceTarget
 from cutover.model.inventory import VirtHost
@@ -32,6 +33,7 @@ def single_pins(config: DomainConfig) -> dict[int, int]:
     }
 
 
+@check("VM01", phases=("preflight", "cutover", "acceptance"))
 def test_every_vcpu_pinned_to_one_cpu(vm_config: DomainConfig) -> None:
     """VM01: every vCPU has its own <vcpupin> to exactly one host CPU.
 
@@ -52,6 +54,7 @@ def test_every_vcpu_pinned_to_one_cpu(vm_config: DomainConfig) -> None:
     no_problems(problems, f"VM {vm_config.name!r} has vCPUs not pinned to one host CPU")
 
 
+@check("VM02", phases=("preflight", "cutover", "acceptance"))
 def test_no_host_cpu_shared(vm_config: DomainConfig) -> None:
     """VM02: no two vCPUs are pinned to the same host CPU.
 
@@ -72,6 +75,7 @@ def test_no_host_cpu_shared(vm_config: DomainConfig) -> None:
     )
 
 
+@check("VM03", phases=("preflight", "cutover", "acceptance"))
 def test_topology_matches(vm_config: DomainConfig, virt_host: VirtHost) -> None:
     """VM03: the guest CPU topology multiplies to the vCPU count and equals the inventory's.
 
@@ -102,6 +106,7 @@ def test_topology_matches(vm_config: DomainConfig, virt_host: VirtHost) -> None:
     no_problems(problems, f"VM {vm_config.name!r} topology is wrong")
 
 
+@check("VM04", phases=("preflight", "cutover", "acceptance"))
 def test_smt_pairs_on_sibling_threads(
     vm_config: DomainConfig, cpu_siblings: dict[int, frozenset[int]], kvm_host: Host
 ) -> None:
@@ -138,6 +143,7 @@ def test_smt_pairs_on_sibling_threads(
     no_problems(problems, f"VM {vm_config.name!r} splits SMT pairs across host cores")
 
 
+@check("VM05", phases=("preflight", "cutover", "acceptance"))
 def test_reserved_cpus_free(
     vm_config: DomainConfig, virt_host: VirtHost, cpu_siblings: dict[int, frozenset[int]]
 ) -> None:
@@ -166,6 +172,7 @@ def test_reserved_cpus_free(
     )
 
 
+@check("VM06", phases=("preflight", "cutover", "acceptance"))
 def test_emulator_on_reserved_cpus(vm_config: DomainConfig, virt_host: VirtHost) -> None:
     """VM06: QEMU's emulator threads are pinned (<emulatorpin>) to the host's reserved CPUs.
 
@@ -189,6 +196,7 @@ def test_emulator_on_reserved_cpus(vm_config: DomainConfig, virt_host: VirtHost)
     no_problems(problems, f"VM {vm_config.name!r} emulator threads are not on reserved CPUs")
 
 
+@check("VM07", phases=("preflight", "cutover", "acceptance"))
 def test_device_passed_as_managed_hostdev(
     device: DeviceTarget, vm_config: DomainConfig, pci_functions: dict[str, PciFunction]
 ) -> None:
@@ -215,6 +223,7 @@ def test_device_passed_as_managed_hostdev(
     no_problems(problems, f"VM {vm_config.name!r} does not get {device.id}")
 
 
+@check("VM08", phases=("preflight", "cutover", "acceptance"))
 def test_kvm_hidden_for_nvidia(vm_config: DomainConfig, virt_host: VirtHost) -> None:
     """VM08: with an NVIDIA GPU the VM hides KVM (<kvm><hidden state='on'/></kvm>).
 
@@ -229,6 +238,7 @@ def test_kvm_hidden_for_nvidia(vm_config: DomainConfig, virt_host: VirtHost) -> 
     )
 
 
+@check("VM09", phases=("preflight", "cutover", "acceptance"))
 def test_autostart(vm: DomainObservation) -> None:
     """VM09: the VM starts when the host boots (virsh autostart).
 
@@ -242,6 +252,7 @@ def test_autostart(vm: DomainObservation) -> None:
     )
 
 
+@check("VM10", phases=("preflight", "cutover", "acceptance"))
 def test_libvirt_guests_shuts_down(
     kvm_host: Host, vm: DomainObservation, libvirt_guests: list[ShellSetting]
 ) -> None:
@@ -262,6 +273,7 @@ def test_libvirt_guests_shuts_down(
     no_problems(problems, f"libvirt-guests on {kvm_host.description} does not shut down")
 
 
+@check("VM11", phases=("preflight", "cutover", "acceptance"))
 def test_live_affinity_matches(vm: DomainObservation, vm_config: DomainConfig) -> None:
     """VM11: while the VM runs, each vCPU's live affinity (virsh vcpupin) equals its <vcpupin>.
 
