@@ -19,10 +19,10 @@ from checks.record import RecordContext, Records, recorder
 from checks.targets.services import VhostTarget, vhost_targets
 from cutover.model.endpoints import endpoint_of
 from cutover.model.inventory import Inventory
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.model.settings import settings_for
 from cutover.probes.connect import ProbeError
-from cutover.probes.services import Observations, serving_ip
+from cutover.probes.services import Observations
 from cutover.probes.services.apache import ApacheConfig, observe_config
 from cutover.probes.services.http import HttpResponse, fetch
 from cutover.progress import Progress

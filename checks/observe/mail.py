@@ -32,13 +32,13 @@ from cutover.compare.pop3 import Maildrop, PopMessage, UidlDiff, compare
 from cutover.model.baseline import BaselineError
 from cutover.model.endpoints import Endpoint, endpoint_of
 from cutover.model.inventory import Account, Inventory, Service
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.mail.flow import MailFlow, probe_mail_flow
 from cutover.probes.mail.logins import AccountLogins, observe_logins, offered_methods
 from cutover.probes.mail.pop3 import read_maildrop
-from cutover.probes.services import Observations, ServiceAnswer, observe, serving_ip
+from cutover.probes.services import Observations, ServiceAnswer, observe
 
 __all__ = [
     "LOGINS",

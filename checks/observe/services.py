@@ -21,10 +21,10 @@ from checks.progress import Stage
 from checks.record import RecordContext, Records, recorder
 from cutover.model.endpoints import Endpoint, endpoint_of, endpoints
 from cutover.model.inventory import Account, Inventory, Protocol, Service, TlsMode
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.model.settings import settings_for
 from cutover.probes.connect import ProbeError
-from cutover.probes.services import Observations, ServiceAnswer, observe, serving_ip
+from cutover.probes.services import Observations, ServiceAnswer, observe
 from cutover.progress import Progress
 
 if TYPE_CHECKING:
