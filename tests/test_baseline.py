@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -146,8 +145,15 @@ def test_two_processes_recording_at_once_merge(tmp_path: Path) -> None:
     assert Baseline(path).record("dns_lowered", "z", "gw2", keep_existing=True) == first
 
 
-# A valid inventory (the baseline fixture belongs to its pair); no server is contacted.
-EXAMPLE_INVENTORY = Path(__file__).resolve().parents[1] / "fixtures" / "inventory.example.yaml"
+# A valid inventory (the baseline fixture belongs to its pair) whose servers are on
+# loopback: the end of a preflight records the old server (checks/record.py), and
+# nothing of that may leave this machine.
+LOOPBACK_INVENTORY = """
+name: recording
+old: {address: 127.0.0.1}
+new: {address: 127.0.0.2}
+timeouts: {connect: 1, operation: 1}
+"""
 
 RECORDING_CHECKS = """
 import pytest
@@ -164,15 +170,14 @@ def test_a_run_writes_its_records_when_the_session_ends(
 ) -> None:
     checks = tmp_path / "test_recording.py"
     checks.write_text(RECORDING_CHECKS)
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(LOOPBACK_INVENTORY)
     path = tmp_path / "reports" / "baseline.json"
-    # Without the baseline service: its end-of-preflight recorders would observe the
-    # example inventory's servers (lab addresses, not up here).
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:checks.record",
-         "-q", f"--rootdir={tmp_path}", "--phase=preflight", f"--inventory={EXAMPLE_INVENTORY}",
-         f"--reports-dir={tmp_path}", f"--baseline={path}", *workers, str(checks)],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--rootdir={tmp_path}",
+         "--phase=preflight", f"--inventory={inventory}", f"--reports-dir={tmp_path}",
+         f"--baseline={path}", *workers, str(checks)],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "CUTOVER_ALICE_PASSWORD": "not-used"},
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert on_disk(path)["identity"] == {f"endpoint-{n}": f"server-{n}" for n in range(20)}

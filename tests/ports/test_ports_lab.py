@@ -8,6 +8,7 @@ as an operator's runs would.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -215,6 +216,25 @@ def test_cutover_new_host_unreachable(cutover_lab: Lab) -> None:
     assert len(port01) == 18 and all(c.outcome == "failed" for c in port01), result.summary()
     assert not [c for c in result.cases if "Timeout" in c.message], result.summary()
     assert_messages_name_endpoints(result)
+
+
+def test_a_narrowed_preflight_records_every_service(preflight_lab: Lab) -> None:
+    """`-k PORT01` runs no check that compares with the baseline: the end of the run records
+    what PORT02, CAP01, TLS04 and HTTP01 need later, as a full preflight does."""
+    full, narrowed = (preflight_lab.reports / f"ports-{n}.json" for n in ("full", "narrowed"))
+    for path in (full, narrowed):
+        path.unlink(missing_ok=True)
+    run_full = preflight_lab.suite("preflight", *SERVICE_CHECKS, f"--baseline={full}")
+    assert not run_full.failing(), run_full.summary()
+    result = preflight_lab.suite(
+        "preflight", *SERVICE_CHECKS, f"--baseline={narrowed}", "-k", "PORT01"
+    )
+    assert {c.check_id for c in result.cases} == {"PORT01"}, result.summary()
+    want = json.loads(full.read_text())["sections"]
+    got = json.loads(narrowed.read_text())["sections"]
+    for section in ("identity", "capabilities", "certificate_names", "vhosts"):
+        assert want.get(section), f"a full preflight recorded no {section}"
+        assert got.get(section) == want[section], section
 
 
 def test_acceptance_healthy(acceptance_lab: Lab) -> None:
