@@ -10,7 +10,9 @@ Whatever `-k`/`-m` selected, the baseline a preflight leaves is whole: at
 the end of the run every registered recorder whose kind no observation of
 this run recorded runs now, for every pair whose inventory configures its
 sections. So a `-k imap` preflight followed by a full acceptance judges as a
-full preflight would have.
+full preflight would have. What cannot be recorded then (the old server does
+not answer) is listed in a closing "cutover baseline: incomplete" section; it
+is not the narrowed run's verdict, and later phases name each missing record.
 
 Later phases read through `records.require(section, key)`: the recorded
 value, or one line naming the baseline file, the section and the key, and
@@ -200,6 +202,7 @@ class _Completion:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.judged = False  # a check of checks/ ran (not skipped): this run is a preflight
+        self.problems: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when == "call" and not report.skipped:
@@ -218,8 +221,17 @@ class _Completion:
             and PHASE_KEY in config.stash
             and expectations(config.stash[PHASE_KEY]).records_baseline
         ):
-            from checks.verdict import session_error
-
-            for problem in complete_baselines(config):
-                session_error(config, problem)
+            self.problems = complete_baselines(config)
         return result
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """What the baseline lacks: not this run's verdict, but later phases will miss it."""
+        if not self.problems:
+            return
+        terminalreporter.write_sep("=", "cutover baseline: incomplete", yellow=True)
+        for problem in self.problems:
+            terminalreporter.write_line(problem, yellow=True)
+        terminalreporter.write_line(
+            "later phases name each record they miss: run preflight again while the old "
+            "server answers to complete it"
+        )
