@@ -1,6 +1,6 @@
 """MySQL/MariaDB: localhost logins through the tunnel, grants and data survive the move.
 
-Semantics: docs/semantics.md, "MySQL / MariaDB". What is judged here is
+Semantics: docs/semantics.md, "MySQL and MariaDB". What is judged here is
 observed in checks/observe/mysql.py: the servers read with the inventory's
 read-only `mysql.admin` account over TCP, the tunnel tried from the old host
 itself (`old.ssh`). The reference for grants and data is the old server

@@ -136,19 +136,36 @@ def github_anchor(heading: str) -> str:
 
 
 def test_links_to_the_semantics_resolve() -> None:
-    """Every `docs/semantics.md#anchor` named in the code or the docs is a heading there."""
+    """Every `semantics.md#anchor` and `semantics.md "Heading"` in the code or docs exists."""
     semantics = (REPO / "docs" / "semantics.md").read_text()
-    anchors = {
-        github_anchor(line.lstrip("#")) for line in semantics.splitlines() if line.startswith("#")
-    }
+    headings = {line.lstrip("#").strip() for line in semantics.splitlines() if line.startswith("#")}
+    anchors = {github_anchor(heading) for heading in headings}
     sources = [*REPO.glob("cutover/**/*.py"), *REPO.glob("checks/**/*.py"), *REPO.glob("docs/*")]
-    links = {
-        (path.relative_to(REPO), anchor)
+    texts = {
+        path.relative_to(REPO): path.read_text()
         for path in sources
-        if path.suffix in {".py", ".md", ".txt"}
-        for anchor in re.findall(r"semantics\.md#([\w-]+)", path.read_text())
-        if anchor != "anchor"  # the format line of docs/semantics-pointers.txt
+        if path.suffix in {".py", ".md"}
     }
-    assert links, "nothing links to docs/semantics.md#... (docs/semantics-pointers.txt lists them)"
-    broken = sorted(f"{path}: #{anchor}" for path, anchor in links if anchor not in anchors)
-    assert not broken, "links to headings docs/semantics.md does not have:\n" + "\n".join(broken)
+    links = {
+        (path, "#" + a)
+        for path, text in texts.items()
+        for a in re.findall(r"semantics\.md#([\w-]+)", text)
+    }
+    named = {
+        (path, name)
+        for path, text in texts.items()
+        for quoted in re.findall(r'semantics\.md,?\s+((?:"[^"]+"(?:,?\s*(?:and\s+)?)?)+)', text)
+        for name in re.findall(r'"([^"]+)"', quoted)
+    }
+    assert named, "no module points to its section of docs/semantics.md"
+    broken = sorted(f"{path}: {a}" for path, a in links if a[1:] not in anchors)
+    broken += sorted(f'{path}: "{name}"' for path, name in named if name not in headings)
+    assert not broken, "points to headings docs/semantics.md does not have:\n" + "\n".join(broken)
+
+
+def test_nothing_points_outside_the_repository() -> None:
+    """Users have only this repository: no code or doc names a design file beside it."""
+    tracked = [*REPO.glob("cutover/**/*.py"), *REPO.glob("checks/**/*.py"), *REPO.glob("lab/*.py")]
+    tracked += [*REPO.glob("docs/*.md"), REPO / "README.md"]
+    outside = [str(p.relative_to(REPO)) for p in tracked if "../shared" in p.read_text()]
+    assert not outside, f"these point outside the repository: {outside}"

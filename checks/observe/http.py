@@ -5,7 +5,7 @@ run, concurrently, on first use. In preflight `vhost_records` first records the
 old server's answer to every vhost (status and body digest, HTTP01 compares
 with them later); the recorder does the same at the end of a preflight whose
 selection ran no HTTP01. `apache_config` reads the new server's Apache config
-over ssh (HTTP02). Semantics: docs/semantics.md "HTTP".
+over ssh (HTTP02). Semantics: docs/semantics.md "HTTP vhosts".
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ account; the tunnel is tried from the old host itself (`old.ssh`). The
 reference for grants and data is the old server while it still answers on
 the old IP (preflight, which records it in the baseline), afterwards what
 preflight recorded. Nothing here runs at collection time.
-Semantics: docs/semantics.md, "MySQL / MariaDB".
+Semantics: docs/semantics.md, "MySQL and MariaDB".
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The probes (cutover.probes.mysql) read grants and scan tables into the data
 types here; the comparisons say what differs between old and new, in words
-an operator can act on. Semantics: docs/semantics.md, "MySQL / MariaDB".
+an operator can act on. Semantics: docs/semantics.md, "MySQL and MariaDB".
 
 Grants compare line by line after normalisation, password hashes by salted
 fingerprint (never shown). Tables compare by columns, then by their ordered

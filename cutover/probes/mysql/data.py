@@ -5,7 +5,7 @@ kept per row) and hashed in chunks of `chunk_rows`, so the first differing
 chunk names a primary-key range (cutover.compare.mysql compares the scans).
 A table without a primary key gets an order-independent digest.
 `CHECKSUM TABLE` is not used: it depends on row format and server version.
-Semantics: docs/semantics.md, "MySQL / MariaDB".
+Semantics: docs/semantics.md, "MySQL and MariaDB".
 """
 
 from __future__ import annotations

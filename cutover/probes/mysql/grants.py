@@ -5,7 +5,7 @@ with user and host passed as parameters, then normalised: one quoting
 style, privileges and column lists sorted, lines sorted. Password hashes
 are never kept or shown: the text carries `'<password hash>'` instead, and
 each account keeps salted fingerprints of its hashes to compare.
-Semantics: docs/semantics.md, "MySQL / MariaDB".
+Semantics: docs/semantics.md, "MySQL and MariaDB".
 
 >>> normalise_grant("GRANT UPDATE, SELECT ON `app`.* TO 'app'@'localhost'").text
 'GRANT SELECT, UPDATE ON `app`.* TO `app`@`localhost`'

@@ -9,7 +9,7 @@ become one-line `ProbeError`s naming the peer, never the password: a refused
 login is a `MysqlLoginRefused`, anything else a `MysqlConnectError` carrying
 the server's code and text for callers that word their own message.
 
-Semantics: docs/semantics.md, "MySQL / MariaDB".
+Semantics: docs/semantics.md, "MySQL and MariaDB".
 
 >>> server = MysqlServer(Side.NEW, "198.51.100.20", 3306)
 >>> server.id, server.where

@@ -7,7 +7,7 @@ shell script checks the socket (`test -S`), names the process holding it
 (`ss -xlp`), and logs in through it with the mariadb/mysql client as the
 account, reading the password from stdin into MYSQL_PWD (never on a command
 line, never in a file). `diagnose()` turns what it saw into the named
-failure mode (docs/semantics.md, "MySQL / MariaDB").
+failure mode (docs/semantics.md, "MySQL and MariaDB").
 
 The login goes through the socket with the host's own client on purpose: a
 PyMySQL session from here (cutover.probes.mysql.session) could not test it.
