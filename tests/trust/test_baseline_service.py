@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.conftest import Lab
 from tests.suite import SuiteRun
 from tests.trust.expected import ACCEPTANCE, PREFLIGHT
+from tests.trust.matrix import matrix_inventory
 
 FULL = "service-full.json"
 NARROW = "service-k-imap.json"
@@ -40,9 +41,13 @@ def test_a_narrowed_preflight_records_what_a_full_one_does(preflight_lab: Lab) -
     full.parent.mkdir(parents=True, exist_ok=True)
     for path in (full, narrow):
         path.unlink(missing_ok=True)
-    whole = preflight_lab.suite(PREFLIGHT, f"--baseline={full}")
+    # TTL lowering acknowledged: DNS03's wait is not what this test is about.
+    inventory = matrix_inventory(preflight_lab, full.parent)
+    whole = preflight_lab.suite(PREFLIGHT, f"--baseline={full}", inventory=inventory)
     assert whole.returncode == 0, whole.summary()
-    narrowed = preflight_lab.suite(PREFLIGHT, f"--baseline={narrow}", "-k", "imap")
+    narrowed = preflight_lab.suite(
+        PREFLIGHT, f"--baseline={narrow}", "-k", "imap", inventory=inventory
+    )
     assert narrowed.returncode == 0, narrowed.summary()
     ran = {case.check_id for case in narrowed.cases if case.outcome != "skipped"}
     assert any(check_id.startswith("IMAP") for check_id in ran), ran
@@ -58,8 +63,9 @@ def test_acceptance_after_a_narrowed_preflight_judges_as_after_a_full_one(
     assert full.exists() and narrow.exists(), (
         "run the module whole: its preflight test records both baselines"
     )
-    after_full = acceptance_lab.suite(ACCEPTANCE, f"--baseline={full}")
-    after_narrow = acceptance_lab.suite(ACCEPTANCE, f"--baseline={narrow}")
+    inventory = matrix_inventory(acceptance_lab, full.parent)
+    after_full = acceptance_lab.suite(ACCEPTANCE, f"--baseline={full}", inventory=inventory)
+    after_narrow = acceptance_lab.suite(ACCEPTANCE, f"--baseline={narrow}", inventory=inventory)
     assert after_full.cases, after_full.summary()
     assert _verdicts(after_narrow) == _verdicts(after_full), after_narrow.summary()
     assert after_narrow.returncode == after_full.returncode
@@ -68,7 +74,8 @@ def test_acceptance_after_a_narrowed_preflight_judges_as_after_a_full_one(
 def test_a_missing_record_is_named(acceptance_lab: Lab) -> None:
     empty = _baseline(acceptance_lab, "service-empty.json")
     empty.unlink(missing_ok=True)
-    run = acceptance_lab.suite(ACCEPTANCE, f"--baseline={empty}", "-k", "imap")
+    inventory = matrix_inventory(acceptance_lab, empty.parent)
+    run = acceptance_lab.suite(ACCEPTANCE, f"--baseline={empty}", "-k", "imap", inventory=inventory)
     assert run.returncode != 0, run.summary()
     failing = run.failing()
     assert failing, run.summary()
