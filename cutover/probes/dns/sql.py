@@ -32,8 +32,9 @@ import dns.rdatatype
 import pymysql
 
 from cutover.model.inventory import DnsSql
-from cutover.probes.connect import ProbeError, one_line
+from cutover.probes.connect import ProbeError
 from cutover.probes.dns.names import absolute_text, zone_name
+from cutover.probes.mysql.session import MysqlConnectError, connect_mysql
 from cutover.untrusted import shown
 
 __all__ = ["SqlRecord", "SqlZone", "mydns_record", "pdns_record", "read_zones"]
@@ -194,26 +195,21 @@ class _Session:
         where = access.socket or f"{access.host}:{access.port}"
         self.source = f"{access.schema_} {access.user}@{where}/{access.database}"
         try:
-            self.connection = pymysql.connect(
-                host=access.host,
-                port=access.port,
-                unix_socket=access.socket,
-                user=access.user,
-                password=access.password.reveal() if access.has_password else "",
-                database=access.database,
+            self.connection = connect_mysql(
+                where,
+                access.host,
+                access.port,
+                access.user,
+                access,
                 connect_timeout=connect_timeout,
-                read_timeout=timeout,
-                write_timeout=timeout,
-                charset="utf8mb4",
+                operation_timeout=timeout,
+                unix_socket=access.socket,
+                database=access.database,
+                read_only=False,  # below, with this session's own message
+                autocommit=False,  # every read of one zone in one transaction
             )
-        except pymysql.MySQLError as exc:
-            raise ProbeError(f"cannot connect to DNS SQL {self.source}: {_reason(exc)}") from None
-        except OSError as exc:
-            raise ProbeError(f"cannot connect to DNS SQL {self.source}: {one_line(exc)}") from None
-        except Exception as exc:  # a hostile peer makes PyMySQL raise anything
-            raise ProbeError(
-                f"cannot connect to DNS SQL {self.source}: {type(exc).__name__}"
-            ) from None
+        except MysqlConnectError as exc:
+            raise ProbeError(f"cannot connect to DNS SQL {self.source}: {exc.reason}") from None
         self.rows("SET SESSION TRANSACTION READ ONLY")
 
     def rows(self, statement: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:

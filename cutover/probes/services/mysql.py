@@ -100,25 +100,26 @@ def server_hostname(
     """`SELECT @@hostname` as `account`, in a read-only session (no password in any error)."""
     import pymysql
 
+    from cutover.probes.mysql.session import MysqlConnectError, connect_mysql
+
     where = peer(endpoint.address, endpoint.service.port)
-    # A prebuilt context: PyMySQL would otherwise build one per connect (~15 ms).
     try:
-        connection = pymysql.connect(
-            host=str(endpoint.address),
-            port=endpoint.service.port,
-            user=account.user,
-            password=account.password.reveal(),
+        connection = connect_mysql(
+            where,
+            str(endpoint.address),
+            endpoint.service.port,
+            account.user,
+            account,
             connect_timeout=settings.connect_timeout,
-            read_timeout=settings.operation_timeout,
-            write_timeout=settings.operation_timeout,
-            ssl=tls_context(verify=False) if tls else None,
-            ssl_disabled=not tls,
+            operation_timeout=settings.operation_timeout,
+            # A prebuilt context: PyMySQL would otherwise build one per connect (~15 ms).
+            tls=tls_context(verify=False) if tls else None,
+            read_only=False,  # below, with this probe's own message
         )
-    except Exception as exc:  # a hostile peer makes PyMySQL raise anything
-        code = exc.args[0] if exc.args else "?"
-        text = str(exc.args[1]) if len(exc.args) > 1 else type(exc).__name__
+    except MysqlConnectError as exc:
+        code = exc.code if exc.code is not None else "?"
         raise ProbeError(
-            f"login as {account.user} at {where} failed: {code} {text[:160]}"
+            f"login as {account.user} at {where} failed: {code} {exc.server_message[:160]}"
         ) from None
     try:
         with connection.cursor() as cursor:
