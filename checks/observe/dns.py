@@ -48,6 +48,7 @@ __all__ = [
     "duration",
     "iso",
     "moving_ttls",
+    "pointed_addresses",
     "record_dns_switch",
     "record_ttl_history",
     "switch_wait",
