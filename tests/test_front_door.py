@@ -228,6 +228,12 @@ def test_cutover_run_decommission_runs_only_the_decom_checks(host: Host, user_di
     assert decom01["verdict"] == "failed"
     assert "the DNS switch was never seen" in decom01["evidence"], decom01
     assert (user_dir / "reports" / "decommission.xml").is_file()
+    # The rollback delta beside it: nothing recorded, so nothing known, and it says why.
+    delta = json.loads((user_dir / "reports" / "rollback-delta.json").read_text(encoding="utf-8"))
+    assert delta["format"] == "cutover-rollback-delta" and delta["phase"] == "decommission"
+    (pair,) = delta["pairs"]
+    assert any("run preflight first" in problem for problem in pair["problems"]), pair
+    assert "cutover decommission: rollback delta" in ran.stdout, ran.output
 
 
 def test_one_pair_of_a_fleet_gets_its_own_reports(host: Host, user_dir: Path) -> None:

@@ -49,6 +49,8 @@ class PhaseExpectations:
     ttl_lowered: bool
     # Preflight observations are written to the baseline; later phases read it.
     records_baseline: bool
+    # The run reports what a rollback would carry back (reports/rollback-delta.json).
+    rollback_delta: bool = False
 
 
 _TABLE: dict[Phase, PhaseExpectations] = {
@@ -85,6 +87,7 @@ _TABLE: dict[Phase, PhaseExpectations] = {
         dns_points_to=frozenset({Side.NEW}),
         ttl_lowered=False,
         records_baseline=False,
+        rollback_delta=True,
     ),
 }
 
@@ -100,6 +103,7 @@ def expectations(phase: Phase | str, *, old_ip_closed: bool = False) -> PhaseExp
             dns_points_to=rules.dns_points_to,
             ttl_lowered=rules.ttl_lowered,
             records_baseline=rules.records_baseline,
+            rollback_delta=rules.rollback_delta,
         )
     return rules
 
