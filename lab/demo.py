@@ -127,6 +127,22 @@ def verdict(result: Gate, *, expect_pass: bool) -> bool:
     return as_expected
 
 
+def rollback_delta() -> str:
+    """`1 message, 0 rows (reports/rollback-delta.json)`: the decommission run's delta."""
+    import json
+
+    path = REPORTS / "rollback-delta.json"
+    if not path.exists():
+        return "no reports/rollback-delta.json was written"
+    pairs = json.loads(path.read_text(encoding="utf-8"))["pairs"]
+    messages = sum(pair["messages"] for pair in pairs)
+    rows = sum(pair["rows"] for pair in pairs)
+    return (
+        f"{messages} message{'s' * (messages != 1)}, "
+        f"{rows} row{'s' * (rows != 1)} (reports/rollback-delta.json)"
+    )
+
+
 def start_watch(report: str) -> subprocess.Popen[str]:
     """`python -m cutover watch` in the background, from the client namespace."""
     command = [
@@ -205,7 +221,7 @@ def main() -> int:
         say(f"    (DNS wait: {SWITCH_ACKNOWLEDGEMENT.split(': ', 1)[1]}; the report records this)")
         settled = gate("decommission", "decommission", inventory=SETTLED_INVENTORY)
         ok &= verdict(settled, expect_pass=True)
-        say("    what a rollback would carry back: reports/rollback-delta.json")
+        say(f"    what a rollback would carry back: {rollback_delta()}")
     finally:
         if os.environ.get("KEEP_LAB") == "1":
             say("\n==> KEEP_LAB=1: the lab stays up (python -m lab down when done)")
