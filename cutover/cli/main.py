@@ -207,6 +207,7 @@ examples:
   cutover run preflight -i inventory.yaml
   cutover run cutover -i inventory.yaml -k imap
   cutover run acceptance -i fleet.yaml --pair web07 -n auto
+  cutover run decommission -i inventory.yaml
   cutover run preflight -i inventory.yaml --host-snapshot=host.tar.gz -k "VFIO or VM"
   cutover run preflight -i inventory.yaml --nagios
   cutover watch -i inventory.yaml --max-downtime 5"""
