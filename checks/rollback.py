@@ -21,6 +21,7 @@ import pytest
 from checks.support import PAIRS_KEY, PHASE_KEY, baseline_path, expectations_for, fleet_of
 
 if TYPE_CHECKING:
+    from checks.targets.mail import ImapTarget
     from cutover.compare.rollback import MailboxDelta, PairDelta
     from cutover.model.inventory import Inventory
     from cutover.model.settings import ProbeSettings
@@ -50,15 +51,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _mailbox_deltas(
-    inventory: Inventory, settings: ProbeSettings, recorded: dict[str, Any], user: str
+    target: ImapTarget, settings: ProbeSettings, recorded: dict[str, Any], batch_size: int
 ) -> list[MailboxDelta]:
-    from checks.targets.mail import imap_targets
     from cutover.compare.rollback import MailboxDelta, NewMessage
     from cutover.model.phases import Side
     from cutover.probes.mail.imap_parsing import HEADER_DIGEST_PREFIX
     from cutover.probes.mail.mailboxes import ImapSession
 
-    (target,) = [t for t in imap_targets(inventory) if t.account.user == user]
+    user = target.account.user
     states = recorded.get("states", {})
     found = []
     with ImapSession.open(target.endpoint(Side.NEW), target.account, settings) as session:
@@ -86,7 +86,7 @@ def _mailbox_deltas(
                     else key.ident,
                     key.size,
                 )
-                for uid, key in session.messages_from(since, inventory.mail.batch_size)
+                for uid, key in session.messages_from(since, batch_size)
             ]
             if messages:
                 found.append(MailboxDelta(user, name, since, messages, note))
@@ -114,7 +114,7 @@ def observe_delta(config: pytest.Config, inventory: Inventory) -> PairDelta:
         user = target.account.user
         try:
             recorded = records.require("imap", user)
-            delta.mail += _mailbox_deltas(inventory, settings, recorded, user)
+            delta.mail += _mailbox_deltas(target, settings, recorded, inventory.mail.batch_size)
         except (ProbeError, BaselineError) as exc:
             delta.problems.append(f"{user}: {exc}")
     if inventory.configures("mysql") and settings.mysql_admin is not None:
