@@ -88,8 +88,10 @@ def test_dns_settled(
         record(switch_acknowledged=acknowledgement, switch_wait_waived=left)
         return
     if waiting is not None:
+        end = iso(switch.switched + switch.old_ttl + allowance)
         pytest.fail(
-            f"{dns_zone.name}: switched too recently, resolvers may still send clients to the "
-            f"old IP (wait, or state it in dns.switch_acknowledged): {waiting}",
+            f"{dns_zone.name}: switched too recently, {duration(switch_wait(switch, allowance, now))} "
+            f"left (until {end}): resolvers may still send clients to the old IP (wait, or "
+            f"state it in dns.switch_acknowledged):\n  {waiting}",
             pytrace=False,
         )
