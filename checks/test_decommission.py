@@ -89,8 +89,9 @@ def test_dns_settled(
         return
     if waiting is not None:
         end = iso(switch.switched + switch.old_ttl + allowance)
+        left = duration(switch_wait(switch, allowance, now))
         pytest.fail(
-            f"{dns_zone.name}: switched too recently, {duration(switch_wait(switch, allowance, now))} "
+            f"{dns_zone.name}: switched too recently, {left} "
             f"left (until {end}): resolvers may still send clients to the old IP (wait, or "
             f"state it in dns.switch_acknowledged):\n  {waiting}",
             pytrace=False,
