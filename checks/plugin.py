@@ -31,6 +31,7 @@ pytest_plugins = [
     "checks.grouping",  # collection, markers, xdist groups (after reporting: it imports it)
     "checks.selection",  # the front door: selection, never green on nothing
     "checks.machine",  # the machine outputs (JSON report)
+    "checks.rollback",  # decommission: the rollback delta (after machine: it reuses its names)
 ]
 
 

@@ -23,9 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "reports"
 LAB_INVENTORY = REPO / ".lab" / "inventory.yaml"
 DEMO_INVENTORY = REPO / ".lab" / "inventory.demo.yaml"
+# The decommission gate's second run: the demo inventory plus the DNS-switch acknowledgement.
+SETTLED_INVENTORY = REPO / ".lab" / "inventory.demo-settled.yaml"
 ACKNOWLEDGEMENT = (
     "demo: TTLs were lowered seconds ago; the lab has no resolvers that could still "
     "cache the old 3600 s records, so the wait is waived"
+)
+SWITCH_ACKNOWLEDGEMENT = (
+    "demo: DNS was switched seconds ago; the lab has no resolvers that could still "
+    "hand out the old IP, so the wait is waived"
 )
 
 
@@ -64,18 +70,24 @@ def write_demo_inventory() -> None:
         + yaml.safe_dump(data, sort_keys=False),
         encoding="utf-8",
     )
+    data["dns"]["switch_acknowledged"] = SWITCH_ACKNOWLEDGEMENT
+    SETTLED_INVENTORY.write_text(
+        "# The demo inventory plus the acknowledgement of the DNS-switch wait (DECOM01).\n"
+        + yaml.safe_dump(data, sort_keys=False),
+        encoding="utf-8",
+    )
 
 
-def gate(phase: str, report: str, *extra: str) -> Gate:
+def gate(phase: str, report: str, *extra: str, inventory: Path = DEMO_INVENTORY) -> Gate:
     junit = REPORTS / f"{report}.xml"
     command = [
         "ip", "netns", "exec", "cutover-client",
-        sys.executable, "-m", "cutover", "run", phase, "-i", str(DEMO_INVENTORY),
+        sys.executable, "-m", "cutover", "run", phase, "-i", str(inventory),
         f"--reports-dir={REPORTS}", f"--junitxml={junit}", f"--html={REPORTS / report}.html",
         "--self-contained-html", "-q", "-p", "no:cacheprovider", *extra,
     ]  # fmt: skip
     shown = " ".join(("", *extra)) if extra else ""
-    say(f"    $ python -m cutover run {phase} -i {DEMO_INVENTORY.relative_to(REPO)}{shown}")
+    say(f"    $ python -m cutover run {phase} -i {inventory.relative_to(REPO)}{shown}")
     started = time.monotonic()
     completed = subprocess.run(command, cwd=REPO, text=True, capture_output=True, timeout=900)
     seconds = time.monotonic() - started
@@ -113,6 +125,22 @@ def verdict(result: Gate, *, expect_pass: bool) -> bool:
     if not as_expected:
         say("    !! not what this step of the story expects")
     return as_expected
+
+
+def rollback_delta() -> str:
+    """`1 message, 0 rows (reports/rollback-delta.json)`: the decommission run's delta."""
+    import json
+
+    path = REPORTS / "rollback-delta.json"
+    if not path.exists():
+        return "no reports/rollback-delta.json was written"
+    pairs = json.loads(path.read_text(encoding="utf-8"))["pairs"]
+    messages = sum(pair["messages"] for pair in pairs)
+    rows = sum(pair["rows"] for pair in pairs)
+    return (
+        f"{messages} message{'s' * (messages != 1)}, "
+        f"{rows} row{'s' * (rows != 1)} (reports/rollback-delta.json)"
+    )
 
 
 def start_watch(report: str) -> subprocess.Popen[str]:
@@ -183,11 +211,22 @@ def main() -> int:
         say("\n==> 6. Switch DNS to the new IP on both nameservers")
         lab("dns-switch")
         ok &= verdict(gate("acceptance", "acceptance"), expect_pass=True)
+        say("\n==> 7. Decommission: may the forwards stop? Not yet: resolvers may still hold")
+        say("    the old records for the old TTL plus the stale allowance (RFC 8767)")
+        waiting = gate("decommission", "decommission-waiting")
+        ok &= verdict(waiting, expect_pass=False)
+        if {check_id for check_id, _, _ in waiting.failures} != {"DECOM01"}:
+            say("    !! only the DNS wait (DECOM01) should hold the old host back")
+            ok = False
+        say(f"    (DNS wait: {SWITCH_ACKNOWLEDGEMENT.split(': ', 1)[1]}; the report records this)")
+        settled = gate("decommission", "decommission", inventory=SETTLED_INVENTORY)
+        ok &= verdict(settled, expect_pass=True)
+        say(f"    what a rollback would carry back: {rollback_delta()}")
     finally:
         if os.environ.get("KEEP_LAB") == "1":
             say("\n==> KEEP_LAB=1: the lab stays up (python -m lab down when done)")
         else:
-            say("\n==> 7. Tear the lab down")
+            say("\n==> 8. Tear the lab down")
             lab("down")
     say(
         f"\n==> The story {'held' if ok else 'did NOT hold'} at every gate "

@@ -170,7 +170,7 @@ def _version() -> str:
 def _phase_table() -> str:
     from cutover.model.phases import expectations
 
-    rows = [f"  {phase.value:<11} {expectations(phase).summary}" for phase in Phase]
+    rows = [f"  {phase.value:<13} {expectations(phase).summary}" for phase in Phase]
     return "phases (one run checks one; reports/<phase>.xml, .html, .json):\n" + "\n".join(rows)
 
 
@@ -207,6 +207,7 @@ examples:
   cutover run preflight -i inventory.yaml
   cutover run cutover -i inventory.yaml -k imap
   cutover run acceptance -i fleet.yaml --pair web07 -n auto
+  cutover run decommission -i inventory.yaml
   cutover run preflight -i inventory.yaml --host-snapshot=host.tar.gz -k "VFIO or VM"
   cutover run preflight -i inventory.yaml --nagios
   cutover watch -i inventory.yaml --max-downtime 5"""

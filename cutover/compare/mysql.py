@@ -170,6 +170,9 @@ class TableScan:
             "chunk_rows": self.chunk_rows,
             "primary_key": list(self.primary_key),
             "columns": list(self.columns),
+            # The largest primary key (rows are read in its order): the rollback delta
+            # counts the rows beyond it.
+            "last_key": list(self.chunks[-1].last_key) if self.chunks else None,
         }
 
 

@@ -13,7 +13,9 @@ break must fail, with the reason in REASONS.
 from __future__ import annotations
 
 PREFLIGHT, CUTOVER, ACCEPTANCE = "preflight", "cutover", "acceptance"
-PHASES = (PREFLIGHT, CUTOVER, ACCEPTANCE)
+# Decommission runs in the acceptance state of the lab (the forwards still up).
+DECOMMISSION = "decommission"
+PHASES = (PREFLIGHT, CUTOVER, ACCEPTANCE, DECOMMISSION)
 
 _ENDPOINT = frozenset({"PORT01", "PORT02", "TLS01", "TLS02", "TLS03"})
 _IMAP_ALL = frozenset({"IMAP01", "IMAP02", "IMAP03", "IMAP04", "IMAP05"})
@@ -88,7 +90,8 @@ SUITE_ARGS: dict[str, tuple[str, ...]] = {
     f"{CUTOVER} healthy": ("--probe-mail",),
 }
 
-# The healthy lab is fully green in every phase.
+# The healthy lab is fully green in every phase (decommission: with the DNS-switch wait
+# acknowledged, tests/trust/matrix.py's inventory).
 HEALTHY: dict[str, frozenset[str]] = {phase: frozenset() for phase in PHASES}
 
 

@@ -22,6 +22,7 @@ from tests.trust.expected import EXPECTED, HEALTHY, PHASES, REASONS, SUITE_ARGS,
 DOC = REPO / "docs" / "detection-matrix.md"
 HEALTHY_ROW = "(healthy lab)"
 ACKNOWLEDGEMENT = "lab: TTLs lowered by `lab lower-ttl`; no resolver in the lab caches them"
+SWITCH_ACKNOWLEDGEMENT = "lab: DNS switched by `lab dns-switch`; no resolver in the lab caches it"
 
 
 @dataclass
@@ -39,13 +40,15 @@ OBSERVED = Observed()
 
 
 def matrix_inventory(lab: Lab, directory: Path) -> Path:
-    """The lab's inventory, TTL lowering acknowledged (DNS03's wait is a separate matter).
+    """The lab's inventory, TTL lowering and DNS-switch wait acknowledged (DNS03's and
+    DECOM01's waits are a separate matter: tests/dns, tests/decom).
 
     The mail-flow probe waits 5 s for delivery (the lab delivers in well under 1 s).
     """
 
     def change(data: dict[str, Any]) -> None:
         data["dns"]["lowering_acknowledged"] = ACKNOWLEDGEMENT
+        data["dns"]["switch_acknowledged"] = SWITCH_ACKNOWLEDGEMENT
         data["timeouts"]["mail_delivery"] = 5
 
     return lab.inventory_variant(directory, change)

@@ -1,6 +1,7 @@
 """Against the lab: read-only (state digests), bounded (new host unreachable), -n 2 == serial.
 
-Read-only: before and after the whole suite in each phase of one story walk,
+Read-only: before and after the whole suite in each phase of one story walk
+(decommission in the acceptance state, its rollback delta included),
 the digest of every server's state is identical: Maildir file names and
 dovecot-uidlist (tests/imap's snapshot), MariaDB dumps (old, new, and the
 PowerDNS rows on ns1/ns2), the Postfix queue, the Apache docroots.
@@ -18,7 +19,7 @@ import yaml
 
 from tests.conftest import Lab, lab_cli
 from tests.suite import SuiteRun, run_suite
-from tests.trust.expected import ACCEPTANCE, CUTOVER, PREFLIGHT
+from tests.trust.expected import ACCEPTANCE, CUTOVER, DECOMMISSION, PREFLIGHT
 from tests.trust.matrix import matrix_inventory, run_whole_suite
 
 NEW = "198.51.100.20"
@@ -117,6 +118,11 @@ def test_cutover_changes_nothing(cutover_lab: Lab) -> None:
 
 def test_acceptance_changes_nothing(acceptance_lab: Lab) -> None:
     assert_read_only(acceptance_lab, ACCEPTANCE)
+
+
+def test_decommission_changes_nothing(acceptance_lab: Lab) -> None:
+    """The DECOM checks and the rollback delta (EXAMINE, BODY.PEEK, SELECTs) write nothing."""
+    assert_read_only(acceptance_lab, DECOMMISSION)
 
 
 # --- parallel equals serial ----------------------------------------------------

@@ -190,6 +190,21 @@ class ImapSession:
         for start in range(0, len(uids), batch_size):
             yield self._fetch(uids[start : start + batch_size])
 
+    def messages_from(self, first_uid: int, batch_size: int) -> Batch:
+        """The examined mailbox's messages with UID >= `first_uid` (BODY.PEEK: no flag is set).
+
+        `UID SEARCH UID n:*` also matches the last message when every UID is
+        below n (RFC 3501 6.4.8): such UIDs are left out.
+        """
+        found = self._call(
+            f"UID SEARCH UID {first_uid}:*", self._client.search, ["UID", f"{first_uid}:*"]
+        )
+        uids = sorted(int(uid) for uid in found if int(uid) >= first_uid)
+        batch: Batch = []
+        for start in range(0, len(uids), batch_size):
+            batch += self._fetch(uids[start : start + batch_size])
+        return batch
+
     def _fetch(self, uids: Sequence[int]) -> Batch:
         # imapclient's generic parser costs ~27 us a message with FLAGS, more
         # than everything else together; imaplib's own UID FETCH plus

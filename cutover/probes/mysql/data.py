@@ -13,16 +13,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import marshal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pymysql
 import pymysql.cursors
 
 from cutover.compare.mysql import Chunk, DatabaseScan, TableScan
+from cutover.compare.rollback import TableDelta
 from cutover.model.settings import ProbeSettings
 from cutover.probes.mysql.session import MysqlServer, Session, quote_identifier, text_of
 
-__all__ = ["FETCH_ROWS", "scan_database"]
+__all__ = ["FETCH_ROWS", "rows_since", "scan_database"]
 
 # Rows fetched per round of the server-side cursor (bounded memory).
 FETCH_ROWS = 1000
@@ -32,8 +34,8 @@ def _keytext_of(values: Sequence[object]) -> tuple[str, ...]:
     return tuple("NULL" if v is None else text_of(v) for v in values)
 
 
-def _scan_table(session: Session, database: str, table: str, chunk_rows: int) -> TableScan:
-    primary_key = tuple(
+def _primary_key(session: Session, database: str, table: str) -> tuple[str, ...]:
+    return tuple(
         text_of(r[0])
         for r in session.rows(
             "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE "
@@ -42,6 +44,10 @@ def _scan_table(session: Session, database: str, table: str, chunk_rows: int) ->
             (database, table),
         )
     )
+
+
+def _scan_table(session: Session, database: str, table: str, chunk_rows: int) -> TableScan:
+    primary_key = _primary_key(session, database, table)
     others = sorted(
         text_of(r[0])
         for r in session.rows(
@@ -108,6 +114,17 @@ def _scan_table(session: Session, database: str, table: str, chunk_rows: int) ->
     )
 
 
+def _base_tables(session: Session, database: str) -> list[str]:
+    return sorted(
+        text_of(r[0])
+        for r in session.rows(
+            "SELECT TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
+            (database,),
+        )
+    )
+
+
 def scan_database(
     server: MysqlServer, settings: ProbeSettings, database: str, chunk_rows: int
 ) -> DatabaseScan:
@@ -121,14 +138,79 @@ def scan_database(
         if not exists:
             return DatabaseScan(database, server.where, exists=False)
         session.rows("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-        tables = sorted(
-            text_of(r[0])
-            for r in session.rows(
-                "SELECT TABLE_NAME FROM information_schema.TABLES "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
-                (database,),
-            )
-        )
+        tables = _base_tables(session, database)
         scans = {name: _scan_table(session, database, name, chunk_rows) for name in tables}
         session.rows("COMMIT")
     return DatabaseScan(database, server.where, exists=True, tables=scans)
+
+
+def _table_delta(
+    session: Session, database: str, table: str, before: Mapping[str, Any] | None
+) -> TableDelta | None:
+    source = f"{quote_identifier(database)}.{quote_identifier(table)}"
+    rows_now = int(session.rows(f"SELECT COUNT(*) FROM {source}")[0][0])
+    preflight_rows = None if before is None else int(before["rows"])
+    primary_key = _primary_key(session, database, table)
+    last_key = None if before is None else before.get("last_key")
+    if (
+        before is not None
+        and preflight_rows
+        and (not primary_key or last_key is None or list(primary_key) != before.get("primary_key"))
+    ):
+        # No key to tell new rows from old ones: only the count can say something.
+        grown = rows_now - preflight_rows
+        if grown <= 0:
+            return None
+        why = (
+            "no primary key"
+            if not primary_key
+            else "preflight recorded no largest key (run preflight with this version)"
+        )
+        return TableDelta(
+            database, table, preflight_rows, rows_now, grown, primary_key, note=f"{why}: count only"
+        )
+    if not primary_key:
+        return TableDelta(database, table, preflight_rows, rows_now, rows_now) if rows_now else None
+    columns = ", ".join(map(quote_identifier, primary_key))
+    where, args = "", ()
+    if preflight_rows and last_key is not None:
+        where = f" WHERE ({columns}) > ({', '.join(['%s'] * len(primary_key))})"
+        args = tuple(last_key)
+    count = int(session.rows(f"SELECT COUNT(*) FROM {source}{where}", args)[0][0])
+    if not count:
+        return None
+    first = session.rows(f"SELECT {columns} FROM {source}{where} ORDER BY {columns} LIMIT 1", args)
+    descending = ", ".join(f"{quote_identifier(c)} DESC" for c in primary_key)
+    last = session.rows(
+        f"SELECT {columns} FROM {source}{where} ORDER BY {descending} LIMIT 1", args
+    )
+    return TableDelta(
+        database,
+        table,
+        preflight_rows,
+        rows_now,
+        count,
+        primary_key,
+        _keytext_of(first[0]) if first else None,
+        _keytext_of(last[0]) if last else None,
+    )
+
+
+def rows_since(
+    server: MysqlServer,
+    settings: ProbeSettings,
+    database: str,
+    recorded: Mapping[str, Mapping[str, Any]],
+) -> list[TableDelta]:
+    """The rows of `database` beyond what preflight recorded of each table (read-only).
+
+    With a primary key: the rows whose key is above the largest key preflight
+    saw (count and key range); without one, the rows beyond its count. A
+    table preflight did not see counts whole.
+    """
+    with Session(server, settings, raw=True) as session:
+        session.rows("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        tables = _base_tables(session, database)
+        deltas = [_table_delta(session, database, name, recorded.get(name)) for name in tables]
+        session.rows("COMMIT")
+    return [delta for delta in deltas if delta is not None]
