@@ -60,6 +60,7 @@ __all__ = [
 MAX_LINES = 5000
 MAX_ITEMS = 200
 MAX_FIELD = 300
+MAX_OUTPUT = 8_000_000  # bytes of sampling output read in all
 _PID = re.compile(r'\("(?P<name>[^"]{0,64})",pid=(?P<pid>\d{1,10})')
 
 
@@ -181,6 +182,7 @@ class ClientsSeen:
     excluded: frozenset[str]  # the suite's own addresses
     # port -> client address -> distinct connections (client ports) seen
     by_port: dict[int, dict[str, int]] = field(default_factory=dict)
+    truncated: bool = False  # more client addresses than listed (the listing is bounded)
 
 
 def clients_script(ports: Iterable[int], seconds: float) -> str:
@@ -192,7 +194,7 @@ while :; do
   ss -tnH state connected {spec} 2>&1 | head -n {MAX_LINES}
   [ "$(date +%s)" -lt "$end" ] || break
   sleep 1
-done
+done | head -c {MAX_OUTPUT}
 """
 
 
@@ -202,6 +204,7 @@ def parse_clients(
     wanted = set(ports)
     seen: dict[int, dict[str, set[int]]] = {}
     samples = 0
+    truncated = False
     for line in text.splitlines():
         if line.startswith("sample:"):
             samples += 1
@@ -209,11 +212,15 @@ def parse_clients(
         for row in parse_ss_tcp(line):
             if row.local_port not in wanted or row.peer in excluded or row.peer_port is None:
                 continue
-            seen.setdefault(row.local_port, {}).setdefault(row.peer, set()).add(row.peer_port)
-            if len(seen[row.local_port]) > MAX_ITEMS:
-                break
+            clients = seen.setdefault(row.local_port, {})
+            if row.peer not in clients and len(clients) >= MAX_ITEMS:
+                truncated = True
+                continue
+            ports_of = clients.setdefault(row.peer, set())
+            if len(ports_of) < MAX_LINES:
+                ports_of.add(row.peer_port)
     counts = {port: {ip: len(cp) for ip, cp in by.items()} for port, by in sorted(seen.items())}
-    return ClientsSeen(seconds, samples, excluded, counts)
+    return ClientsSeen(seconds, samples, excluded, counts, truncated)
 
 
 def observe_clients(
