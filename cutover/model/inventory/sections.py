@@ -384,9 +384,10 @@ class Decommission(Strict):
         "other than the suite (sampled once a second)",
     )
     maildir_roots: list[str] = Field(
-        default_factory=lambda: ["/var/vmail", "/srv/vmail", "/var/mail", "/home"],
+        default_factory=lambda: ["/var/vmail", "/srv/vmail", "/var/mail"],
         description="directories on the old host searched for Maildir messages "
-        "(files under new/ and cur/) that arrived after the cutover; missing ones are skipped",
+        "(files under new/ and cur/) that arrived after the cutover; missing ones are "
+        "skipped (add /home for ~/Maildir)",
     )
     mysql_datadir: str = Field(
         default="/var/lib/mysql",
