@@ -43,7 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--phase",
         choices=[p.value for p in Phase],
         help="the migration phase to check: preflight (before the DNS change), "
-        "cutover (old host forwarding), acceptance (after the DNS change)",
+        "cutover (old host forwarding), acceptance (after the DNS change), "
+        "decommission (before the old host is switched off)",
     )
     group.addoption(
         "--inventory",
@@ -169,7 +170,9 @@ def cutover_pair(pytestconfig: pytest.Config) -> str | None:
 def inventory(pytestconfig: pytest.Config, cutover_pair: str | None) -> Inventory:
     """The loaded, validated inventory of the pair being checked."""
     if cutover_pair is None:
-        raise pytest.UsageError("the checks need a phase: --phase preflight|cutover|acceptance")
+        raise pytest.UsageError(
+            "the checks need a phase: --phase preflight|cutover|acceptance|decommission"
+        )
     return fleet_of(pytestconfig).pair(cutover_pair)
 
 

@@ -152,7 +152,9 @@ def _select_and_describe(config: pytest.Config, items: list[pytest.Item]) -> Non
     if not checks:
         return
     if PHASE_KEY not in config.stash:
-        raise pytest.UsageError("the checks need a phase: --phase preflight|cutover|acceptance")
+        raise pytest.UsageError(
+            "the checks need a phase: --phase preflight|cutover|acceptance|decommission"
+        )
     phase = config.stash[PHASE_KEY]
     fleet = fleet_of(config)
     selected: list[pytest.Item] = []

@@ -38,7 +38,7 @@ from cutover.model.phases import AREAS, Phase
 
 CHECKS_DIR = Path(__file__).resolve().parent
 NEEDS_PHASE = (
-    "the checks need a phase: --phase preflight|cutover|acceptance --inventory FILE "
+    "the checks need a phase: --phase preflight|cutover|acceptance|decommission --inventory FILE "
     "(or `cutover run PHASE -i FILE`); the self-tests run with `make test`"
 )
 # pytest's own exit code for "no tests collected": a phase run that checked nothing.
@@ -48,6 +48,7 @@ _PHASE_MARKERS = {
     Phase.PREFLIGHT: "the gate before the DNS change",
     Phase.CUTOVER: "while the old host forwards every port to the new one",
     Phase.ACCEPTANCE: "after the DNS change",
+    Phase.DECOMMISSION: "before the old host is switched off (may the forwards stop?)",
 }
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from checks.declare import check
-from checks.observe.dns import Lowering, iso, moving_ttls
+from checks.observe.dns import Lowering, duration, iso, moving_ttls
 from checks.support import no_problems, parametrize
 from checks.targets.dns import ZoneTarget
 from cutover.model.inventory import Inventory
@@ -144,13 +144,6 @@ def test_ttl_lowered(
 # --- DNS03 -------------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
-
-
 @check("DNS03", phases=("preflight",))
 def test_ttl_lowered_long_enough(
     dns_zone: ZoneTarget,
@@ -188,8 +181,8 @@ def test_ttl_lowered_long_enough(
         )
         waiting.append(
             f"{lowering.name} {lowering.rdtype}: TTL {lowering.ttl}, first seen lowered on "
-            f"every server {iso(lowering.first_seen)} ({_duration(now - lowering.first_seen)} "
-            f"ago); {why}: {_duration(left)} left (until {iso(lowering.first_seen + wait)})"
+            f"every server {iso(lowering.first_seen)} ({duration(now - lowering.first_seen)} "
+            f"ago); {why}: {duration(left)} left (until {iso(lowering.first_seen + wait)})"
         )
     acknowledgement = inventory.dns.lowering_acknowledged
     if acknowledgement:

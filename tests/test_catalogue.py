@@ -31,7 +31,15 @@ def test_phases_are_what_each_check_declares() -> None:
     assert runs_in("MYSQL01", Phase.CUTOVER)
     assert not runs_in("MYSQL01", Phase.PREFLIGHT)
     assert not runs_in("DNS03", Phase.ACCEPTANCE)
-    assert all(runs_in("PORT01", phase) for phase in Phase)
+    assert all(runs_in("PORT01", phase) for phase in Phase if phase is not Phase.DECOMMISSION)
+
+
+def test_decommission_runs_only_the_decom_checks() -> None:
+    """Acceptance already proved the new server: the last phase asks only what it adds."""
+    running = {e.check_id for e in load_catalogue() if runs_in(e.check_id, Phase.DECOMMISSION)}
+    assert "DECOM01" in running
+    assert all(area_of(check_id) == "decom" for check_id in running), running
+    assert not runs_in("DECOM01", Phase.ACCEPTANCE)
 
 
 def _checks_dir(tmp_path: Path, declaration: str, doc: str = "PORT01") -> Path:

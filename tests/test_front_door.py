@@ -213,6 +213,23 @@ def test_python_m_cutover_stays_and_the_inventory_is_relative_to_the_cwd(
     assert ran.ids("preflight") == ids_of(Phase.PREFLIGHT, "vfio")
 
 
+def test_cutover_run_decommission_runs_only_the_decom_checks(host: Host, user_dir: Path) -> None:
+    """The fourth phase from a user's own directory: its checks, its reports, nothing else.
+
+    Nothing answers DNS on the front door's loopback nameserver, so the switch was
+    never seen: DECOM01 fails and says so.
+    """
+    ran = run([CUTOVER, "run", "decommission", "-i", str(host.inventory)], user_dir)
+    assert ran.returncode == 1, ran.output
+    report = ran.report("decommission")  # validated against docs/report.schema.json
+    assert report["phase"] == "decommission"
+    assert ran.ids("decommission") == ids_of(Phase.DECOMMISSION, "decom")
+    (decom01,) = [c for c in report["checks"] if c["id"] == "DECOM01"]
+    assert decom01["verdict"] == "failed"
+    assert "the DNS switch was never seen" in decom01["evidence"], decom01
+    assert (user_dir / "reports" / "decommission.xml").is_file()
+
+
 def test_one_pair_of_a_fleet_gets_its_own_reports(host: Host, user_dir: Path) -> None:
     ran = run(
         [

@@ -7,7 +7,9 @@ then observed once per session on every one of them, concurrently
 
 The TTL history DNS03 needs is kept in the baseline across runs: when the
 suite first saw each record lowered on every server, and the TTL it saw
-before (`ttl_lowerings`).
+before (`ttl_lowerings`). So is the DNS switch DECOM01 needs: when an
+acceptance or decommission run first saw every server point the zone at the
+new IP, and the highest TTL its records had before (`dns_switches`).
 """
 
 from __future__ import annotations
@@ -21,18 +23,36 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from checks.record import RecordContext, Records, recorder
+from cutover.model.phases import PhaseExpectations, Side
 from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
-from cutover.probes.dns.engine import Answer, observe_answers
+from cutover.probes.dns.engine import Answer, mx_targets, observe_answers
 from cutover.probes.dns.names import Question, in_zone
 from cutover.probes.dns.sql import SqlZone, read_zones
-from cutover.probes.dns.zones import ZoneObservation, ZoneServers, discover_servers, observe_zones
+from cutover.probes.dns.zones import (
+    ZoneObservation,
+    ZoneServers,
+    discover_servers,
+    observe_zones,
+    seconds_to_wait,
+)
 
 if TYPE_CHECKING:
     from checks.progress import Stage
     from cutover.model.inventory import Inventory
 
-__all__ = ["Lowering", "discover_zone_servers", "iso", "moving_ttls", "record_ttl_history"]
+__all__ = [
+    "Lowering",
+    "Switch",
+    "discover_zone_servers",
+    "duration",
+    "iso",
+    "moving_ttls",
+    "pointed_addresses",
+    "record_dns_switch",
+    "record_ttl_history",
+    "switch_wait",
+]
 
 # Record types whose TTL decides how fast clients follow the move.
 MOVING_TYPES = ("A", "AAAA", "MX", "CNAME")
@@ -56,8 +76,14 @@ def zone_observations(
     inventory: Inventory,
     zone_servers: ZoneServers,
     observing: Callable[[str, str], Stage],
+    records: Records,
+    expect: PhaseExpectations,
 ) -> dict[str, ZoneObservation]:
-    """Every zone on every authoritative server, observed once, concurrently."""
+    """Every zone on every authoritative server, observed once, concurrently.
+
+    After the DNS switch (acceptance, decommission), the first run that sees
+    every server point a zone at the new IP records when (`dns_switches`).
+    """
     zones = inventory.dns.zones
     listed = {str(a) for zone in zones for a in zone.nameservers}
     servers = f"{len(listed)} server{'s' * (len(listed) != 1)}"
@@ -65,7 +91,11 @@ def zone_observations(
         servers = "their NS servers"
     with observing(f"DNS: {len(zones)} zones on {servers}", "questions") as progress:
         timeout = settings_for(inventory).operation_timeout
-        return observe_zones(zones, zone_servers, timeout=timeout, progress=progress)
+        seen = observe_zones(zones, zone_servers, timeout=timeout, progress=progress)
+    if expect.dns_points_to == frozenset({Side.NEW}):
+        # After the switch, any run that observes the zones dates it (DECOM01).
+        record_dns_switch(seen, {str(inventory.new.address)}, records, time.time())
+    return seen
 
 
 def moving_ttls(seen: ZoneObservation, server: str) -> Iterator[tuple[tuple[str, str], int]]:
@@ -85,6 +115,14 @@ def moving_ttls(seen: ZoneObservation, server: str) -> Iterator[tuple[tuple[str,
 
 def iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+def duration(seconds: float) -> str:
+    """`1h02m03s`, `4m05s` (never negative)."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
 def _epoch(text: str) -> float:
@@ -179,6 +217,121 @@ def record_dns(ctx: RecordContext) -> None:
     servers = discover_zone_servers(inventory, settings)
     seen = observe_zones(inventory.dns.zones, servers, timeout=settings.operation_timeout)
     record_ttl_history(seen, inventory.dns.ttl, ctx.records)
+
+
+# --- the DNS switch (DECOM01) --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Switch:
+    """When the suite first saw a zone point at the new IP on every server."""
+
+    zone: str
+    switched: float  # first seen switched (epoch seconds)
+    old_ttl: int  # the highest TTL its moving records had before the switch
+    old_ttl_from: str  # "TTL history" or "highest TTL observed at the switch"
+
+
+def switch_wait(switch: Switch, allowance: int, now: float) -> float:
+    """Seconds until no resolver should still hand out the old records (<= 0: none).
+
+    A resolver that fetched a record just before the switch keeps it for the
+    old TTL, and (RFC 8767 serve-stale) may keep serving it for the allowance
+    after that when it cannot refresh.
+
+    >>> switch_wait(Switch("example.test", 1000.0, 300, "TTL history"), 600, 1500.0)
+    400.0
+    """
+    return seconds_to_wait(
+        lowered_since=switch.switched, old_ttl=switch.old_ttl + allowance, now=now
+    )
+
+
+def pointed_addresses(seen: ZoneObservation) -> set[str] | None:
+    """Every address the apex A/AAAA and the MX targets resolve to on every server.
+
+    None when an answer among them cannot be judged (DNS01 says why) or a
+    server is missing: then nothing can be said of the zone as a whole.
+    """
+    if seen.error or not seen.servers or seen.unjudgeable():
+        return None
+    answers: list[Answer | None] = []
+    for server in seen.servers:
+        answers += [seen.answer(server, seen.zone, rdtype) for rdtype in ("A", "AAAA")]
+        mx = seen.answer(server, seen.zone, "MX")
+        targets = mx_targets(mx) if mx is not None and mx.judgeable else []
+        # as DNS05: a target is asked of whichever servers the observation asked
+        answers += [a for (_, (name, _t)), a in seen.answers.items() if name in targets]
+    values: set[str] = set()
+    for answer in answers:
+        if answer is None or not answer.judgeable:
+            continue  # an MX target outside the zones: DNS05 says so
+        values.update(value for rrset in answer.chain()[1] for value in rrset.values)
+    return values
+
+
+def _ttl_before_switch(records: Records, zone: str, seen: ZoneObservation) -> tuple[int, str]:
+    """The highest TTL the zone's moving records had before the switch, and where it is from.
+
+    The TTL history (DNS02/03) knows the TTL each record had when last seen,
+    high or lowered; without any history of the zone, the highest TTL seen now.
+    """
+    highs = records.section("dns_ttl_high")
+    lowered = records.section("dns_lowered")
+    prefix = f"{zone}|"
+    before = []
+    for entry in {*highs, *lowered}:
+        if not entry.startswith(prefix):
+            continue
+        high, low = highs.get(entry), lowered.get(entry)
+        if high and (not low or _epoch(high["seen"]) > _epoch(low["first_seen"])):
+            before.append(int(high["ttl"]))  # still (or again) high when last seen
+        elif low:
+            before.append(int(low["ttl"]))
+    if before:
+        return max(before), "TTL history"
+    return max(_highest_ttls(seen).values(), default=0), "highest TTL observed at the switch"
+
+
+def record_dns_switch(
+    zone_observations: dict[str, ZoneObservation],
+    new_addresses: set[str],
+    records: Records,
+    now: float,
+) -> dict[str, Switch]:
+    """Per zone, the DNS switch: recorded the first time every server points at the new IP.
+
+    Written whatever the phase records (the switch happens after preflight);
+    with keep_existing, the first sighting wins, also when runs race.
+    """
+    known = records.section("dns_switch")
+    first = {}
+    for zone, seen in zone_observations.items():
+        pointed = pointed_addresses(seen)
+        if zone in known or not pointed or not pointed <= new_addresses:
+            continue
+        old_ttl, source = _ttl_before_switch(records, zone, seen)
+        first[zone] = {"switched": iso(now), "old_ttl": old_ttl, "old_ttl_from": source}
+    if first:
+        known.update(records.baseline.record_many("dns_switch", first, keep_existing=True))
+    return {
+        zone: Switch(zone, _epoch(entry["switched"]), int(entry["old_ttl"]), entry["old_ttl_from"])
+        for zone, entry in known.items()
+        if zone in zone_observations
+    }
+
+
+@pytest.fixture(scope="session")
+def dns_switches(
+    inventory: Inventory,
+    zone_observations: dict[str, ZoneObservation],
+    records: Records,
+    expect: PhaseExpectations,
+) -> dict[str, Switch]:
+    """Per zone, when the DNS switch was first seen (recorded once DNS points only at new)."""
+    if expect.dns_points_to != frozenset({Side.NEW}):
+        return {}  # before the switch: nothing to record (DECOM01 runs after it)
+    return record_dns_switch(zone_observations, {str(inventory.new.address)}, records, time.time())
 
 
 # --- SQL-backed servers (DNS06) ---------------------------------------------------

@@ -170,7 +170,7 @@ def _version() -> str:
 def _phase_table() -> str:
     from cutover.model.phases import expectations
 
-    rows = [f"  {phase.value:<11} {expectations(phase).summary}" for phase in Phase]
+    rows = [f"  {phase.value:<13} {expectations(phase).summary}" for phase in Phase]
     return "phases (one run checks one; reports/<phase>.xml, .html, .json):\n" + "\n".join(rows)
 
 

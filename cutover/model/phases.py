@@ -27,6 +27,7 @@ class Phase(StrEnum):
     PREFLIGHT = "preflight"
     CUTOVER = "cutover"
     ACCEPTANCE = "acceptance"
+    DECOMMISSION = "decommission"
 
 
 class Side(StrEnum):
@@ -75,13 +76,23 @@ _TABLE: dict[Phase, PhaseExpectations] = {
         ttl_lowered=False,
         records_baseline=False,
     ),
+    # The lab/state of acceptance (DNS switched, the old host still forwarding): the
+    # phase asks whether the forwards may stop now. Only the DECOM checks run in it.
+    Phase.DECOMMISSION: PhaseExpectations(
+        phase=Phase.DECOMMISSION,
+        summary="before switching the old host off: may the forwards stop now?",
+        served_by={Side.OLD: Side.NEW, Side.NEW: Side.NEW},
+        dns_points_to=frozenset({Side.NEW}),
+        ttl_lowered=False,
+        records_baseline=False,
+    ),
 }
 
 
 def expectations(phase: Phase | str, *, old_ip_closed: bool = False) -> PhaseExpectations:
     """The expectations for a phase; `old_ip_closed` is the inventory's acceptance choice."""
     rules = _TABLE[Phase(phase)]
-    if old_ip_closed and rules.phase is Phase.ACCEPTANCE:
+    if old_ip_closed and rules.phase in (Phase.ACCEPTANCE, Phase.DECOMMISSION):
         return PhaseExpectations(
             phase=rules.phase,
             summary=rules.summary + " (the old IP is closed)",
@@ -117,6 +128,7 @@ AREAS: dict[str, str] = {
     "MAIL": "dns",
     "VFIO": "vfio",
     "VM": "vm",
+    "DECOM": "decom",
 }
 
 CHECK_ID = re.compile(r"^([A-Z]+)([0-9]{2})\b")

@@ -238,6 +238,13 @@ class DnsZone(Strict):
         return name.lower().removesuffix(".") or name
 
 
+# RFC 8767 (serve-stale) lets a resolver that cannot refresh a record keep
+# answering with it after its TTL expired, for up to its "maximum stale timer",
+# for which the RFC suggests 1 to 3 days. The default takes the upper end: a
+# resolver that follows the RFC has dropped the old records by then.
+STALE_ALLOWANCE = 3 * 86400
+
+
 class Dns(Strict):
     ttl: Annotated[int, Field(ge=0, le=86400, strict=True)] = Field(
         default=300, description="the lowered TTL (seconds) the records must have before the move"
@@ -250,6 +257,17 @@ class Dns(Strict):
         default=None,
         description="operator's statement that TTLs were lowered long enough ago "
         "(skips the wait; recorded in the report)",
+    )
+    stale_allowance: Annotated[int, Field(ge=0, le=604800, strict=True)] = Field(
+        default=STALE_ALLOWANCE,
+        description="seconds after the DNS switch plus the old TTL during which resolvers "
+        "may still serve the old records stale (DECOM01); default 3 days: RFC 8767 (serve-"
+        "stale) suggests resolvers keep expired records for at most 1 to 3 days",
+    )
+    switch_acknowledged: str | None = Field(
+        default=None,
+        description="operator's statement that no resolver still serves the old records "
+        "after the DNS switch (skips the DECOM01 wait; recorded in the report)",
     )
     sql: list[DnsSql] = Field(
         default_factory=list, description="read access to nameservers' SQL backends (DNS06)"
