@@ -3,7 +3,9 @@
 Semantics: docs/semantics.md, "Decommission". The phase runs in the state of
 acceptance (DNS switched, the old host still forwarding) and only these
 checks run in it: acceptance already proved the new server. What the checks
-judge is observed in checks/observe/ (the DNS switch: checks/observe/dns.py).
+judge is observed in checks/observe/ (the DNS switch: checks/observe/dns.py;
+the old host, read-only over `old.ssh`, for DECOM02-DECOM04:
+checks/observe/decommission.py).
 """
 
 from __future__ import annotations
