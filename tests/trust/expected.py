@@ -13,7 +13,8 @@ break must fail, with the reason in REASONS.
 from __future__ import annotations
 
 PREFLIGHT, CUTOVER, ACCEPTANCE = "preflight", "cutover", "acceptance"
-PHASES = (PREFLIGHT, CUTOVER, ACCEPTANCE)
+DECOMMISSION = "decommission"
+PHASES = (PREFLIGHT, CUTOVER, ACCEPTANCE, DECOMMISSION)
 
 _ENDPOINT = frozenset({"PORT01", "PORT02", "TLS01", "TLS02", "TLS03"})
 _IMAP_ALL = frozenset({"IMAP01", "IMAP02", "IMAP03", "IMAP04", "IMAP05"})
@@ -52,6 +53,10 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
     "spf-too-many-lookups": {PREFLIGHT: frozenset({"MAIL01"})},
     "ptr-mismatch": {PREFLIGHT: frozenset({"MAIL02"})},
     "dkim-key-mismatch": {PREFLIGHT: frozenset({"MAIL03"})},
+    "stale-client:25": {DECOMMISSION: frozenset({"DECOM02"})},
+    "mail-stranded-on-old": {DECOMMISSION: frozenset({"DECOM03"})},
+    "old-queue-not-empty": {DECOMMISSION: frozenset({"DECOM03"})},
+    "tunnel-socket-in-use": {DECOMMISSION: frozenset({"DECOM04"})},
 }
 
 # Why a fault fails more than one check (the matrix doc prints these).

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI, Lab, lab_cli
-from tests.trust.expected import ACCEPTANCE, CUTOVER, EXPECTED, PREFLIGHT, phase_of
+from tests.trust.expected import (
+    ACCEPTANCE,
+    CUTOVER,
+    DECOMMISSION,
+    EXPECTED,
+    PREFLIGHT,
+    phase_of,
+)
 from tests.trust.matrix import (
     DOC,
     HEALTHY_ROW,
@@ -89,6 +96,15 @@ def test_acceptance_healthy_is_green(acceptance_lab: Lab, matrix_dir: Path) -> N
 @pytest.mark.parametrize("fault", faults_of(ACCEPTANCE))
 def test_acceptance_fault(acceptance_lab: Lab, matrix_dir: Path, fault: str) -> None:
     check_row(acceptance_lab, ACCEPTANCE, fault, matrix_dir)
+
+
+def test_decommission_healthy_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
+    check_row(acceptance_lab, DECOMMISSION, HEALTHY_ROW, matrix_dir)
+
+
+@pytest.mark.parametrize("fault", faults_of(DECOMMISSION))
+def test_decommission_fault(acceptance_lab: Lab, matrix_dir: Path, fault: str) -> None:
+    check_row(acceptance_lab, DECOMMISSION, fault, matrix_dir)
 
 
 def test_every_lab_fault_is_in_the_matrix(lab: Lab) -> None:
