@@ -311,7 +311,8 @@ def stranded_script(
     data = shlex.quote(datadir)
     queue = (
         f"""if command -v postqueue >/dev/null 2>&1; then
-  postqueue -j 2>&1 | head -n {MAX_ITEMS + 1} | cut -c 1-65536 | sed 's/^/queue: /'
+  {{ postqueue -j 2>&1; echo "rc: $?"; }} | head -n {MAX_ITEMS + 2} | cut -c 1-65536 \\
+    | sed 's/^/queue: /'
 else
   echo "queue-missing:"
 fi"""
@@ -382,6 +383,7 @@ def parse_stranded(text: str, *, with_queue: bool) -> Stranded:
     datadir: list[str] = []
     queue_lines: list[str] = []
     queue_missing = False
+    queue_rc = ""  # postqueue's exit status ("" when the listing was cut before it)
     for line in text.splitlines():
         tag, _, value = line.partition(": ")
         if tag == "started":
@@ -404,19 +406,24 @@ def parse_stranded(text: str, *, with_queue: bool) -> Stranded:
         elif tag == "datadir":
             _, _, path = value.partition(" ")
             datadir.append(_field(path))
+        elif tag == "queue" and value.startswith("rc: "):
+            queue_rc = value.removeprefix("rc: ").strip()
         elif tag == "queue":
             queue_lines.append(value)
         elif line.startswith("queue-missing:"):
             queue_missing = True
     first = min(started) if started else None
     queue = parse_postqueue("\n".join(queue_lines)) if with_queue and not queue_missing else None
+    # Without a running Postfix, postqueue warns ("Mail system is down -- accessing
+    # the queue directly") and still lists the queue: only its failure is an error.
     unparsed = [q for q in queue_lines if not q.lstrip().startswith("{")]
+    failed = queue_rc not in ("", "0") or any("fatal:" in q for q in unparsed)
     return Stranded(
         cutover_at=first[0] if first else None,
         cutover_by=first[1] if first else "",
         messages=tuple(messages[:MAX_ITEMS]),
         queue=queue,
-        queue_error=_field(unparsed[0]) if unparsed and not queue else "",
+        queue_error=_field(unparsed[-1] if unparsed else f"exit {queue_rc}") if failed else "",
         datadir_files=tuple(datadir[:MAX_ITEMS]),
         truncated=len(messages) > MAX_ITEMS or len(datadir) > MAX_ITEMS,
     )

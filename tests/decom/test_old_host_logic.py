@@ -138,9 +138,18 @@ def test_stranded_without_forwards_or_postqueue() -> None:
 
 
 def test_stranded_postqueue_error_is_said() -> None:
-    seen = parse_stranded("queue: postqueue: fatal: open /etc/postfix/main.cf\n", with_queue=True)
+    text = "queue: postqueue: fatal: open /etc/postfix/main.cf\nqueue: rc: 69\n"
+    seen = parse_stranded(text, with_queue=True)
     assert seen.queue == ()
     assert "main.cf" in seen.queue_error
+
+
+def test_stranded_postqueue_warning_of_a_stopped_postfix_is_no_error() -> None:
+    text = (
+        "queue: postqueue: warning: Mail system is down -- accessing queue directly\nqueue: rc: 0\n"
+    )
+    seen = parse_stranded(text, with_queue=True)
+    assert seen.queue == () and not seen.queue_error
 
 
 def test_dependants_exclude_the_forwarders() -> None:
