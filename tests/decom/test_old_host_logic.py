@@ -186,3 +186,19 @@ def test_dependants_exclude_the_forwarders() -> None:
 
 def test_ss_unix_skips_malformed_lines() -> None:
     assert parse_ss_unix("u_str ESTAB 0 0 /x notanumber * 1\nshort\n") == []
+
+
+def test_the_check_backstop_leaves_room_for_the_window() -> None:
+    from checks.config import _backstop
+    from cutover.model.inventory import Inventory
+    from cutover.model.phases import Phase
+
+    inventory = Inventory.model_validate(
+        {
+            "old": {"address": "198.51.100.10"},
+            "new": {"address": "198.51.100.20"},
+            "decommission": {"observe_seconds": 600},
+        }
+    )
+    assert _backstop(inventory, Phase.DECOMMISSION) == 600 + 2 * 5 + 30
+    assert _backstop(inventory, Phase.ACCEPTANCE) == inventory.timeouts.test == 120
