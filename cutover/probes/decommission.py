@@ -283,15 +283,20 @@ class Stranded:
 def _cutover_lines(ports: Iterable[int]) -> str:
     """Shell: `started: EPOCH CMDLINE` for every process listening on a forwarded port."""
     spec = shlex.quote(_port_filter(ports))
-    return f"""btime=$(awk '/^btime/ {{print $2}}' /proc/stat)
+    # The start in wall-clock time, as precise as the file times it is compared with:
+    # now minus the time elapsed since the start (uptime minus the start, in clock
+    # ticks). /proc/stat's btime would cut up to a second (whole seconds only).
+    return f"""now=$(date +%s.%N 2>/dev/null)
+case $now in (*[!0-9.]*|'') now=$(date +%s) ;; esac
+read -r up _ </proc/uptime
 hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
 for pid in $(ss -tlnpH {spec} 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 \\
     | sort -u | head -n 100); do
   ticks=$(sed 's/^.*) //' /proc/$pid/stat 2>/dev/null | awk '{{print $20}}')
   [ -n "$ticks" ] || continue
   name=$(tr '\\0' ' ' </proc/$pid/cmdline 2>/dev/null | tr -d '\\n' | head -c {MAX_FIELD})
-  awk -v b="$btime" -v h="$hz" -v s="$ticks" -v n="$name" \\
-    'BEGIN {{printf "started: %.2f %s\\n", b + s / h, n}}'
+  awk -v now="$now" -v up="$up" -v h="$hz" -v s="$ticks" -v n="$name" \\
+    'BEGIN {{printf "started: %.3f %s\\n", now - (up - s / h), n}}'
 done"""
 
 
