@@ -7,6 +7,7 @@ malformed lines are skipped, nothing raises.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from cutover.probes.decommission import (
     MAX_FIELD,
@@ -202,3 +203,19 @@ def test_the_check_backstop_leaves_room_for_the_window() -> None:
     )
     assert _backstop(inventory, Phase.DECOMMISSION) == 600 + 2 * 5 + 30
     assert _backstop(inventory, Phase.ACCEPTANCE) == inventory.timeouts.test == 120
+
+
+def test_without_old_ssh_the_old_host_checks_skip_saying_why(tmp_path: Path) -> None:
+    from tests.suite import run_suite
+
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "old: {address: 198.51.100.10}\nnew: {address: 198.51.100.20}\n", encoding="utf-8"
+    )
+    run = run_suite(
+        "decommission", inventory, tmp_path / "reports", "-k", "DECOM02 or DECOM03 or DECOM04"
+    )
+    assert {c.check_id for c in run.cases} == {"DECOM02", "DECOM03", "DECOM04"}, run.summary()
+    for case in run.cases:
+        assert case.outcome == "skipped", run.summary()
+        assert "no old.ssh in the inventory" in case.message, case.message
