@@ -108,8 +108,16 @@ def configure(config: pytest.Config, phase: Phase) -> list[str]:
     config.stash[PHASE_KEY] = phase
     # pytest-timeout: the inventory's per-check backstop unless given on the command line.
     if getattr(config.option, "timeout", None) in (None, 0):
-        config.option.timeout = max(fleet.pair(name).timeouts.test for name in selected)
+        config.option.timeout = max(_backstop(fleet.pair(name), phase) for name in selected)
     return selected
+
+
+def _backstop(inventory: Inventory, phase: Phase) -> float:
+    """A check's pytest-timeout: `timeouts.test`, and in decommission room for DECOM02's window."""
+    if phase is not Phase.DECOMMISSION:
+        return inventory.timeouts.test
+    window = inventory.decommission.observe_seconds + 2 * inventory.timeouts.operation + 30
+    return max(inventory.timeouts.test, window)
 
 
 def set_report_paths(config: pytest.Config) -> None:

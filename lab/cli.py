@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from lab import faults, labctl, lock, scale, story
+from lab import faults, labctl, lock, scale, staleclient, state, story
 from lab.run import LabError, enter
 from lab.topology import HOSTS
 
@@ -47,6 +47,25 @@ def _fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stale_client(args: argparse.Namespace) -> None:
+    data = labctl.lab_state()
+    if args.stop:
+        stopped = staleclient.stop(data, args.port)
+        state.save(data)
+        labctl.say(
+            f"stale-client: stopped {' '.join(map(str, stopped)) or 'nothing (none running)'}"
+        )
+        return
+    if args.port is None:
+        raise LabError("stale-client --port P [--rate N] | stale-client --stop [--port P]")
+    pid = staleclient.start(data, args.port, args.rate)
+    state.save(data)
+    labctl.say(
+        f"stale-client: pid {pid} connects to the old IP's port {args.port} "
+        f"{args.rate:g}/s from the client host (until `stale-client --stop`)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -63,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("sync", help="copy mail (dsync), MariaDB (dump | ssh) and web from old to new")
     verbs.add_parser("cutover", help="run lab/cutover.sh on old: stop services, forward all ports")
     verbs.add_parser("dns-switch", help="point every zone's A record at the new IP (SQL)")
+    verbs.add_parser(
+        "decommission", help="stop the forwards and the tunnel on old (by PID): old goes silent"
+    )
+    stale = verbs.add_parser(
+        "stale-client",
+        help="a client (client host, second address) that keeps connecting to the OLD IP",
+    )
+    stale.add_argument("--port", type=int, help="the old IP's forwarded port")
+    stale.add_argument("--rate", type=float, default=1.0, help="connections a second (default 1)")
+    stale.add_argument("--stop", action="store_true", help="stop it (every one without --port)")
     fault = verbs.add_parser("fault", help="break one property: fault NAME[:ARG]")
     fault.add_argument("name", nargs="?", help="NAME or NAME:ARG (see --list); `heal` undoes all")
     fault.add_argument("--list", action="store_true", help="describe every fault")
@@ -114,6 +143,10 @@ def _run(args: argparse.Namespace) -> int:
         story.cutover()
     elif args.verb == "dns-switch":
         story.dns_switch()
+    elif args.verb == "decommission":
+        story.decommission()
+    elif args.verb == "stale-client":
+        _stale_client(args)
     elif args.verb == "fault":
         return _fault(args)
     elif args.verb == "heal":

@@ -1,7 +1,8 @@
 """Faults: each breaks exactly one property the suite checks, and undoes itself.
 
 A fault is one small class with `@register` (lab/fault_registry.py) in one of
-lab/faults_core.py, lab/faults_mailclients.py, lab/faults_outbound.py, all
+lab/faults_core.py, lab/faults_mailclients.py, lab/faults_outbound.py,
+lab/faults_decom.py, all
 imported here; `fault --list` picks it up. This module is the `fault` verb:
 apply, undo, list, heal.
 """
@@ -11,7 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 # Each module registers its faults when imported, in this order (`fault --list`).
-from lab import daemons, faults_core, faults_mailclients, faults_outbound, health, pki, state, story  # noqa: F401
+from lab import (  # noqa: F401
+    daemons,
+    faults_core,
+    faults_decom,
+    faults_mailclients,
+    faults_outbound,
+    health,
+    pki,
+    staleclient,
+    state,
+    story,
+)
 from lab.fault_registry import FAULTS, Fault, kill_helper, restart_daemon
 from lab.labctl import lab_state, say
 from lab.run import LabError, pid_alive, run
@@ -134,7 +146,8 @@ def heal() -> None:
         undo(key, verify=False)
     data = lab_state()
     done = _unsilence() + _restart_dead_daemons(data)
-    if data["story"]["cutover"]:
+    done += [f"client: stale client {pid} stopped" for pid in staleclient.stop(data)]
+    if data["story"]["cutover"] and not data["story"].get("decommissioned"):
         done += _restart_helpers(data)
     state.save(data)
     health.verify(data, "heal")

@@ -103,6 +103,31 @@ def _helpers(data: dict[str, Any]) -> Condition:
     return Condition("cutover helpers on old", not bad, detail)
 
 
+def _silent(sweep: dict[str, str], address: str) -> Condition:
+    """After `lab decommission`: no forwarded port of the old IP answers."""
+    answering = [
+        f"{PORT_NAMES[port]}/{port}"
+        for port in FORWARDED_PORTS
+        if sweep.get(f"{address}:{port}", "ok").startswith("ok")
+    ]
+    detail = (
+        f"none of the {len(FORWARDED_PORTS)} forwarded ports answers"
+        if not answering
+        else "still answering: " + ", ".join(answering)
+    )
+    return Condition(f"decommissioned: old IP {address} silent", not answering, detail)
+
+
+def _stale_clients(data: dict[str, Any]) -> Condition:
+    """Every stale client lab.json tracks is running (`lab stale-client --stop` forgets it)."""
+    tracked: dict[str, int] = data.get("stale_clients", {})
+    dead = [f"port {port}({pid})" for port, pid in sorted(tracked.items()) if not pid_alive(pid)]
+    detail = (
+        f"{len(tracked)} running" if not dead else "tracked but not running: " + ", ".join(dead)
+    )
+    return Condition("stale clients", not dead, detail)
+
+
 def _count(ns_key: str, sql: str) -> int:
     ns = next(n for n in NAMESERVERS if n.key == ns_key)
     return int(mysql(ns, sql, database="pdns", timeout=20).strip() or 0)
@@ -112,8 +137,12 @@ def conditions(data: dict[str, Any]) -> list[Condition]:
     """Every postcondition of the story as lab.json records it, observed now."""
     story = data["story"]
     found = [_daemons(data)]
+    if data.get("stale_clients"):
+        found.append(_stale_clients(data))
     sweep = _probe("client", "--json")
-    if story["cutover"]:
+    if story.get("decommissioned"):
+        found.append(_silent(sweep, OLD.address))
+    elif story["cutover"]:
         found.append(_helpers(data))
         found.append(_ports(sweep, OLD.address, NEW.fqdn, f"old IP {OLD.address} forwards to new"))
         through = _probe("old", "--socket", MYSQL_SOCKET).get("socket", "FAIL no answer")

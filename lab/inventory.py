@@ -136,6 +136,9 @@ def build(
             "reverse_nameservers": nameservers,
         },
         "acceptance": {"old_ip": "forward"},
+        # The decommission phase watches old's forwarded ports this long (default 60 s):
+        # in the lab nobody but the suite and a faulted stale client connects.
+        "decommission": {"observe_seconds": 5},
         "timeouts": {"connect": 5, "operation": 5},
     }
 

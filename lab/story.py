@@ -1,4 +1,4 @@
-"""The migration story, one verb per step: lower-ttl, sync, cutover, dns-switch.
+"""The migration story, one verb per step: lower-ttl, sync, cutover, dns-switch, decommission.
 
 Each verb is idempotent: run twice, the second run says there was nothing to do.
 """
@@ -10,7 +10,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import health, state
+from lab import daemons, health, state
 from lab.daemons import mysql, reload
 from lab.labctl import lab_state, say
 from lab.run import LabError, on, pid_alive
@@ -156,6 +156,8 @@ def cutover() -> None:
         health.verify(data, "cutover")
         say(f"cutover: already done ({len(helpers)} helpers running on old)")
         return
+    if data["story"].get("decommissioned"):
+        raise LabError("cutover: the forwards were stopped by `lab decommission`; rebuild the lab")
     if data["story"]["cutover"]:
         raise LabError("cutover: done before but helpers died; `python -m lab heal` restarts them")
     started = time.monotonic()
@@ -195,3 +197,23 @@ def dns_switch() -> None:
     data["story"]["dns"] = "new"
     state.save(data)
     health.verify(data, "dns-switch")
+
+
+def decommission() -> None:
+    """Stop the forwards and the tunnel on old (by their PIDs), as the operator finally would."""
+    data = lab_state()
+    if data["story"].get("decommissioned"):
+        health.verify(data, "decommission")
+        say("decommission: already done (the old IP answers nothing on the forwarded ports)")
+        return
+    if not data["story"]["cutover"]:
+        raise LabError("decommission: no cutover yet: there are no forwards to stop")
+    helpers: dict[str, int] = data["cutover"]
+    for name, pid in sorted(helpers.items()):
+        daemons.stop(pid)
+        say(f"decommission: old: {name} stopped (pid {pid})")
+    data["cutover"] = {}
+    data["story"]["decommissioned"] = True
+    state.save(data)
+    health.verify(data, "decommission")
+    say(f"decommission: {len(helpers)} forwards and the tunnel stopped; old answers nothing")

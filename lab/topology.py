@@ -81,3 +81,8 @@ def check_lab_address(address: str) -> str:
     if ipaddress.IPv4Address(address) not in SUBNET:
         raise ValueError(f"{address} is not a lab address ({SUBNET})")
     return address
+
+
+# A second address of the client host: stale clients (`lab stale-client`) connect
+# from it, so the old host can tell them from the suite (which uses CLIENT.address).
+STALE_CLIENT_ADDRESS = "198.51.100.101"

@@ -44,8 +44,9 @@ from tests.suite import REPO, SuiteRun, run_suite
 IN_CI = os.environ.get("CI") == "true"
 OPT_IN = "CUTOVER_SELFTEST_LAB"
 SHUFFLE = "CUTOVER_SHUFFLE"
-# "scaled": acceptance plus `lab scale` data, which nothing removes but a rebuild.
-STORY = ("up", "preflight", "cutover", "acceptance", "scaled")
+# "scaled": acceptance plus `lab scale` data, which nothing removes but a rebuild;
+# "decommissioned": after `lab decommission` (the forwards stopped): the story's end.
+STORY = ("up", "preflight", "cutover", "acceptance", "scaled", "decommissioned")
 # What lab.json's story says in each state (a mismatch means: rebuild).
 STORY_FLAGS = {
     "up": {"synced": False, "cutover": False, "dns": "old"},
@@ -53,6 +54,7 @@ STORY_FLAGS = {
     "cutover": {"synced": True, "cutover": True, "dns": "old"},
     "acceptance": {"synced": True, "cutover": True, "dns": "new"},
     "scaled": {"synced": True, "cutover": True, "dns": "new"},
+    "decommissioned": {"synced": True, "cutover": True, "dns": "new", "decommissioned": True},
 }
 # The lab verbs that take the lab from one story state to the next.
 STEPS = {
@@ -60,6 +62,7 @@ STEPS = {
     "cutover": [["cutover"]],
     "acceptance": [["dns-switch"]],
     "scaled": [],
+    "decommissioned": [["decommission"]],
 }
 
 
@@ -139,6 +142,8 @@ class Lab:
             return "no lab is up"
         story = data["story"]
         flags = {"synced": story["synced"], "cutover": story["cutover"], "dns": story["dns"]}
+        if story.get("decommissioned"):
+            flags["decommissioned"] = True
         if flags != STORY_FLAGS[self.state]:
             return f"story is {flags}, expected {STORY_FLAGS[self.state]} ({self.state})"
         problems = [f"fault {name} still active" for name in data["faults"]]
@@ -310,7 +315,21 @@ def scaled_lab(lab: Lab) -> Lab:
     return lab
 
 
-_ORDER = {"up_lab": 0, "preflight_lab": 1, "cutover_lab": 2, "acceptance_lab": 3, "scaled_lab": 4}
+@pytest.fixture
+def decommissioned_lab(lab: Lab) -> Lab:
+    """The lab after `lab decommission` (forwards, tunnel stopped): after every other state."""
+    lab.reach("decommissioned")
+    return lab
+
+
+_ORDER = {
+    "up_lab": 0,
+    "preflight_lab": 1,
+    "cutover_lab": 2,
+    "acceptance_lab": 3,
+    "scaled_lab": 4,
+    "decommissioned_lab": 5,
+}
 
 
 def story_position(item: pytest.Item) -> int:

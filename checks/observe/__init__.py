@@ -19,4 +19,5 @@ OBSERVERS = (
     "checks.observe.mysql",
     "checks.observe.imap",
     "checks.observe.mail",
+    "checks.observe.decommission",
 )

@@ -54,6 +54,10 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
     "spf-too-many-lookups": {PREFLIGHT: frozenset({"MAIL01"})},
     "ptr-mismatch": {PREFLIGHT: frozenset({"MAIL02"})},
     "dkim-key-mismatch": {PREFLIGHT: frozenset({"MAIL03"})},
+    "stale-client:25": {DECOMMISSION: frozenset({"DECOM02"})},
+    "mail-stranded-on-old": {DECOMMISSION: frozenset({"DECOM03"})},
+    "old-queue-not-empty": {DECOMMISSION: frozenset({"DECOM03"})},
+    "tunnel-socket-in-use": {DECOMMISSION: frozenset({"DECOM04"})},
 }
 
 # Why a fault fails more than one check (the matrix doc prints these).

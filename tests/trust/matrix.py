@@ -22,7 +22,9 @@ from tests.trust.expected import EXPECTED, HEALTHY, PHASES, REASONS, SUITE_ARGS,
 DOC = REPO / "docs" / "detection-matrix.md"
 HEALTHY_ROW = "(healthy lab)"
 ACKNOWLEDGEMENT = "lab: TTLs lowered by `lab lower-ttl`; no resolver in the lab caches them"
-SWITCH_ACKNOWLEDGEMENT = "lab: DNS switched by `lab dns-switch`; no resolver in the lab caches it"
+SWITCH_ACKNOWLEDGEMENT = "lab: no resolver in the lab caches the old records"
+# The decommission phase watches the old host's ports this long (default 60 s).
+OBSERVE_SECONDS = 3
 
 
 @dataclass
@@ -44,12 +46,15 @@ def matrix_inventory(lab: Lab, directory: Path) -> Path:
     DECOM01's waits are a separate matter: tests/dns, tests/decom).
 
     The mail-flow probe waits 5 s for delivery (the lab delivers in well under 1 s).
+    The decommission phase: the DNS switch wait acknowledged (DECOM01 is proven
+    both ways in tests/decom), the old host's ports watched for 3 s.
     """
 
     def change(data: dict[str, Any]) -> None:
         data["dns"]["lowering_acknowledged"] = ACKNOWLEDGEMENT
         data["dns"]["switch_acknowledged"] = SWITCH_ACKNOWLEDGEMENT
         data["timeouts"]["mail_delivery"] = 5
+        data["decommission"] = {"observe_seconds": OBSERVE_SECONDS}
 
     return lab.inventory_variant(directory, change)
 

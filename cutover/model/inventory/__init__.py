@@ -45,6 +45,7 @@ from cutover.model.inventory.model import (
 from cutover.model.inventory.sections import (
     Acceptance,
     Account,
+    Decommission,
     Dns,
     DnsSql,
     DnsZone,
@@ -70,6 +71,7 @@ __all__ = [
     "SECRET_PLACES",
     "Acceptance",
     "Account",
+    "Decommission",
     "Dns",
     "DnsSql",
     "DnsZone",

@@ -17,6 +17,7 @@ from pydantic import (
 from cutover.model.inventory.base import InventoryError, Loc, SecretRef, Strict
 from cutover.model.inventory.sections import (
     Acceptance,
+    Decommission,
     Dns,
     Http,
     Mail,
@@ -57,6 +58,7 @@ _SECTION_DOCS = {
     "virt_host": "a VFIO/KVM host (the VFIO and VM checks run when it is given)",
     "acceptance": "what the acceptance phase expects of the old IP",
     "timeouts": "per-connection and per-check time limits (seconds)",
+    "decommission": "what the decommission phase watches on the old host (needs old.ssh)",
 }
 
 
@@ -87,6 +89,7 @@ class Inventory(Strict):
     virt_host: VirtHost | None = _documented("virt_host")
     acceptance: Acceptance = _documented("acceptance", factory=Acceptance)
     timeouts: Timeouts = _documented("timeouts", factory=Timeouts)
+    decommission: Decommission = _documented("decommission", factory=Decommission)
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -153,6 +156,7 @@ class Pair(Strict):
     virt_host: VirtHost | None = _documented("virt_host")
     acceptance: Acceptance | None = _documented("acceptance")
     timeouts: Timeouts | None = _documented("timeouts")
+    decommission: Decommission | None = _documented("decommission")
 
 
 @dataclass(frozen=True)

@@ -391,3 +391,23 @@ class Acceptance(Strict):
         default="forward",
         description="after the DNS change the old IP still forwards, or is closed",
     )
+
+
+class Decommission(Strict):
+    """What the decommission phase observes on the old host (over old.ssh, read-only)."""
+
+    observe_seconds: Seconds = Field(
+        default=60.0,
+        description="how long the old host's forwarded ports are watched for clients "
+        "other than the suite (sampled once a second)",
+    )
+    maildir_roots: list[str] = Field(
+        default_factory=lambda: ["/var/vmail", "/srv/vmail", "/var/mail"],
+        description="directories on the old host searched for Maildir messages "
+        "(files under new/ and cur/) that arrived after the cutover; missing ones are "
+        "skipped (add /home for ~/Maildir)",
+    )
+    mysql_datadir: str = Field(
+        default="/var/lib/mysql",
+        description="the old MySQL's data directory: no file there may change after the cutover",
+    )
