@@ -445,6 +445,19 @@ def test_an_area_the_inventory_does_not_configure_is_named(host: Host, user_dir:
         assert "deselected all" not in why[0], why[0]
 
 
+def test_decommission_without_zones_or_old_ssh_checks_nothing_and_says_so(user_dir: Path) -> None:
+    """The DECOM checks need `dns:` zones or `old.ssh`: without both, never green on skips."""
+    inventory = user_dir / "bare.yaml"
+    inventory.write_text("old: {address: 127.0.0.1}\nnew: {address: 127.0.0.2}\n", "utf-8")
+    for selection in ([], ["-k", "DECOM02"]):
+        ran = run([CUTOVER, "run", "decommission", "-i", str(inventory), *selection], user_dir)
+        assert ran.returncode == 5, ran.output
+        why = [line for line in ran.stdout.splitlines() if "no check ran" in line]
+        assert len(why) == 1, ran.output
+        if selection:
+            assert "configures no dns: or old.ssh: section" in why[0], why[0]
+
+
 @pytest.mark.parametrize("kind", ["missing", "not-a-tarball", "directory"])
 def test_a_host_snapshot_that_cannot_be_read_is_a_usage_error(
     host: Host, user_dir: Path, kind: str

@@ -209,8 +209,12 @@ def test_without_old_ssh_the_old_host_checks_skip_saying_why(tmp_path: Path) -> 
     from tests.suite import run_suite
 
     inventory = tmp_path / "inventory.yaml"
+    # Zones, so the module is collected (DECOM01 judges them); no old.ssh. Nothing is asked
+    # of 127.0.0.2: the selection leaves DECOM01 out.
     inventory.write_text(
-        "old: {address: 198.51.100.10}\nnew: {address: 198.51.100.20}\n", encoding="utf-8"
+        "old: {address: 127.0.0.1}\nnew: {address: 127.0.0.2}\n"
+        "dns: {zones: [{name: example.test, nameservers: [127.0.0.2]}]}\n",
+        encoding="utf-8",
     )
     run = run_suite(
         "decommission", inventory, tmp_path / "reports", "-k", "DECOM02 or DECOM03 or DECOM04"

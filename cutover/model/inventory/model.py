@@ -111,9 +111,15 @@ class Inventory(Strict):
 
         >>> inventory.configures("mysql")  # doctest: +SKIP
         False
+        >>> inventory.configures("old.ssh")  # a field of a section  # doctest: +SKIP
+        True
         """
-        value = getattr(self, section)
-        default = type(self).model_fields[section].get_default(call_default_factory=True)
+        owner: Any = self
+        *parents, name = section.split(".")  # `old.ssh`: a field of a section
+        for parent in parents:
+            owner = getattr(owner, parent)
+        value = getattr(owner, name)
+        default = type(owner).model_fields[name].get_default(call_default_factory=True)
         return _plain(value) != _plain(default)
 
     def secret_refs(self) -> Iterator[tuple[Loc, SecretRef]]:
