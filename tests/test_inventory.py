@@ -129,7 +129,31 @@ BAD_CASES = [
         "same-addresses",
         GOOD.replace("127.0.0.3", "127.0.0.2"),
         {},
-        "old.address and new.address are the same",
+        "old.address and new.address share 127.0.0.2",
+    ),
+    (
+        "dual-stack-shared-address",
+        GOOD.replace("{address: 127.0.0.3}", '{address: ["::1", 127.0.0.2]}'),
+        {},
+        "old.address and new.address share 127.0.0.2",
+    ),
+    (
+        "address-list-empty",
+        GOOD.replace("{address: 127.0.0.2}", "{address: []}"),
+        {},
+        "old.address: needs at least one IP address",
+    ),
+    (
+        "address-listed-twice",
+        GOOD.replace("{address: 127.0.0.2}", '{address: [127.0.0.2, "::1", 127.0.0.2]}'),
+        {},
+        "old.address: 127.0.0.2 is listed twice",
+    ),
+    (
+        "address-list-bad-member",
+        GOOD.replace("{address: 127.0.0.2}", '{address: [127.0.0.2, "2001:db8::zz"]}'),
+        {},
+        "old.address: not a valid IP address: '2001:db8::zz'",
     ),
     (
         "port-out-of-range",
@@ -376,7 +400,7 @@ BAD_CASES = [
         "fleet-same-addresses-in-pair",
         FLEET.replace("127.0.0.5", "127.0.0.4"),
         {},
-        ":12: pairs[1]: old.address and new.address are the same",
+        ":12: pairs[1]: old.address and new.address share 127.0.0.4",
     ),
     (
         "fleet-inherited-error-at-its-own-line",
@@ -809,7 +833,7 @@ SCHEMA_CANNOT_SAY = {
         "a YAML parser keeps the last of two equal keys: the schema sees one",
     ),
     **dict.fromkeys(
-        ["same-addresses", "fleet-same-addresses-in-pair"],
+        ["same-addresses", "fleet-same-addresses-in-pair", "dual-stack-shared-address"],
         "two values compared with each other",
     ),
     **dict.fromkeys(

@@ -39,6 +39,8 @@ def _endpoint_properties(endpoint: Endpoint) -> Iterator[tuple[str, str]]:
     yield "side", endpoint.side.value
     yield "address", str(endpoint.address)
     yield "port", str(endpoint.service.port)
+    if endpoint.tag:  # a side with several addresses: which family this one is
+        yield "family", endpoint.family
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def endpoint_targets(
 ) -> list[EndpointTarget]:
     """Every service on every IP that must answer in this phase (with TLS, if `tls_only`)."""
     return [
-        EndpointTarget(e.service, e.side, e.address)
+        EndpointTarget(e.service, e.side, e.address, e.tag)
         for e in endpoints(inventory, expect)
         if not tls_only or e.service.tls is not TlsMode.NONE
     ]

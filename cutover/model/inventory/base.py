@@ -41,6 +41,41 @@ IPAddress = Annotated[
     PlainSerializer(str),
     WithJsonSchema({"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
 ]
+
+
+def _ip_addresses(value: object) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...]:
+    """One address, or a list of addresses of either family (a dual-stack host)."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ValueError("needs at least one IP address")
+    found: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for item in items:
+        address = _ip_address(item)
+        if address in found:
+            raise ValueError(f"{address} is listed twice")
+        found.append(address)
+    return tuple(found)
+
+
+# `address: 203.0.113.10` or `address: [203.0.113.10, "2001:db8::10"]`.
+IPAddresses = Annotated[
+    tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...],
+    PlainValidator(_ip_addresses),
+    PlainSerializer(lambda value: [str(a) for a in value] if len(value) > 1 else str(value[0])),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+                {
+                    "type": "array",
+                    "minItems": 1,
+                    "uniqueItems": True,
+                    "items": {"type": "string", "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+                },
+            ]
+        }
+    ),
+]
 # Numbers are taken as written: a quoted "993" is a string, as the JSON Schema says.
 Port = Annotated[int, Field(ge=1, le=65535, strict=True)]
 Seconds = Annotated[float, Field(gt=0, le=3600, strict=True)]

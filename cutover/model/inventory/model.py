@@ -95,8 +95,9 @@ class Inventory(Strict):
 
     @model_validator(mode="after")
     def _distinct(self) -> Inventory:
-        if self.old.address == self.new.address:
-            raise ValueError("old.address and new.address are the same")
+        shared = [a for a in self.old.addresses if a in self.new.addresses]
+        if shared:
+            raise ValueError(f"old.address and new.address share {shared[0]}")
         return self
 
     @property

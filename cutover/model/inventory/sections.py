@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from cutover.model.inventory.base import (
     EXACTLY_ONE_SECRET_REFERENCE,
     Count,
     IPAddress,
+    IPAddresses,
     Port,
     Protocol,
     Seconds,
@@ -29,7 +31,11 @@ from cutover.model.inventory.base import (
 class Server(Strict):
     """One side of the migration: the old or the new host."""
 
-    address: IPAddress = Field(description="the host's public IP address, as clients reach it")
+    addresses: IPAddresses = Field(
+        alias="address",
+        description="the host's public IP address, as clients reach it, or a list of "
+        "them (IPv4 and IPv6 of a dual-stack host): every check runs on each",
+    )
     hostname: str | None = Field(
         default=None,
         description="the host's own name (shown in messages; compared with SMTP "
@@ -39,6 +45,14 @@ class Server(Strict):
         default=None,
         description="testinfra host spec for host-side checks, e.g. ssh://root@old.example.net",
     )
+
+    @property
+    def address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The first address listed: the host's name in messages, never a probe target.
+
+        Probes go to every address (`addresses`); see cutover.model.endpoints.
+        """
+        return self.addresses[0]
 
 
 class Service(Strict):
