@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from checks.declare import check
-from checks.observe.services import Services, client_views
+from checks.observe.services import Services, client_views, first_answer, reference_endpoint
 from checks.record import Records
 from checks.support import expectations_for, observed, parametrize, skip_unless
-from checks.targets.services import EndpointTarget, ServiceTarget, endpoint_targets, service_targets
-from cutover.model.endpoints import endpoint_of
+from checks.targets.services import EndpointTarget, ParityTarget, endpoint_targets, parity_targets
 from cutover.model.inventory import Account, Inventory, Service, TlsMode
 from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.probes.connect import ProbeError
@@ -34,7 +33,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc, "endpoint", lambda inv: endpoint_targets(inv, expectations_for(config, inv))
         )
     if "mail_service" in metafunc.fixturenames:
-        parametrize(metafunc, "mail_service", lambda inv: service_targets(inv, mail=True))
+        parametrize(
+            metafunc,
+            "mail_service",
+            lambda inv: parity_targets(inv, expectations_for(config, inv), mail=True),
+        )
 
 
 @check("PORT01", phases=("preflight", "cutover", "acceptance"))
@@ -79,10 +82,10 @@ def _reference(
 ) -> tuple[str, str] | None:
     """How `server` identifies itself here: live when it can be seen, else as preflight saw it."""
     side = serving_ip(expect, server)
-    if side is not None:
-        answer = services.outcome(endpoint_of(inventory, service, side))
-        if not isinstance(answer, ProbeError):
-            return answer.who, f"observed now on the {side.value} IP"
+    found = first_answer(services, inventory, service, side) if side is not None else None
+    if found is not None:
+        endpoint, answer = found
+        return answer.who, f"observed now on {endpoint.where}"
     recorded = service_records.get("identity", f"{service.label}-{server.value}")
     return (str(recorded), "recorded in preflight") if recorded is not None else None
 
@@ -146,33 +149,39 @@ def test_served_by_expected_server(
 
 @check("CAP01", phases=("preflight", "cutover", "acceptance"))
 def test_capabilities_kept(
-    mail_service: ServiceTarget,
+    mail_service: ParityTarget,
     services: Services,
     inventory: Inventory,
     expect: PhaseExpectations,
     service_records: Records,
     record: Record,
 ) -> None:
-    """CAP01: the new server offers every capability and AUTH mechanism the old one did.
+    """CAP01: every endpoint where the new server must answer offers what the old server did.
 
     Why: clients configured against the old server must not need changes: an
     AUTH mechanism or IMAP extension dropped on the new server shows up as
     failed logins or broken clients. Compared as clients see them: after TLS
-    on TLS ports, and before STARTTLS as well. Extras are fine.
+    on TLS ports, and before STARTTLS as well. Extras are fine. Judged on every
+    endpoint the phase expects the new server on (each new address; in cutover
+    and acceptance the old addresses too, through their forwards), so a
+    forward to the wrong port of the same protocol (587 to 25) shows here.
     Inputs: IMAP CAPABILITY, POP3 CAPA, SMTP EHLO keywords and AUTH mechanisms
-    from the old server (live in preflight, the baseline later) and the new IP.
+    from the old server (live on its first address in preflight, the baseline
+    later) and from each new-server endpoint (every address of new, and of old
+    once it forwards).
     Fix: enable the missing mechanism or extension on the new server (Dovecot
-    auth_mechanisms / imap_capability, Postfix smtpd_sasl_* and smtpd options).
+    auth_mechanisms / imap_capability, Postfix smtpd_sasl_* and smtpd options);
+    point the old host's forward for this port at the same port on the new IP.
     """
     service = mail_service.service
-    new = endpoint_of(inventory, service, Side.NEW)
+    new = mail_service.endpoint
     views = client_views(observed(services, new, new.where), service)
     record(capabilities="; ".join(f"{k}: {' '.join(v)}" for k, v in views.items()))
 
     old_side = serving_ip(expect, Side.OLD)
     reference: dict[str, list[str]] | None
     if old_side is not None:
-        old = endpoint_of(inventory, service, old_side)
+        old = reference_endpoint(services, inventory, service, old_side)
         reference = client_views(observed(services, old, old.where), service)
         source = f"the old server on {old.where}"
     else:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 import pytest
 
 from checks.declare import check
-from checks.observe.services import Services
+from checks.observe.services import Services, reference_endpoint
 from checks.record import Records
 from checks.support import expectations_for, observed, parametrize
-from checks.targets.services import EndpointTarget, ServiceTarget, endpoint_targets, service_targets
-from cutover.model.endpoints import Endpoint, endpoint_of
+from checks.targets.services import EndpointTarget, ParityTarget, endpoint_targets, parity_targets
+from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Inventory
 from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.probes.tls import TlsFacts, name_covered
@@ -33,7 +33,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             lambda inv: endpoint_targets(inv, expectations_for(config, inv), tls_only=True),
         )
     if "tls_service" in metafunc.fixturenames:
-        parametrize(metafunc, "tls_service", lambda inv: service_targets(inv, tls=True))
+        parametrize(
+            metafunc,
+            "tls_service",
+            lambda inv: parity_targets(inv, expectations_for(config, inv), tls=True),
+        )
 
 
 def certificate(services: Services, endpoint: Endpoint) -> TlsFacts:
@@ -125,7 +129,7 @@ def test_certificate_not_expiring(
 
 @check("TLS04", phases=("preflight", "cutover", "acceptance"))
 def test_new_certificate_covers_old_names(
-    tls_service: ServiceTarget,
+    tls_service: ParityTarget,
     services: Services,
     inventory: Inventory,
     expect: PhaseExpectations,
@@ -137,17 +141,19 @@ def test_new_certificate_covers_old_names(
     Why: clients may use any name the old certificate was valid for (an
     old mail.otherdomain alias, a wildcard), not only those in the inventory.
     The old host's own name (old.hostname) is left out: it keeps pointing at
-    the old host.
-    Inputs: the old server's certificate (live in preflight, the baseline
-    later) and the new IP's, per TLS service.
+    the old host. Judged on every endpoint the phase expects the new server
+    on (each new address; in cutover and acceptance the old addresses too).
+    Inputs: the old server's certificate (live on its first address in
+    preflight, the baseline later) and the certificate of each new-server
+    endpoint, per TLS service.
     Fix: reissue the new certificate with the missing names.
     """
     service = tls_service.service
-    new = endpoint_of(inventory, service, Side.NEW)
+    new = tls_service.endpoint
     new_facts = certificate(services, new)
     old_side = serving_ip(expect, Side.OLD)
     if old_side is not None:
-        old = endpoint_of(inventory, service, old_side)
+        old = reference_endpoint(services, inventory, service, old_side)
         old_names = list(certificate(services, old).names)
         source = f"the old server's certificate on {old.where}"
     else:

@@ -19,7 +19,7 @@ import pytest
 
 from checks.progress import Stage
 from checks.record import RecordContext, Records, recorder
-from cutover.model.endpoints import Endpoint, endpoint_of, endpoints
+from cutover.model.endpoints import Endpoint, endpoints, side_endpoints
 from cutover.model.inventory import Account, Inventory, Protocol, Service, TlsMode
 from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.model.settings import settings_for
@@ -80,26 +80,57 @@ def _answered(services: Services, endpoint: Endpoint) -> ServiceAnswer | None:
     return None if isinstance(outcome, ProbeError) else outcome
 
 
+def first_answer(
+    services: Services, inventory: Inventory, service: Service, side: Side
+) -> tuple[Endpoint, ServiceAnswer] | None:
+    """The first address of `side` whose `service` answered, and its answer.
+
+    A server is recorded and used as the reference once, as its first
+    address that answers shows it: a dual-stack host whose addresses
+    disagree fails the other address's own check (PORT02), not the reference.
+    """
+    for endpoint in side_endpoints(inventory, service, side):
+        answer = _answered(services, endpoint)
+        if answer is not None:
+            return endpoint, answer
+    return None
+
+
+def reference_endpoint(
+    services: Services, inventory: Inventory, service: Service, side: Side
+) -> Endpoint:
+    """Where the old server is compared with live: `first_answer`'s address, else the first one
+    (whose check then fails saying why it did not answer)."""
+    found = first_answer(services, inventory, service, side)
+    return found[0] if found is not None else side_endpoints(inventory, service, side)[0]
+
+
 def record_services(
     records: Records, services: Services, inventory: Inventory, expect: PhaseExpectations
 ) -> None:
-    """Record every identity, and the old server's capabilities and certificate names.
+    """Record each server's identity, and the old server's capabilities and certificate names.
 
-    What did not answer is not recorded (its check fails saying why).
+    Per server and service (`imaps-993-old`), as its first address that
+    answers shows it; every address was observed (PORT02 judges each against
+    this). What did not answer is not recorded (its check fails saying why).
     """
     identities = {}
-    for endpoint in endpoints(inventory, expect):
-        answer = _answered(services, endpoint)
-        if answer is not None:
-            identities[endpoint.id] = answer.who
+    for service in inventory.services:
+        for side in (Side.OLD, Side.NEW):
+            if expect.served_by[side] is None:
+                continue
+            found = first_answer(services, inventory, service, side)
+            if found is not None:
+                identities[f"{service.label}-{side.value}"] = found[1].who
     records.write_many("identity", identities)
     old_side = serving_ip(expect, Side.OLD)
     if old_side is not None:
         capabilities, names = {}, {}
         for service in inventory.services:
-            answer = _answered(services, endpoint_of(inventory, service, old_side))
-            if answer is None:
+            found = first_answer(services, inventory, service, old_side)
+            if found is None:
                 continue
+            answer = found[1]
             if service.protocol in MAIL_PROTOCOLS:
                 capabilities[service.label] = client_views(answer, service)
             if service.tls is not TlsMode.NONE and answer.tls is not None:

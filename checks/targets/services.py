@@ -18,15 +18,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from cutover.model.endpoints import Endpoint, endpoints
+from cutover.model.endpoints import Endpoint, endpoints, side_endpoints
 from cutover.model.inventory import Inventory, Protocol, Service, TlsMode, Vhost
-from cutover.model.phases import PhaseExpectations
+from cutover.model.phases import PhaseExpectations, Side
 
 __all__ = [
     "EndpointTarget",
+    "ParityTarget",
     "ServiceTarget",
     "VhostTarget",
     "endpoint_targets",
+    "parity_targets",
     "service_targets",
     "vhost_targets",
 ]
@@ -86,6 +88,66 @@ def service_targets(
         for s in inventory.services
         if (not mail or s.protocol in MAIL_PROTOCOLS) and (not tls or s.tls is not TlsMode.NONE)
     ]
+
+
+@dataclass(frozen=True)
+class ParityTarget:
+    """An endpoint on which the phase expects the new server, compared with the old server.
+
+    The id keeps a single-address inventory's history: the new side's only
+    address is the service itself (`imaps-993`); every other endpoint (the old
+    IP through its forward, or one address of a dual-stack host) is named by
+    its endpoint id (`imaps-993-old`, `imaps-993-new-v6`).
+    """
+
+    endpoint: Endpoint
+    plain: bool = False  # the new side's only address: named (and described) as the service
+
+    @property
+    def service(self) -> Service:
+        return self.endpoint.service
+
+    @property
+    def id(self) -> str:
+        return self.service.label if self.plain else self.endpoint.id
+
+    @property
+    def where(self) -> str:
+        return self.endpoint.where
+
+    def junit_properties(self) -> Iterator[tuple[str, str]]:
+        if self.plain:
+            yield "service", self.service.label
+            yield "port", str(self.service.port)
+        else:
+            yield from _endpoint_properties(self.endpoint)
+
+
+def parity_targets(
+    inventory: Inventory, expect: PhaseExpectations, *, mail: bool = False, tls: bool = False
+) -> list[ParityTarget]:
+    """Every endpoint the phase expects the new server on (new IPs first), of the mail
+    protocols (`mail`) or using TLS (`tls`).
+
+    >>> from cutover.model.inventory import Inventory
+    >>> from cutover.model.phases import Phase, expectations
+    >>> inv = Inventory.model_validate({"name": "m", "old": {"address": "203.0.113.1"},
+    ...     "new": {"address": ["203.0.113.2", "2001:db8::2"]},
+    ...     "services": [{"name": "imaps", "port": 993, "protocol": "imap", "tls": "implicit"}]})
+    >>> [t.id for t in parity_targets(inv, expectations(Phase.PREFLIGHT))]
+    ['imaps-993-new-v4', 'imaps-993-new-v6']
+    >>> [t.id for t in parity_targets(inv, expectations(Phase.CUTOVER))]
+    ['imaps-993-new-v4', 'imaps-993-new-v6', 'imaps-993-old']
+    """
+    found = []
+    for target in service_targets(inventory, mail=mail, tls=tls):
+        for side in (Side.NEW, Side.OLD):
+            if expect.served_by[side] is not Side.NEW:
+                continue
+            sides = side_endpoints(inventory, target.service, side)
+            plain = side is Side.NEW and len(sides) == 1
+            found.extend(ParityTarget(e, plain) for e in sides)
+    return found
 
 
 class VhostTarget:

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover.model.endpoints import Endpoint, endpoint_of
+from cutover.model.endpoints import Endpoint, side_endpoints
 from cutover.model.inventory import Inventory, Service, TlsMode
 from cutover.model.phases import Side
 from cutover.model.settings import ProbeSettings, settings_for
@@ -201,11 +201,16 @@ def probe_once(endpoint: Endpoint, settings: ProbeSettings) -> Observation:
 
 
 def watch_endpoints(inventory: Inventory) -> list[Endpoint]:
-    """Every service on both IPs, whatever the phase: watching is about what changes."""
+    """Every service on every address of both hosts, whatever the phase.
+
+    Watching is about what changes; each family is measured on its own, so a
+    dual-stack host has a v4 and a v6 line per port (`imaps-993-old-v6`).
+    """
     return [
-        endpoint_of(inventory, service, side)
+        endpoint
         for service in inventory.services
         for side in (Side.OLD, Side.NEW)
+        for endpoint in side_endpoints(inventory, service, side)
     ]
 
 
@@ -272,6 +277,7 @@ def report(
                 "port": endpoint.service.port,
                 "side": endpoint.side.value,
                 "address": str(endpoint.address),
+                **({"family": endpoint.family} if endpoint.tag else {}),
                 "probes": line.probes,
                 "failed_probes": line.failed_probes,
                 "first_answered_by": line.first,
@@ -311,16 +317,19 @@ def _clock(epoch: float) -> str:
 def render_table(data: dict[str, Any]) -> list[str]:
     """The report as text: one line per endpoint, then one per window."""
     seconds = data["stopped"] - data["started"]
+    # 22 columns fit every single-address id; dual-stack ids (`submission-587-old-v6`) may be longer
+    width = max([22] + [len(e["id"]) + 2 for e in data["endpoints"]])
     lines = [
         f"watched {len(data['endpoints'])} endpoints for {seconds:.1f} s, "
         f"every {data['interval_s']:g} s (times UTC)",
-        f"{'endpoint':<22}{'probes':>7}{'windows':>8}{'downtime':>10}  answered by (first -> last)",
+        f"{'endpoint':<{width}}{'probes':>7}{'windows':>8}{'downtime':>10}"
+        "  answered by (first -> last)",
     ]
     for entry in data["endpoints"]:
         first, last = entry["first_answered_by"], entry["last_answered_by"]
         who = "nothing" if first is None else first if first == last else f"{first} -> {last}"
         lines.append(
-            f"{entry['id']:<22}{entry['probes']:>7}{len(entry['windows']):>8}"
+            f"{entry['id']:<{width}}{entry['probes']:>7}{len(entry['windows']):>8}"
             f"{entry['downtime_s']:>9.2f}s  {who}"
         )
     windows = [(e["id"], w) for e in data["endpoints"] for w in e["windows"]]
@@ -328,15 +337,15 @@ def render_table(data: dict[str, Any]) -> list[str]:
         lines.append("no downtime: every endpoint answered correctly at every probe")
         return lines
     lines.append("")
-    lines.append(f"{'endpoint':<22}{'from':<14}{'to':<14}{'duration':>9}  what failed")
+    lines.append(f"{'endpoint':<{width}}{'from':<14}{'to':<14}{'duration':>9}  what failed")
     for endpoint_id, window in sorted(windows, key=lambda item: item[1]["start"]):
         end = "(still down)" if window["end"] is None else _clock(window["end"])
         lines.append(
-            f"{endpoint_id:<22}{_clock(window['start']):<14}{end:<14}"
+            f"{endpoint_id:<{width}}{_clock(window['start']):<14}{end:<14}"
             f"{window['duration_s']:>8.2f}s  {window['failed']}"
         )
         lines.append(
-            f"{'':<22}before: {window['before'] or 'nothing'}; after: {window['after'] or '-'}"
+            f"{'':<{width}}before: {window['before'] or 'nothing'}; after: {window['after'] or '-'}"
         )
     return lines
 
