@@ -20,11 +20,18 @@ from checks.observe.mysql import (
     Grants,
     MysqlData,
     database_targets,
+    direct_login_targets,
+    new_mysql_targets,
     old_is_live,
     socket_accounts,
 )
-from checks.support import parametrize, skip_unless
-from checks.targets.mysql import AccountTarget, DatabaseTarget
+from checks.support import pairs_of, parametrize, skip_unless
+from checks.targets.mysql import (
+    AccountTarget,
+    DatabaseTarget,
+    DirectLoginTarget,
+    MysqlAddressTarget,
+)
 from cutover.compare.mysql import (
     Grantee,
     compare_database_scans,
@@ -34,7 +41,7 @@ from cutover.compare.mysql import (
 from cutover.model.inventory import Inventory
 from cutover.model.phases import PhaseExpectations, Side
 from cutover.probes.connect import ProbeError
-from cutover.probes.mysql.session import MysqlLoginRefused, MysqlServer, ServerFacts
+from cutover.probes.mysql.session import MysqlLoginRefused, ServerFacts
 from cutover.probes.mysql.tunnel import TunnelLogin, diagnose
 from cutover.probes.services import Observations
 
@@ -54,6 +61,13 @@ SYSTEM_ACCOUNTS = frozenset(
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "socket_account" in metafunc.fixturenames:
         parametrize(metafunc, "socket_account", socket_accounts)
+    if "direct_login" in metafunc.fixturenames:
+        parametrize(metafunc, "direct_login", direct_login_targets)
+    # A new host with one address keeps MYSQL03 one test (the `mysql_new` fixture gives it).
+    if "mysql_new" in metafunc.fixturenames and any(
+        len(pair.new.addresses) > 1 for pair in pairs_of(metafunc.config)
+    ):
+        parametrize(metafunc, "mysql_new", new_mysql_targets)
     if "database" in metafunc.fixturenames:
         parametrize(metafunc, "database", database_targets)
 
@@ -109,27 +123,27 @@ def test_tunnel_login(
 
 @check("MYSQL02", phases=("preflight", "cutover", "acceptance"))
 def test_direct_login_refused(
-    socket_account: AccountTarget,
+    direct_login: DirectLoginTarget,
     expect: PhaseExpectations,
-    mysql_servers: dict[Side, MysqlServer],
-    mysql_direct_logins: Observations[AccountTarget, str],
+    mysql_direct_logins: Observations[DirectLoginTarget, str],
     record: Callable[..., None],
 ) -> None:
-    """MYSQL02: a socket account cannot log in over TCP to the new IP directly.
+    """MYSQL02: a socket account cannot log in over TCP to the new IP directly (each address).
 
     Why: it proves why the tunnel is needed (a TCP login from another host never
     matches 'u'@'localhost'); a login that succeeds means the migration widened
     a localhost-only account to the network. Informational while the old IP is not
     forwarded to the new server (preflight; acceptance with the old IP closed):
     there the outcome is recorded on the testcase and the check passes.
-    Inputs: mysql.accounts with via_socket; the new IP's MySQL port.
-    Fix: drop the wider account on new (e.g. 'app'@'%') or restrict it to the hosts
-    that need it.
+    Inputs: mysql.accounts with via_socket; the MySQL port on each address of
+    new (a dual-stack host: one test per family, `app@localhost-mysql-new-v6`).
+    Fix: drop the wider account on new (e.g. 'app'@'%', or one matching only IPv6
+    clients such as 'app'@'2001:db8:%') or restrict it to the hosts that need it.
     """
-    server = mysql_servers[Side.NEW]
+    server = direct_login.server
     informational = expect.served_by[Side.OLD] is not Side.NEW
     try:
-        user = mysql_direct_logins.get(socket_account)
+        user = mysql_direct_logins.get(direct_login)
     except MysqlLoginRefused as exc:
         record(direct_login=f"refused: ({exc.code}) {exc.server_message}")
         return
@@ -139,12 +153,13 @@ def test_direct_login_refused(
     record(direct_login=f"accepted as {user}")
     if informational:
         return
-    if user == socket_account.id:
+    account = AccountTarget(direct_login.account).id
+    if user == account:
         cause = "the new server sees this client as localhost (is the suite running on it?)"
     else:
         cause = f"an account {user} exists there; grants widened in the migration?"
     _fail(
-        f"{socket_account.id} logged in directly over TCP to {server.where} as {user}: "
+        f"{account} logged in directly over TCP to {server.where} as {user}: "
         f"a localhost-only account of the old server is reachable from the network on new "
         f"({cause})"
     )
@@ -156,7 +171,8 @@ def test_direct_login_refused(
 @check("MYSQL03", phases=("preflight", "cutover", "acceptance"))
 def test_new_server_facts(
     inventory: Inventory,
-    mysql_new_facts: ServerFacts | ProbeError,
+    mysql_new: MysqlAddressTarget,
+    mysql_facts: Observations[MysqlAddressTarget, ServerFacts],
     record: Callable[..., None],
 ) -> None:
     """MYSQL03: the new server answers on the new IP and can serve the tunnel's localhost logins.
@@ -164,16 +180,20 @@ def test_new_server_facts(
     Why: the tunnel ends at the new host's 127.0.0.1:3306, which matches
     'u'@'localhost' only with skip_name_resolve OFF, and only reaches mysqld if it
     listens on loopback. The version is recorded for the report.
-    Inputs: mysql.admin (read-only, over TCP to the new IP); mysql.accounts (via_socket).
+    Inputs: mysql.admin (read-only, over TCP to each address of new: a
+    dual-stack host has one test per family, `mysql-new-v6`); mysql.accounts
+    (via_socket).
     Fix: skip_name_resolve OFF (remove skip-name-resolve from my.cnf) while socket
-    accounts use the tunnel; bind-address 0.0.0.0 (or one that includes 127.0.0.1).
+    accounts use the tunnel; bind-address 0.0.0.0 (or one that includes 127.0.0.1;
+    `*` or `::` to listen on IPv6 as well).
     """
-    if isinstance(mysql_new_facts, ProbeError):
+    found = mysql_facts.outcome(mysql_new)
+    if isinstance(found, ProbeError):
         _fail(
-            f"the new server cannot be read over TCP: {mysql_new_facts} "
+            f"the new server cannot be read over TCP: {found} "
             "(is mysqld listening on the new IP? bind-address, skip-networking, firewall)"
         )
-    facts = mysql_new_facts
+    facts = found
     record(
         hostname=facts.hostname,
         version=facts.version,

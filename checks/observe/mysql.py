@@ -17,9 +17,15 @@ from typing import Any
 import pytest
 
 from checks.record import RecordContext, Records, recorder
-from checks.targets.mysql import AccountTarget, DatabaseTarget
+from checks.targets.mysql import (
+    AccountTarget,
+    DatabaseTarget,
+    DirectLoginTarget,
+    MysqlAddressTarget,
+)
 from cutover.compare.mysql import AccountGrants, DatabaseScan, Grantee
 from cutover.model.baseline import BaselineError
+from cutover.model.endpoints import side_addresses
 from cutover.model.inventory import Inventory, Protocol
 from cutover.model.phases import PhaseExpectations, Side
 from cutover.model.settings import ProbeSettings, settings_for
@@ -35,7 +41,10 @@ __all__ = [
     "Grants",
     "MysqlData",
     "database_targets",
+    "direct_login_targets",
+    "mysql_addresses_of",
     "mysql_servers_of",
+    "new_mysql_targets",
     "old_is_live",
     "record_mysql",
     "socket_accounts",
@@ -48,13 +57,42 @@ KIND = "mysql"
 Grants = dict[Grantee, AccountGrants]
 
 
+def _mysql_port(inventory: Inventory) -> int:
+    return next((s.port for s in inventory.services if s.protocol is Protocol.MYSQL), 3306)
+
+
+def mysql_addresses_of(inventory: Inventory, side: Side) -> list[MysqlServer]:
+    """The MySQL port on each address of one host (tagged v4 / v6 when it has several).
+
+    >>> from cutover.model.inventory import Inventory
+    >>> inv = Inventory.model_validate({"name": "m", "old": {"address": "203.0.113.1"},
+    ...     "new": {"address": ["203.0.113.2", "2001:db8::2"]}})
+    >>> [s.id for s in mysql_addresses_of(inv, Side.NEW)], mysql_addresses_of(inv, Side.OLD)[0].id
+    (['mysql-new-v4', 'mysql-new-v6'], 'mysql-old')
+    """
+    server = inventory.old if side is Side.OLD else inventory.new
+    port = _mysql_port(inventory)
+    return [MysqlServer(side, str(a), port, tag) for a, tag in side_addresses(server)]
+
+
 def mysql_servers_of(inventory: Inventory) -> dict[Side, MysqlServer]:
-    """The MySQL port (the inventory's mysql service, default 3306) on both IPs."""
-    port = next((s.port for s in inventory.services if s.protocol is Protocol.MYSQL), 3306)
-    return {
-        Side.OLD: MysqlServer(Side.OLD, str(inventory.old.address), port),
-        Side.NEW: MysqlServer(Side.NEW, str(inventory.new.address), port),
-    }
+    """Each server's MySQL port (the inventory's mysql service, default 3306) on its first
+    address: where grants and data are read (a server has them once, whatever the address)."""
+    return {side: mysql_addresses_of(inventory, side)[0] for side in Side}
+
+
+def new_mysql_targets(inventory: Inventory) -> list[MysqlAddressTarget]:
+    """The MySQL port on each address of the new host (MYSQL03)."""
+    return [MysqlAddressTarget(s) for s in mysql_addresses_of(inventory, Side.NEW)]
+
+
+def direct_login_targets(inventory: Inventory) -> list[DirectLoginTarget]:
+    """Each socket account's direct login to each address of the new host (MYSQL02)."""
+    return [
+        DirectLoginTarget(a.account, server)
+        for a in socket_accounts(inventory)
+        for server in mysql_addresses_of(inventory, Side.NEW)
+    ]
 
 
 def socket_accounts(inventory: Inventory) -> list[AccountTarget]:
@@ -123,14 +161,28 @@ def mysql_recording(inventory: Inventory, records: Records) -> _Recording:
 
 
 @pytest.fixture(scope="session")
+def mysql_facts(
+    inventory: Inventory, mysql_settings: ProbeSettings
+) -> Observations[MysqlAddressTarget, ServerFacts]:
+    """The new server's facts over TCP to each of its addresses, once per run, concurrently."""
+    return Observations(
+        new_mysql_targets(inventory), lambda t: server_facts(t.server, mysql_settings)
+    )
+
+
+@pytest.fixture(scope="session")
 def mysql_new_facts(
-    mysql_settings: ProbeSettings, mysql_servers: dict[Side, MysqlServer]
+    mysql_facts: Observations[MysqlAddressTarget, ServerFacts],
+    mysql_servers: dict[Side, MysqlServer],
 ) -> ServerFacts | ProbeError:
-    """The new server's facts over TCP to the new IP, once per run."""
-    try:
-        return server_facts(mysql_servers[Side.NEW], mysql_settings)
-    except ProbeError as exc:
-        return exc
+    """The new server's facts over TCP to its first address (what MYSQL01 compares with)."""
+    return mysql_facts.outcome(MysqlAddressTarget(mysql_servers[Side.NEW]))
+
+
+@pytest.fixture
+def mysql_new(inventory: Inventory) -> MysqlAddressTarget:
+    """The new host's only MySQL address; a host with several parametrises MYSQL03 instead."""
+    return new_mysql_targets(inventory)[0]
 
 
 @pytest.fixture(scope="session")
@@ -151,12 +203,12 @@ def mysql_tunnel_logins(
 
 @pytest.fixture(scope="session")
 def mysql_direct_logins(
-    inventory: Inventory, mysql_settings: ProbeSettings, mysql_servers: dict[Side, MysqlServer]
-) -> Observations[AccountTarget, str]:
-    """Each socket account's direct TCP login to the new IP: CURRENT_USER() (MYSQL02)."""
+    inventory: Inventory, mysql_settings: ProbeSettings
+) -> Observations[DirectLoginTarget, str]:
+    """Each socket account's direct TCP login to each new address: CURRENT_USER() (MYSQL02)."""
     return Observations(
-        socket_accounts(inventory),
-        lambda target: try_login(mysql_servers[Side.NEW], target.account, mysql_settings),
+        direct_login_targets(inventory),
+        lambda target: try_login(target.server, target.account, mysql_settings),
     )
 
 

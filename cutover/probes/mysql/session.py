@@ -79,10 +79,11 @@ class MysqlServer:
     side: Side
     address: str
     port: int
+    tag: str = ""  # "" when the side has one address, else v4 / v6 (as endpoints are tagged)
 
     @property
     def id(self) -> str:
-        return f"mysql-{self.side.value}"
+        return f"mysql-{self.side.value}" + (f"-{self.tag}" if self.tag else "")
 
     @property
     def where(self) -> str:
