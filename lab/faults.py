@@ -120,11 +120,15 @@ def _restart_helpers(data: dict[str, Any]) -> list[str]:
     """Every cutover helper on old running, and MySQL answering through old's socket."""
     done = []
     helpers: dict[str, int] = data["cutover"]
+    families = [("forward", NEW.address)]
+    if story.forwards_ipv6(data):
+        families.append(("forward6", NEW.address6))
     for port in FORWARDED_PORTS:
-        name = f"forward-{port}"
-        if not pid_alive(helpers.get(name, 0)):
-            helpers.update(story.start_helper("--forward", str(port), NEW.address))
-            done.append(f"old: {name} restarted")
+        for prefix, target in families:
+            name = f"{prefix}-{port}"
+            if not pid_alive(helpers.get(name, 0)):
+                helpers.update(story.start_helper("--forward", str(port), target))
+                done.append(f"old: {name} restarted")
     if not pid_alive(helpers.get("mysql-socket", 0)):
         helpers.update(story.start_helper("--socket"))
         done.append("old: MySQL socket relay restarted")
