@@ -2,7 +2,7 @@
 
 A fault is one small class with `@register` (lab/fault_registry.py) in one of
 lab/faults_core.py, lab/faults_mailclients.py, lab/faults_outbound.py,
-lab/faults_decom.py, all
+lab/faults_decom.py, lab/faults_dualstack.py, all
 imported here; `fault --list` picks it up. This module is the `fault` verb:
 apply, undo, list, heal.
 """
@@ -16,6 +16,7 @@ from lab import (  # noqa: F401
     daemons,
     faults_core,
     faults_decom,
+    faults_dualstack,
     faults_mailclients,
     faults_outbound,
     health,
