@@ -15,10 +15,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+import subprocess
 
 import pytest
 
+from cutover.model.inventory import load_inventory
 from tests.conftest import Lab, lab_cli
 from tests.lab.conftest import (
     NEW_IP6,
@@ -65,6 +68,52 @@ def assert_aaaa(ttl: int, address: str) -> None:
 def test_aaaa_at_up_is_old_with_ttl_3600(lab: Lab) -> None:
     lab.reach("up")
     assert_aaaa(3600, OLD_IP6)
+
+
+HOSTS6 = {
+    "old": OLD_IP6,
+    "new": NEW_IP6,
+    "ns1": NS1_IP6,
+    "ns2": NS2_IP6,
+    "client": "2001:db8:5100::100",
+}
+
+
+def test_every_host_has_its_ipv6_address_and_the_root_has_the_guard_route(lab: Lab) -> None:
+    lab.reach("up")
+    for host, address in HOSTS6.items():
+        shown = json.loads(observe(host, "ip", "-j", "-6", "addr", "show", "dev", "eth0"))
+        infos = shown[0]["addr_info"]
+        assert [
+            (a["local"], a["prefixlen"], a.get("tentative", False))
+            for a in infos
+            if a["scope"] == "global"
+        ] == [(address, 64, False)], infos
+    lab_json = json.loads((REPO / ".lab" / "lab.json").read_text("utf-8"))
+    assert {k: v["address6"] for k, v in lab_json["hosts"].items()} == HOSTS6
+    routes = subprocess.run(
+        ["ip", "-6", "route", "show", "type", "unreachable"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    assert "unreachable 2001:db8:5100::/64 " in routes, routes
+
+
+def test_three_inventories_one_per_family(lab: Lab) -> None:
+    lab.reach("up")
+    both = load_inventory(REPO / ".lab" / "inventory.yaml")
+    ipv4 = load_inventory(REPO / ".lab" / "inventory-ipv4.yaml")
+    ipv6 = load_inventory(REPO / ".lab" / "inventory-ipv6.yaml")
+    for side, v4, v6 in (("old", OLD_IP, OLD_IP6), ("new", "198.51.100.20", NEW_IP6)):
+        assert [str(a) for a in getattr(both, side).addresses] == [v4, v6]
+        assert [str(a) for a in getattr(ipv4, side).addresses] == [v4]
+        assert [str(a) for a in getattr(ipv6, side).addresses] == [v6]
+    text4 = (REPO / ".lab" / "inventory-ipv4.yaml").read_text("utf-8")
+    text6 = (REPO / ".lab" / "inventory-ipv6.yaml").read_text("utf-8")
+    assert "2001:db8" not in text4
+    assert "198.51.100." not in text6
 
 
 def test_aaaa_after_lower_ttl_is_old_with_ttl_300(preflight_lab: Lab) -> None:
