@@ -28,6 +28,7 @@ from tests.trust.expected import (
 from tests.trust.matrix import (
     DOC,
     HEALTHY_ROW,
+    IPV6_ROW,
     OBSERVED,
     expected_for,
     explain,
@@ -49,12 +50,17 @@ def matrix_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def check_row(lab: Lab, phase: str, row: str, directory: Path) -> None:
     directory = directory / f"lab-{lab.generation}"  # a rebuilt lab has its own baseline
+    if row == IPV6_ROW:  # its own preflight records its own baseline
+        directory = directory / "ipv6-only"
     baseline = directory / "baseline.json"
-    keep = phase == PREFLIGHT and row == HEALTHY_ROW
+    keep = phase == PREFLIGHT and row in (HEALTHY_ROW, IPV6_ROW)
     run_dir = directory / phase / row.replace(":", "-").strip("()").replace(" ", "-")
+    run_dir = run_dir.with_name(run_dir.name.replace(",", ""))
     args = suite_args(phase, row)
-    if row == HEALTHY_ROW:
-        run = run_whole_suite(lab, phase, run_dir, baseline, *args, keep_baseline=keep)
+    if row in (HEALTHY_ROW, IPV6_ROW):
+        run = run_whole_suite(
+            lab, phase, run_dir, baseline, *args, keep_baseline=keep, ipv6_only=row == IPV6_ROW
+        )
     else:
         with lab.fault(row):
             run = run_whole_suite(lab, phase, run_dir, baseline, *args)
@@ -75,6 +81,10 @@ def test_preflight_healthy_is_green(preflight_lab: Lab, matrix_dir: Path) -> Non
     check_row(preflight_lab, PREFLIGHT, HEALTHY_ROW, matrix_dir)
 
 
+def test_preflight_ipv6_only_inventory_is_green(preflight_lab: Lab, matrix_dir: Path) -> None:
+    check_row(preflight_lab, PREFLIGHT, IPV6_ROW, matrix_dir)
+
+
 @pytest.mark.parametrize("fault", faults_of(PREFLIGHT))
 def test_preflight_fault(preflight_lab: Lab, matrix_dir: Path, fault: str) -> None:
     check_row(preflight_lab, PREFLIGHT, fault, matrix_dir)
@@ -82,6 +92,10 @@ def test_preflight_fault(preflight_lab: Lab, matrix_dir: Path, fault: str) -> No
 
 def test_cutover_healthy_is_green(cutover_lab: Lab, matrix_dir: Path) -> None:
     check_row(cutover_lab, CUTOVER, HEALTHY_ROW, matrix_dir)
+
+
+def test_cutover_ipv6_only_inventory_is_green(cutover_lab: Lab, matrix_dir: Path) -> None:
+    check_row(cutover_lab, CUTOVER, IPV6_ROW, matrix_dir)
 
 
 @pytest.mark.parametrize("fault", faults_of(CUTOVER))
@@ -93,6 +107,10 @@ def test_acceptance_healthy_is_green(acceptance_lab: Lab, matrix_dir: Path) -> N
     check_row(acceptance_lab, ACCEPTANCE, HEALTHY_ROW, matrix_dir)
 
 
+def test_acceptance_ipv6_only_inventory_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
+    check_row(acceptance_lab, ACCEPTANCE, IPV6_ROW, matrix_dir)
+
+
 @pytest.mark.parametrize("fault", faults_of(ACCEPTANCE))
 def test_acceptance_fault(acceptance_lab: Lab, matrix_dir: Path, fault: str) -> None:
     check_row(acceptance_lab, ACCEPTANCE, fault, matrix_dir)
@@ -102,6 +120,10 @@ def test_acceptance_fault(acceptance_lab: Lab, matrix_dir: Path, fault: str) -> 
 # state of its own, so no extra lab time beyond its runs.
 def test_decommission_healthy_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
     check_row(acceptance_lab, DECOMMISSION, HEALTHY_ROW, matrix_dir)
+
+
+def test_decommission_ipv6_only_inventory_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
+    check_row(acceptance_lab, DECOMMISSION, IPV6_ROW, matrix_dir)
 
 
 @pytest.mark.parametrize("fault", faults_of(DECOMMISSION))
