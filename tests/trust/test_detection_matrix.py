@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI, Lab, lab_cli
+from tests.suite import SuiteRun
 from tests.trust.expected import (
     ACCEPTANCE,
     CUTOVER,
@@ -71,6 +72,35 @@ def check_row(lab: Lab, phase: str, row: str, directory: Path) -> None:
     expected = expected_for(phase, row)
     assert failing_ids(run) == expected, f"{phase} / {row}:\n" + explain(expected, run)
     assert run.returncode == (1 if expected else 0), run.summary()
+    if row in ONLY_ON_ENDPOINTS:
+        only_there(run, *ONLY_ON_ENDPOINTS[row])
+
+
+# Faults whose every failure must be on one kind of endpoint: (the test-id suffix of
+# that endpoint, the address it has in the lab, whether its ports refuse). A
+# per-endpoint testcase carries the suffix in its id; a per-account one (AUTH01,
+# IMAP) names the address in its message.
+ONLY_ON_ENDPOINTS = {
+    "forward-v4-only": ("-old-v6", "2001:db8:5100::10", True),
+    "v6-old-server-still-serving": ("-old-v6", "2001:db8:5100::10", False),
+}
+
+
+def only_there(run: SuiteRun, suffix: str, address: str, refused: bool) -> None:
+    """Every failing testcase is about the endpoint; if `refused`, every PORT01 there failed."""
+    elsewhere = [
+        f"{case.check_id} {case.name}: {case.message.splitlines()[0][:200]}"
+        for case in run.failing()
+        if suffix not in case.name and address not in case.message
+    ]
+    assert not elsewhere, "failed away from the endpoint:\n" + "\n".join(elsewhere)
+    if not refused:
+        return
+    port_checks = [c for c in run.cases if c.check_id == "PORT01" and suffix in c.name]
+    assert port_checks, f"no PORT01 testcase on *{suffix} endpoints: {run.summary()}"
+    assert all(c.outcome == "failed" for c in port_checks), [
+        (c.name, c.outcome) for c in port_checks
+    ]
 
 
 def faults_of(phase: str) -> list[str]:
