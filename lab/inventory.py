@@ -75,7 +75,8 @@ def _server(host: Host, family: str) -> dict[str, Any]:
         address: str | list[str] = [host.address, host.address6]
     else:
         address = host.address6 if family == "ipv6" else host.address
-    ssh = host.address6 if family == "ipv6" else host.address
+    # An IPv6 literal in a host spec goes in brackets (ssh://root@[2001:db8::10]).
+    ssh = f"[{host.address6}]" if family == "ipv6" else host.address
     return {"address": address, "hostname": host.fqdn, "ssh": f"ssh://root@{ssh}"}
 
 
