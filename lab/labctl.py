@@ -381,7 +381,8 @@ def inventory_facts(data: dict[str, Any]) -> list[str]:
             for key, info in hosts.items()
             if key in (OLD.key, NEW.key)
         ),
-        f"  run from: {CLIENT.netns} ({CLIENT.address}); ssh_config: {shown(data['ssh_config'])}",
+        f"  run from: {CLIENT.netns} ({CLIENT.address}, {CLIENT.address6}); "
+        f"ssh_config: {shown(data['ssh_config'])}",
         f"  tls.ca_file: {shown(data['ca'])}",
         "  mail.accounts (user, password_file):",
         *(f"    {user}  {shown(path)}" for user, path in list(accounts["mail"].items())[:SHOWN]),
