@@ -2,7 +2,8 @@
 
 - `dig +norecurse AAAA` on both nameservers, asked over IPv4 and over IPv6:
   every zone's AAAA record with the TTL and the address the story state
-  promises (3600 -> old at `up`, 300 after `lower-ttl`, new after `dns-switch`);
+  promises (3600 -> old at `up`, 300 after `lower-ttl`, new after `dns-switch`),
+  and the same TTLs and targets in what DNS02 and DNS05 report;
   the ip6.arpa PTRs of old and new, forward-confirmed by their AAAA records.
 - monitoring-plugins `check_tcp -6` and `check_imap -6`, run inside
   cutover-client against the old server's IPv6 address: they agree with the
@@ -18,6 +19,7 @@ import ipaddress
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +36,7 @@ from tests.lab.conftest import (
     dig,
     observe,
 )
-from tests.suite import REPO, SuiteRun
+from tests.suite import REPO, SuiteRun, run_suite
 
 ZONES = ("example.test", "shop.test", "blog.test")
 PORTS = (110, 995, 143, 993, 25, 465, 587, 80, 3306)
@@ -57,17 +59,47 @@ def aaaa_answers(nameserver: str) -> dict[str, tuple[int, str]]:
     return found
 
 
-def assert_aaaa(ttl: int, address: str) -> None:
+def suite_dns(phase: str, directory: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """DNS02's and DNS05's JUnit properties per (check ID, zone), from one run of `phase`
+    with the lab's dual-stack inventory (in `directory`: no other test's baseline)."""
+    run = run_suite(
+        phase,
+        REPO / ".lab" / "inventory.yaml",
+        directory,
+        str(REPO / "checks" / "test_dns.py"),
+        "-k",
+        "DNS02 or DNS05",
+        namespace="cutover-client",
+    )
+    found = {
+        (case.check_id, case.properties["zone"]): case.properties
+        for case in run.cases
+        if case.check_id in ("DNS02", "DNS05") and "zone" in case.properties
+    }
+    assert found, run.summary()
+    return found
+
+
+def assert_aaaa(ttl: int, address: str, phase: str, directory: Path) -> None:
+    """Both nameservers, over both families, give every zone's AAAA with `ttl` and
+    `address`; what DNS02 (TTLs, where the phase runs it) and DNS05 (targets) saw agrees."""
+    want = {zone: (ttl, address) for zone in ZONES}
     for nameserver in NAMESERVERS:
-        want = {zone: (ttl, address) for zone in ZONES}
         assert aaaa_answers(nameserver) == want, f"@{nameserver}"
-    # TODO(issue #18, integration): compare with the AAAA TTLs and targets DNS02 and
-    # DNS05 report (their JUnit properties), once the DNS checks read AAAA records.
+    seen = suite_dns(phase, directory)
+    for zone in ZONES:
+        points_to = seen[("DNS05", zone)]["points_to"].split(",")
+        assert address in points_to, f"DNS05 {zone}: {points_to}"
+        if phase == "acceptance":
+            continue  # DNS02 runs in preflight and cutover
+        for nameserver in (NS1_IP, NS2_IP):  # the inventory's nameservers
+            ttls = seen[("DNS02", zone)][f"ttl@{nameserver}"].split()
+            assert f"{zone}/AAAA={ttl}" in ttls, f"DNS02 {zone} @{nameserver}: {ttls}"
 
 
-def test_aaaa_at_up_is_old_with_ttl_3600(lab: Lab) -> None:
+def test_aaaa_at_up_is_old_with_ttl_3600(lab: Lab, tmp_path: Path) -> None:
     lab.reach("up")
-    assert_aaaa(3600, OLD_IP6)
+    assert_aaaa(3600, OLD_IP6, "preflight", tmp_path)
 
 
 HOSTS6 = {
@@ -116,8 +148,8 @@ def test_three_inventories_one_per_family(lab: Lab) -> None:
     assert "198.51.100." not in text6
 
 
-def test_aaaa_after_lower_ttl_is_old_with_ttl_300(preflight_lab: Lab) -> None:
-    assert_aaaa(300, OLD_IP6)
+def test_aaaa_after_lower_ttl_is_old_with_ttl_300(preflight_lab: Lab, tmp_path: Path) -> None:
+    assert_aaaa(300, OLD_IP6, "preflight", tmp_path)
 
 
 def test_ipv6_ptr_is_forward_confirmed(preflight_lab: Lab) -> None:
@@ -224,5 +256,5 @@ def test_plugins_see_old_ipv6_refuse_under_forward_v4_only(cutover_lab: Lab) -> 
     assert plugin_outcomes(OLD_IP6) == dict.fromkeys(PORTS, True)
 
 
-def test_aaaa_after_dns_switch_is_new(acceptance_lab: Lab) -> None:
-    assert_aaaa(300, NEW_IP6)
+def test_aaaa_after_dns_switch_is_new(acceptance_lab: Lab, tmp_path: Path) -> None:
+    assert_aaaa(300, NEW_IP6, "acceptance", tmp_path)
