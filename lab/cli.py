@@ -80,8 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("status", help="daemons, story state, faults, postconditions and a port sweep")
     verbs.add_parser("lower-ttl", help="set every TTL to 300 on both nameservers (SQL)")
     verbs.add_parser("sync", help="copy mail (dsync), MariaDB (dump | ssh) and web from old to new")
-    verbs.add_parser("cutover", help="run lab/cutover.sh on old: stop services, forward all ports")
-    verbs.add_parser("dns-switch", help="point every zone's A record at the new IP (SQL)")
+    cut = verbs.add_parser(
+        "cutover",
+        help="run lab/cutover.sh on old: stop services, forward all ports (IPv4 and IPv6)",
+    )
+    cut.add_argument(
+        "--ipv4-only",
+        action="store_true",
+        help="the playbook's script as written: forward IPv4 only (old's IPv6 then refuses)",
+    )
+    verbs.add_parser(
+        "dns-switch", help="point every zone's A and AAAA records at the new server (SQL)"
+    )
     verbs.add_parser(
         "decommission", help="stop the forwards and the tunnel on old (by PID): old goes silent"
     )
@@ -140,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "sync":
         story.sync()
     elif args.verb == "cutover":
-        story.cutover()
+        story.cutover(ipv4_only=args.ipv4_only)
     elif args.verb == "dns-switch":
         story.dns_switch()
     elif args.verb == "decommission":

@@ -2,10 +2,14 @@
 # cutover.sh - run on the OLD server: stop its services and forward every
 # connection to the NEW server, so clients whose DNS still says "old" keep
 # working while the A records move. This is the forwarding script of the
-# source post ("zero downtime" server migration with socat), with two fixes.
+# source post ("zero downtime" server migration with socat), with two fixes,
+# and one addition: IPv6 clients are forwarded too (the post forwarded IPv4
+# only, so every IPv6 client still reached the stopped old server).
 #
-#   cutover.sh NEWIP OLDIP                         the whole cutover
-#   cutover.sh --forward PORT TARGETIP [TPORT]     (re)start one port's forward
+#   cutover.sh NEWIP OLDIP                         the whole cutover, IPv4 only (as the post)
+#   cutover.sh NEWIP OLDIP NEWIP6 OLDIP6           the whole cutover, both families
+#   cutover.sh --forward PORT TARGETIP [TPORT]     (re)start one port's forward; an IPv6
+#                                                  TARGETIP forwards OLDIP6's port (set OLDIP6)
 #   cutover.sh --tunnel NEWIP                      (re)start the MySQL ssh tunnel
 #   cutover.sh --socket                            (re)start the socket -> tunnel relay
 #
@@ -79,13 +83,34 @@ start_forward() {
     port=$1
     target=$2
     target_port=${3:-$1}
-    echo "Starting socat on port $port -> $target:$target_port..."
-    # Fix 2: the post's `socat TCP-LISTEN:$PORT,fork` has no reuseaddr, so a
-    # restart fails with EADDRINUSE while old connections sit in TIME_WAIT.
-    # Binding to the old IP (not 0.0.0.0) leaves localhost free, e.g. for
-    # the tunnel's own listener.
-    start_detached "forward-$port" socat \
-        "TCP-LISTEN:$port,bind=$OLDIP,fork,reuseaddr" "TCP:$target:$target_port,connect-timeout=5"
+    case $target in
+    *:*)
+        # IPv6: the same forward, from the old IPv6 address to the new one.
+        echo "Starting socat on port $port -> [$target]:$target_port (IPv6)..."
+        start_detached "forward6-$port" socat \
+            "TCP6-LISTEN:$port,bind=[$OLDIP6],fork,reuseaddr" \
+            "TCP6:[$target]:$target_port,connect-timeout=5"
+        ;;
+    *)
+        echo "Starting socat on port $port -> $target:$target_port..."
+        # Fix 2: the post's `socat TCP-LISTEN:$PORT,fork` has no reuseaddr, so a
+        # restart fails with EADDRINUSE while old connections sit in TIME_WAIT.
+        # Binding to the old IP (not 0.0.0.0) leaves localhost free, e.g. for
+        # the tunnel's own listener.
+        start_detached "forward-$port" socat \
+            "TCP-LISTEN:$port,bind=$OLDIP,fork,reuseaddr" "TCP:$target:$target_port,connect-timeout=5"
+        ;;
+    esac
+}
+
+# Wait until ADDRESS:PORT listens (ADDRESS as ss prints it: [v6] in brackets).
+wait_listening() {
+    i=0
+    until ss -Hltn "sport = :$2" | grep -qF " $1:$2 "; do
+        i=$((i + 1))
+        [ $i -le 100 ] || { echo "forward for $1:$2 is not listening" >&2; return 1; }
+        sleep 0.05
+    done
 }
 
 # Applications on this host keep using the socket: hand it to the tunnel.
@@ -107,7 +132,10 @@ case "${1:-}" in
     exit 0
     ;;
 --forward)
-    OLDIP=${OLDIP:?set OLDIP}
+    case $3 in
+    *:*) OLDIP6=${OLDIP6:?set OLDIP6} ;;
+    *) OLDIP=${OLDIP:?set OLDIP} ;;
+    esac
     start_forward "$2" "$3" "${4:-$2}"
     exit 0
     ;;
@@ -117,8 +145,11 @@ case "${1:-}" in
     ;;
 esac
 
-NEWIP=${1:?usage: cutover.sh NEWIP OLDIP}
-OLDIP=${2:?usage: cutover.sh NEWIP OLDIP}
+NEWIP=${1:?usage: cutover.sh NEWIP OLDIP [NEWIP6 OLDIP6]}
+OLDIP=${2:?usage: cutover.sh NEWIP OLDIP [NEWIP6 OLDIP6]}
+# Optional: the IPv6 pair. Without it, IPv6 clients of the old server are NOT forwarded.
+NEWIP6=${3:-}
+OLDIP6=${4:-}
 
 # Stop services on this host (by their PID files: there is no init here).
 stop_pidfile dovecot /run/dovecot/master.pid
@@ -138,14 +169,23 @@ start_socket
 for PORT in $PORTS; do
     start_forward "$PORT" "$NEWIP"
 done
+# And the same for IPv6 clients, when the IPv6 pair was given.
+if [ -n "$NEWIP6" ]; then
+    for PORT in $PORTS; do
+        start_forward "$PORT" "$NEWIP6"
+    done
+fi
 
 # socat binds in the background: wait until every port listens again.
 for PORT in $PORTS; do
-    i=0
-    until ss -Hltn "sport = :$PORT" | grep -q LISTEN; do
-        i=$((i + 1))
-        [ $i -le 100 ] || { echo "forward for port $PORT is not listening" >&2; exit 1; }
-        sleep 0.05
-    done
+    wait_listening "$OLDIP" "$PORT" || exit 1
+    if [ -n "$NEWIP6" ]; then
+        wait_listening "[$OLDIP6]" "$PORT" || exit 1
+    fi
 done
 echo "All ports forwarded from $OLDIP to $NEWIP."
+if [ -n "$NEWIP6" ]; then
+    echo "All ports forwarded from $OLDIP6 to $NEWIP6."
+else
+    echo "IPv4 only: nothing forwards the old server's IPv6 clients."
+fi

@@ -180,7 +180,12 @@ def configure_nameserver(host: Host) -> None:
     write(
         host.root / "etc/powerdns/pdns.conf",
         render(
-            "pdns.conf", key=host.key, fqdn=host.fqdn, address=host.address, pdns_password=password
+            "pdns.conf",
+            key=host.key,
+            fqdn=host.fqdn,
+            address=host.address,
+            address6=host.address6,
+            pdns_password=password,
         ),
         0o640,
     )

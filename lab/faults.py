@@ -2,7 +2,7 @@
 
 A fault is one small class with `@register` (lab/fault_registry.py) in one of
 lab/faults_core.py, lab/faults_mailclients.py, lab/faults_outbound.py,
-lab/faults_decom.py, all
+lab/faults_decom.py, lab/faults_dualstack.py, all
 imported here; `fault --list` picks it up. This module is the `fault` verb:
 apply, undo, list, heal.
 """
@@ -16,6 +16,7 @@ from lab import (  # noqa: F401
     daemons,
     faults_core,
     faults_decom,
+    faults_dualstack,
     faults_mailclients,
     faults_outbound,
     health,
@@ -120,11 +121,15 @@ def _restart_helpers(data: dict[str, Any]) -> list[str]:
     """Every cutover helper on old running, and MySQL answering through old's socket."""
     done = []
     helpers: dict[str, int] = data["cutover"]
+    families = [("forward", NEW.address)]
+    if story.forwards_ipv6(data):
+        families.append(("forward6", NEW.address6))
     for port in FORWARDED_PORTS:
-        name = f"forward-{port}"
-        if not pid_alive(helpers.get(name, 0)):
-            helpers.update(story.start_helper("--forward", str(port), NEW.address))
-            done.append(f"old: {name} restarted")
+        for prefix, target in families:
+            name = f"{prefix}-{port}"
+            if not pid_alive(helpers.get(name, 0)):
+                helpers.update(story.start_helper("--forward", str(port), target))
+                done.append(f"old: {name} restarted")
     if not pid_alive(helpers.get("mysql-socket", 0)):
         helpers.update(story.start_helper("--socket"))
         done.append("old: MySQL socket relay restarted")

@@ -64,7 +64,10 @@ class SpfTooManyLookups(RecordsFault):
         return SPF_ROW.format(zone=sql_string(ZONES[2]))
 
     def change(self, ns: Host) -> None:
-        record = f"v=spf1 {' '.join(LOOKUP_TERMS)} ip4:{OLD.address} ip4:{NEW.address} -all"
+        record = (
+            f"v=spf1 {' '.join(LOOKUP_TERMS)} ip4:{OLD.address} ip4:{NEW.address} "
+            f"ip6:{OLD.address6} ip6:{NEW.address6} -all"
+        )
         story.dns_sql(
             ns, f"UPDATE records SET content = {sql_string(_txt(record))} WHERE {self.where()};"
         )

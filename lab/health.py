@@ -97,14 +97,17 @@ def _helpers(data: dict[str, Any]) -> Condition:
     helpers: dict[str, int] = data["cutover"]
     dead = [f"{name}({pid})" for name, pid in sorted(helpers.items()) if not pid_alive(pid)]
     expected = {"tunnel", "mysql-socket", *(f"forward-{p}" for p in FORWARDED_PORTS)}
+    if data["story"].get("cutover_ipv6", True):
+        expected |= {f"forward6-{p}" for p in FORWARDED_PORTS}
     missing = sorted(expected - set(helpers))
     bad = dead + [f"{name}(none)" for name in missing]
     detail = f"{len(helpers)} running" if not bad else "not running: " + ", ".join(bad)
     return Condition("cutover helpers on old", not bad, detail)
 
 
-def _silent(sweep: dict[str, str], address: str) -> Condition:
-    """After `lab decommission`: no forwarded port of the old IP answers."""
+def _silent(sweep: dict[str, str], address: str, label: str = "decommissioned") -> Condition:
+    """After `lab decommission` (or on old's IPv6 after `cutover --ipv4-only`): no
+    forwarded port of the old address answers."""
     answering = [
         f"{PORT_NAMES[port]}/{port}"
         for port in FORWARDED_PORTS
@@ -115,7 +118,7 @@ def _silent(sweep: dict[str, str], address: str) -> Condition:
         if not answering
         else "still answering: " + ", ".join(answering)
     )
-    return Condition(f"decommissioned: old IP {address} silent", not answering, detail)
+    return Condition(f"{label}: old IP {address} silent", not answering, detail)
 
 
 def _stale_clients(data: dict[str, Any]) -> Condition:
@@ -141,10 +144,16 @@ def conditions(data: dict[str, Any]) -> list[Condition]:
         found.append(_stale_clients(data))
     sweep = _probe("client", "--json")
     if story.get("decommissioned"):
-        found.append(_silent(sweep, OLD.address))
+        found += [_silent(sweep, address) for address in OLD.addresses]
     elif story["cutover"]:
         found.append(_helpers(data))
         found.append(_ports(sweep, OLD.address, NEW.fqdn, f"old IP {OLD.address} forwards to new"))
+        if story.get("cutover_ipv6", True):
+            found.append(
+                _ports(sweep, OLD.address6, NEW.fqdn, f"old IP {OLD.address6} forwards to new")
+            )
+        else:
+            found.append(_silent(sweep, OLD.address6, "cutover --ipv4-only"))
         through = _probe("old", "--socket", MYSQL_SOCKET).get("socket", "FAIL no answer")
         found.append(
             Condition(
@@ -154,8 +163,8 @@ def conditions(data: dict[str, Any]) -> list[Condition]:
             )
         )
     else:
-        found.append(_ports(sweep, OLD.address, OLD.fqdn, f"old {OLD.address} serves"))
-    found.append(_ports(sweep, NEW.address, NEW.fqdn, f"new {NEW.address} serves"))
+        found += [_ports(sweep, a, OLD.fqdn, f"old {a} serves") for a in OLD.addresses]
+    found += [_ports(sweep, a, NEW.fqdn, f"new {a} serves") for a in NEW.addresses]
     if story["synced"]:
         apps = mysql(NEW, "SHOW DATABASES LIKE 'app';", timeout=20).split()
         found.append(
@@ -175,20 +184,23 @@ def conditions(data: dict[str, Any]) -> list[Condition]:
                     f"every TTL <= {LOWERED_TTL}" if not high else f"{high} records above",
                 )
             )
-        target = NEW.address if story["dns"] == "new" else OLD.address
-        other = OLD.address if story["dns"] == "new" else NEW.address
-        stale = _count(
-            ns.key,
-            "SELECT COUNT(*) FROM records r JOIN domains d ON r.domain_id = d.id "
-            f"WHERE r.type = 'A' AND r.name = d.name AND r.content = '{other}';",
-        )
-        found.append(
-            Condition(
-                f"{ns.key}: apex A records -> {story['dns']}",
-                stale == 0,
-                f"all point at {target}" if not stale else f"{stale} still point at {other}",
+        to, away = (NEW, OLD) if story["dns"] == "new" else (OLD, NEW)
+        for rtype, target, other in (
+            ("A", to.address, away.address),
+            ("AAAA", to.address6, away.address6),
+        ):
+            stale = _count(
+                ns.key,
+                "SELECT COUNT(*) FROM records r JOIN domains d ON r.domain_id = d.id "
+                f"WHERE r.type = '{rtype}' AND r.name = d.name AND r.content = '{other}';",
             )
-        )
+            found.append(
+                Condition(
+                    f"{ns.key}: apex {rtype} records -> {story['dns']}",
+                    stale == 0,
+                    f"all point at {target}" if not stale else f"{stale} still point at {other}",
+                )
+            )
     return found
 
 

@@ -1,6 +1,15 @@
 """`.lab/inventory.yaml`: the lab described for the suite, as an operator
 would describe their own migration (see fixtures/inventory.example.yaml).
 Secrets appear only as `password_file:` references into `.lab/secrets/`.
+
+The lab is dual stack, so it is described three ways:
+
+- `inventory.yaml`: both addresses of each server (`address: [IPv4, IPv6]`),
+  the nameservers and MySQL account hosts by their IPv4 addresses;
+- `inventory-ipv4.yaml`: IPv4 only, as the lab was described before it had
+  IPv6 (the golden files are recorded with it);
+- `inventory-ipv6.yaml`: IPv6 only, everything (servers, nameservers, ssh,
+  MySQL account hosts) by IPv6 address: an IPv6-only migration.
 """
 
 from __future__ import annotations
@@ -9,7 +18,7 @@ from typing import Any
 
 from lab import yamlout
 from lab.pki import CA_FILE
-from lab.seed import LAB_HOSTS_PATTERN
+from lab.seed import LAB_HOSTS_PATTERN, LAB_HOSTS_PATTERN6
 from lab.state import secret_path
 from lab.topology import (
     CLIENT_NAMES,
@@ -22,9 +31,14 @@ from lab.topology import (
     STATE,
     VHOSTS,
     ZONES,
+    Host,
 )
 
 INVENTORY = STATE / "inventory.yaml"
+INVENTORY_IPV4 = STATE / "inventory-ipv4.yaml"
+INVENTORY_IPV6 = STATE / "inventory-ipv6.yaml"
+# Which addresses each inventory names: "dual" (both families), "ipv4", "ipv6".
+FAMILIES = {"dual": INVENTORY, "ipv4": INVENTORY_IPV4, "ipv6": INVENTORY_IPV6}
 SSH_CONFIG = STATE / "ssh_config"
 _TLS = {
     110: "starttls",
@@ -56,10 +70,26 @@ def _secret(name: str) -> str:
     return str(secret_path(name).relative_to(STATE))
 
 
+def _server(host: Host, family: str) -> dict[str, Any]:
+    if family == "dual":
+        address: str | list[str] = [host.address, host.address6]
+    else:
+        address = host.address6 if family == "ipv6" else host.address
+    # An IPv6 literal in a host spec goes in brackets (ssh://root@[2001:db8::10]).
+    ssh = f"[{host.address6}]" if family == "ipv6" else host.address
+    return {"address": address, "hostname": host.fqdn, "ssh": f"ssh://root@{ssh}"}
+
+
 def build(
-    mail_accounts: list[str], zones: list[str], extra_accounts: list[tuple[str, str]]
+    mail_accounts: list[str],
+    zones: list[str],
+    extra_accounts: list[tuple[str, str]],
+    family: str = "dual",
 ) -> dict[str, Any]:
-    nameservers = [ns.address for ns in NAMESERVERS]
+    """The inventory naming the addresses of `family` (see FAMILIES)."""
+    ipv6 = family == "ipv6"
+    nameservers = [ns.address6 if ipv6 else ns.address for ns in NAMESERVERS]
+    hosts_pattern = LAB_HOSTS_PATTERN6 if ipv6 else LAB_HOSTS_PATTERN
     services = []
     for port in FORWARDED_PORTS:
         service: dict[str, Any] = {
@@ -72,8 +102,8 @@ def build(
         services.append(service)
     return {
         "name": "lab",
-        "old": {"address": OLD.address, "hostname": OLD.fqdn, "ssh": f"ssh://root@{OLD.address}"},
-        "new": {"address": NEW.address, "hostname": NEW.fqdn, "ssh": f"ssh://root@{NEW.address}"},
+        "old": _server(OLD, family),
+        "new": _server(NEW, family),
         "ssh_config": "ssh_config",
         "services": services,
         "hostnames": [name for name in CLIENT_NAMES if name.startswith("mail.")],
@@ -90,7 +120,7 @@ def build(
         "mysql": {
             "admin": {
                 "user": "cutover_ro",
-                "host": LAB_HOSTS_PATTERN,
+                "host": hosts_pattern,
                 "password_file": _secret("mysql-ro"),
             },
             "accounts": [
@@ -102,7 +132,7 @@ def build(
                 },
                 {
                     "user": "report",
-                    "host": LAB_HOSTS_PATTERN,
+                    "host": hosts_pattern,
                     "password_file": _secret("mysql-report"),
                 },
             ],
@@ -117,19 +147,19 @@ def build(
             ],
             "sql": [
                 {
-                    "nameserver": ns.address,
+                    "nameserver": address,
                     "schema": "powerdns",
-                    "host": ns.address,
+                    "host": address,
                     "port": 3306,
                     "database": "pdns",
                     "user": "pdns_ro",
                     "password_file": _secret("pdns-ro"),
                 }
-                for ns in NAMESERVERS
+                for address in nameservers
             ],
         },
         # Outbound mail: each server signs with /etc/ssl/private/dkim-mail.key;
-        # the reverse zone 100.51.198.in-addr.arpa is served by both nameservers.
+        # the reverse zones (in-addr.arpa and ip6.arpa) are served by both nameservers.
         "outbound": {
             "dkim_selectors": ["mail"],
             "dkim_key_file": "/etc/ssl/private/dkim-{selector}.key",
@@ -148,10 +178,18 @@ def write(
     zones: list[str] | None = None,
     extra_accounts: list[tuple[str, str]] | None = None,
 ) -> None:
-    """Write the inventory; `extra_accounts` are (user, secret name) pairs from `scale`."""
-    header = (
-        "# Written by `python -m lab up` for the running lab; rewritten by `scale`.\n"
-        "# Paths are relative to this file. Do not edit: the next `up` replaces it.\n"
-    )
-    body = yamlout.dump(build(mail_accounts, zones or list(ZONES), extra_accounts or []))
-    INVENTORY.write_text(header + body + "\n", encoding="utf-8")
+    """Write the three inventories (FAMILIES); `extra_accounts` are (user, secret name)
+    pairs from `scale`."""
+    what = {
+        "dual": "both address families (dual stack)",
+        "ipv4": "IPv4 addresses only",
+        "ipv6": "IPv6 addresses only",
+    }
+    for family, path in FAMILIES.items():
+        header = (
+            "# Written by `python -m lab up` for the running lab; rewritten by `scale`.\n"
+            f"# The lab by its {what[family]}.\n"
+            "# Paths are relative to this file. Do not edit: the next `up` replaces it.\n"
+        )
+        data = build(mail_accounts, zones or list(ZONES), extra_accounts or [], family)
+        path.write_text(header + yamlout.dump(data) + "\n", encoding="utf-8")

@@ -23,6 +23,7 @@ from lab.topology import (
     OLD,
     REPO,
     REVERSE_ZONE,
+    REVERSE_ZONE6,
     SERVERS,
     STATE,
     SWITCH_NS,
@@ -30,7 +31,13 @@ from lab.topology import (
     ZONES,
     Host,
 )
-from lab.zones import initial_serial, insert_zone_sql, reverse_records, zone_records
+from lab.zones import (
+    initial_serial,
+    insert_zone_sql,
+    reverse_records,
+    reverse_records6,
+    zone_records,
+)
 
 SSH_DIR = STATE / "ssh"
 # Per-host DKIM signing key (selector "mail"); DNS publishes old's until `sync` copies it.
@@ -87,7 +94,9 @@ def setup_ssh() -> None:
         client_pub + old_key.with_suffix(".pub").read_text(),
         0o600,
     )
-    known = "".join(f"{h.fqdn},{h.key},{h.address} ssh-ed25519 {_host_key(h)}\n" for h in SERVERS)
+    known = "".join(
+        f"{h.fqdn},{h.key},{h.address},{h.address6} ssh-ed25519 {_host_key(h)}\n" for h in SERVERS
+    )
     write(SSH_DIR / "known_hosts", known)
     write(OLD.root / "root/.ssh/known_hosts", known)
     write(
@@ -207,11 +216,13 @@ def up(force: bool = False) -> None:
     seed.load_zones(
         [
             insert_zone_sql(
-                z, zone_records(z, OLD.address, INITIAL_TTL, serial, dkim_public["old"])
+                z,
+                zone_records(z, OLD.address, INITIAL_TTL, serial, dkim_public["old"], OLD.address6),
             )
             for z in ZONES
         ]
         + [insert_zone_sql(REVERSE_ZONE, reverse_records(INITIAL_TTL, serial))]
+        + [insert_zone_sql(REVERSE_ZONE6, reverse_records6(INITIAL_TTL, serial))]
     )
     for host in NAMESERVERS:
         pids[host.key]["pdns"] = _start_host(host, ("pdns",))["pdns"]
@@ -241,6 +252,7 @@ def save_state(pids: dict[str, dict[str, int]], mail_accounts: list[str]) -> Non
             h.key: {
                 "netns": h.netns,
                 "address": h.address,
+                "address6": h.address6,
                 "hostname": h.fqdn,
                 "role": h.role,
                 "root": str(h.root),
@@ -283,7 +295,7 @@ def down(quiet: bool = False, force: bool = False, others: list[Path] | None = N
     done = netns.teardown([other / ".lab" / "ns" for other in others])
     for stale in ("hosts", "ns", "ssh", "ca"):
         shutil.rmtree(STATE / stale, ignore_errors=True)
-    for path in (state.LAB_JSON, inventory.INVENTORY, inventory.SSH_CONFIG, pki.CA_FILE):
+    for path in (state.LAB_JSON, *inventory.FAMILIES.values(), inventory.SSH_CONFIG, pki.CA_FILE):
         path.unlink(missing_ok=True)
     shutil.rmtree(state.SECRETS, ignore_errors=True)
     if not quiet:
@@ -311,7 +323,8 @@ def status() -> int:
         live = ", ".join(
             f"{n}={'up' if pid_alive(p) else stopped}({p})" for n, p in info["pids"].items()
         )
-        say(f"{key:<6} {info['address']:<15} {info['hostname']:<20} {live or '-'}")
+        addresses = f"{info['address']} {info.get('address6', '')}"
+        say(f"{key:<6} {addresses:<34} {info['hostname']:<20} {live or '-'}")
     story = data["story"]
     say(
         f"story: TTL {story['ttl']}, synced={story['synced']}, cutover={story['cutover']}, "
@@ -363,11 +376,13 @@ def inventory_facts(data: dict[str, Any]) -> list[str]:
         f"inventory for this lab (written as {shown(data['inventory'])}; secrets are "
         "password_file: paths, relative to the inventory):",
         *(
-            f"  {key}: {info['address']} ({info['hostname']}), ssh: ssh://root@{info['address']}"
+            f"  {key}: {info['address']} and {info.get('address6', '-')} ({info['hostname']}), "
+            f"ssh: ssh://root@{info['address']}"
             for key, info in hosts.items()
             if key in (OLD.key, NEW.key)
         ),
-        f"  run from: {CLIENT.netns} ({CLIENT.address}); ssh_config: {shown(data['ssh_config'])}",
+        f"  run from: {CLIENT.netns} ({CLIENT.address}, {CLIENT.address6}); "
+        f"ssh_config: {shown(data['ssh_config'])}",
         f"  tls.ca_file: {shown(data['ca'])}",
         "  mail.accounts (user, password_file):",
         *(f"    {user}  {shown(path)}" for user, path in list(accounts["mail"].items())[:SHOWN]),
@@ -383,9 +398,12 @@ def inventory_facts(data: dict[str, Any]) -> list[str]:
         "  mysql.databases: app; mysql.socket: /run/mysqld/mysqld.sock",
         "  dns.sql: per nameserver, schema powerdns, host = its address, port 3306, "
         "database pdns, user pdns_ro",
-        f"  outbound: reverse zone {REVERSE_ZONE} (reverse_nameservers {ns}); DKIM selector "
+        f"  outbound: reverse zones {REVERSE_ZONE}, {REVERSE_ZONE6} "
+        f"(reverse_nameservers {ns}); DKIM selector "
         "mail, dkim_key_file /etc/ssl/private/dkim-{selector}.key on old and new",
-        f"  ports forwarded at cutover: {' '.join(str(p) for p in data['ports'])}",
+        f"  ports forwarded at cutover: {' '.join(str(p) for p in data['ports'])} "
+        "(IPv4 and IPv6; `cutover --ipv4-only`: IPv4 only)",
+        "  inventories: inventory.yaml (both families), inventory-ipv4.yaml, inventory-ipv6.yaml",
     ]
     return lines
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lab.run import NS_FILES, LabError, pid_alive, run
-from lab.topology import HOSTS, NS1, NS_PREFIX, STATE, SUBNET, SWITCH_NS, Host
+from lab.topology import HOSTS, NS1, NS_PREFIX, STATE, SUBNET, SUBNET6, SWITCH_NS, Host
 
 ETC_NETNS = Path("/etc/netns")
 BRIDGE = "br0"
@@ -49,6 +49,7 @@ def lab_namespaces() -> list[str]:
 def hosts_file() -> str:
     lines = ["127.0.0.1 localhost"]
     lines += [f"{h.address} {h.fqdn} {h.key}" for h in HOSTS.values()]
+    lines += [f"{h.address6} {h.fqdn} {h.key}" for h in HOSTS.values()]
     return "\n".join(lines) + "\n"
 
 
@@ -80,10 +81,23 @@ def create_network() -> None:
         )
         _ip("link", "set", host.key, "master", BRIDGE, "up", netns=SWITCH_NS)
         _ip("addr", "add", f"{host.address}/{SUBNET.prefixlen}", "dev", "eth0", netns=host.netns)
+        # nodad: no duplicate address detection, so daemons can bind the address at once.
+        _ip(
+            "-6",
+            "addr",
+            "add",
+            f"{host.address6}/{SUBNET6.prefixlen}",
+            "dev",
+            "eth0",
+            "nodad",
+            netns=host.netns,
+        )
         _ip("link", "set", "eth0", "up", netns=host.netns)
         _ip("link", "set", "lo", "up", netns=host.netns)
         # A probe started outside the lab by mistake fails here, locally.
         _ip("route", "replace", "unreachable", f"{host.address}/32")
+    _ip("-6", "route", "replace", "unreachable", str(SUBNET6))
+    for host in HOSTS.values():
         etc = ETC_NETNS / host.netns
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "hosts").write_text(hosts_file())
@@ -207,14 +221,29 @@ def teardown(other_ns_files: Iterable[Path] = ()) -> list[str]:
     for etc in sorted(ETC_NETNS.glob(f"{NS_PREFIX}*")):
         shutil.rmtree(etc, ignore_errors=True)
         done.append(f"removed {etc}")
-    routes = run(["ip", "route", "show", "type", "unreachable"], timeout=10).stdout
-    for line in routes.splitlines():
-        target = line.split()[1]
-        address = target.split("/")[0]
-        if address.count(".") == 3 and ipaddress.IPv4Address(address) in SUBNET:
-            run(["ip", "route", "delete", "unreachable", target], timeout=10, check=False)
-            done.append(f"removed guard route {target}")
+    for family in ("-4", "-6"):
+        routes = run(["ip", family, "route", "show", "type", "unreachable"], timeout=10).stdout
+        for line in routes.splitlines():
+            target = line.split()[1]
+            if _is_lab_route(target):
+                run(
+                    ["ip", family, "route", "delete", "unreachable", target],
+                    timeout=10,
+                    check=False,
+                )
+                done.append(f"removed guard route {target}")
     return done
+
+
+def _is_lab_route(target: str) -> bool:
+    """A guard route of the lab: an IPv4 /32 in SUBNET, or SUBNET6 itself."""
+    try:
+        network = ipaddress.ip_network(target)
+    except ValueError:
+        return False
+    if network.version == 4:
+        return network.subnet_of(SUBNET)
+    return network.subnet_of(SUBNET6)
 
 
 def require_root() -> None:

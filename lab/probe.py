@@ -51,9 +51,8 @@ def _read_line(conn: socket.socket | ssl.SSLSocket) -> str:
 def answer(address: str, port: int, context: ssl.SSLContext) -> str:
     """What the server on address:port says first (its identity where it gives one)."""
     check_lab_address(address)
-    raw = socket.create_connection(
-        (address, port), timeout=TIMEOUT, source_address=(CLIENT.address, 0)
-    )
+    source = CLIENT.address6 if ":" in address else CLIENT.address
+    raw = socket.create_connection((address, port), timeout=TIMEOUT, source_address=(source, 0))
     conn: socket.socket | ssl.SSLSocket = raw
     try:
         if port in IMPLICIT_TLS:
@@ -95,12 +94,18 @@ def socket_answer(path: str) -> str:
 
 
 def sweep() -> dict[str, str]:
-    """Every forwarded port on both servers at once: "ok ANSWER" or "FAIL why" per address:port.
+    """Every forwarded port on both servers, both families, at once: "ok ANSWER" or
+    "FAIL why" per address:port (an IPv6 address unbracketed: split at the last colon).
 
     Concurrent, so a silent host costs one timeout, not one per port.
     """
     context = ssl.create_default_context(cafile=str(STATE / "ca.pem"))
-    targets = [(host.address, port) for host in (OLD, NEW) for port in FORWARDED_PORTS]
+    targets = [
+        (address, port)
+        for host in (OLD, NEW)
+        for address in (host.address, host.address6)
+        for port in FORWARDED_PORTS
+    ]
 
     def one(target: tuple[str, int]) -> str:
         try:
@@ -132,7 +137,7 @@ def main() -> int:
     for key, result in results.items():
         address, port = key.rsplit(":", 1)
         failures += result.startswith("FAIL")
-        print(f"{address:>15}:{port:<5} {PORT_NAMES[int(port)]:<11} {result}")
+        print(f"{address:>17}:{port:<5} {PORT_NAMES[int(port)]:<11} {result}")
     return 1 if failures else 0
 
 

@@ -41,17 +41,23 @@ def scale(domains: int, accounts: int, messages: int, rng_seed: int) -> None:
     rng = random.Random(rng_seed)
 
     names = [f"zone{i:04d}.test" for i in range(1, domains + 1)]
-    target = NEW.address if data["story"]["dns"] == "new" else OLD.address
+    server = NEW if data["story"]["dns"] == "new" else OLD
+    target = server.address
     ttl = data["story"]["ttl"] or INITIAL_TTL
     # The servers' DKIM key, published in every generated zone as in the lab's own.
     dkim_public = pki.dkim_public(OLD.root / DKIM_KEY)
     seed.load_zones(
         [
-            insert_zone_sql(z, zone_records(z, target, ttl, initial_serial(), dkim_public))
+            insert_zone_sql(
+                z, zone_records(z, target, ttl, initial_serial(), dkim_public, server.address6)
+            )
             for z in names
         ]
     )
-    say(f"scale: {domains} generated zones on ns1 and ns2 (A -> {target}, TTL {ttl})")
+    say(
+        f"scale: {domains} generated zones on ns1 and ns2 "
+        f"(A -> {target}, AAAA -> {server.address6}, TTL {ttl})"
+    )
 
     password = state.new_secret(SCALE_SECRET) if accounts else ""
     users = [f"user{i:05d}@{ZONES[i % len(ZONES)]}" for i in range(1, accounts + 1)]

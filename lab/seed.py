@@ -20,9 +20,12 @@ from lab import state
 from lab.daemons import mysql
 from lab.render import render, write
 from lab.run import on, run
-from lab.topology import NAMESERVERS, NS1, SUBNET, VHOSTS, ZONES, Host
+from lab.topology import NAMESERVERS, NS1, SUBNET, SUBNET6, VHOSTS, ZONES, Host
 
 LAB_HOSTS_PATTERN = str(SUBNET.network_address).rsplit(".", 1)[0] + ".%"  # 198.51.100.%
+# The same hosts reached over IPv6 (MariaDB matches the pattern against the address text).
+LAB_HOSTS_PATTERN6 = f"{SUBNET6.network_address}%"  # 2001:db8:5100::%
+LAB_HOST_PATTERNS = (LAB_HOSTS_PATTERN, LAB_HOSTS_PATTERN6)
 KEYWORDS = ("$Important", "Project-X")  # maildir flag letters a, b
 PDNS_SCHEMA = "/usr/share/pdns-backend-mysql/schema/schema.mysql.sql"
 
@@ -212,8 +215,14 @@ def app_database_sql(app_password: str, report_password: str) -> str:
                 " ('2024-06-07 08:09:11', NULL);",
                 f"CREATE USER 'app'@'localhost' IDENTIFIED BY '{app_password}';",
                 "GRANT SELECT, INSERT, UPDATE, DELETE ON app.* TO 'app'@'localhost';",
-                f"CREATE USER 'report'@'{LAB_HOSTS_PATTERN}' IDENTIFIED BY '{report_password}';",
-                f"GRANT SELECT ON app.* TO 'report'@'{LAB_HOSTS_PATTERN}';",
+                *(
+                    statement
+                    for pattern in LAB_HOST_PATTERNS
+                    for statement in (
+                        f"CREATE USER 'report'@'{pattern}' IDENTIFIED BY '{report_password}';",
+                        f"GRANT SELECT ON app.* TO 'report'@'{pattern}';",
+                    )
+                ),
             ]
         )
         + "\n"
@@ -222,11 +231,12 @@ def app_database_sql(app_password: str, report_password: str) -> str:
 
 def suite_account_sql(password: str) -> str:
     # SHOW GRANTS FOR another account needs SELECT on the mysql schema.
-    return (
-        f"CREATE OR REPLACE USER 'cutover_ro'@'{LAB_HOSTS_PATTERN}' IDENTIFIED BY '{password}';\n"
-        f"GRANT SELECT, SHOW VIEW ON mysql.* TO 'cutover_ro'@'{LAB_HOSTS_PATTERN}';\n"
-        f"GRANT SELECT, SHOW VIEW ON app.* TO 'cutover_ro'@'{LAB_HOSTS_PATTERN}';\n"
-        f"GRANT SHOW DATABASES ON *.* TO 'cutover_ro'@'{LAB_HOSTS_PATTERN}';\n"
+    return "".join(
+        f"CREATE OR REPLACE USER 'cutover_ro'@'{pattern}' IDENTIFIED BY '{password}';\n"
+        f"GRANT SELECT, SHOW VIEW ON mysql.* TO 'cutover_ro'@'{pattern}';\n"
+        f"GRANT SELECT, SHOW VIEW ON app.* TO 'cutover_ro'@'{pattern}';\n"
+        f"GRANT SHOW DATABASES ON *.* TO 'cutover_ro'@'{pattern}';\n"
+        for pattern in LAB_HOST_PATTERNS
     )
 
 
@@ -250,8 +260,11 @@ def create_pdns_database(host: Host) -> None:
         "CREATE DATABASE pdns;\n"
         f"CREATE USER 'pdns'@'localhost' IDENTIFIED BY '{backend}';\n"
         "GRANT SELECT, INSERT, UPDATE, DELETE ON pdns.* TO 'pdns'@'localhost';\n"
-        f"CREATE USER 'pdns_ro'@'{LAB_HOSTS_PATTERN}' IDENTIFIED BY '{reader}';\n"
-        f"GRANT SELECT ON pdns.* TO 'pdns_ro'@'{LAB_HOSTS_PATTERN}';\n",
+        + "".join(
+            f"CREATE USER 'pdns_ro'@'{pattern}' IDENTIFIED BY '{reader}';\n"
+            f"GRANT SELECT ON pdns.* TO 'pdns_ro'@'{pattern}';\n"
+            for pattern in LAB_HOST_PATTERNS
+        ),
     )
     mysql(host, schema, database="pdns")
 

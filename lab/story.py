@@ -127,7 +127,15 @@ def sync() -> None:
 def _run_script(*args: str) -> str:
     return on(
         OLD,
-        ["env", f"OLDIP={OLD.address}", f"CUTOVER_LOG_DIR={OLD.logs}", "sh", SCRIPT_ON_OLD, *args],
+        [
+            "env",
+            f"OLDIP={OLD.address}",
+            f"OLDIP6={OLD.address6}",
+            f"CUTOVER_LOG_DIR={OLD.logs}",
+            "sh",
+            SCRIPT_ON_OLD,
+            *args,
+        ],
         timeout=120,
     ).stdout
 
@@ -149,7 +157,13 @@ def start_helper(*args: str) -> dict[str, int]:
     return cutover_pids()
 
 
-def cutover() -> None:
+def forwards_ipv6(data: dict[str, Any]) -> bool:
+    """Whether the cutover forwards IPv6 too (not after `cutover --ipv4-only`)."""
+    return bool(data["story"]["cutover"]) and data["story"].get("cutover_ipv6", True)
+
+
+def cutover(ipv4_only: bool = False) -> None:
+    """Run lab/cutover.sh on old; `ipv4_only`: as the playbook wrote it (no IPv6 forwards)."""
     data = lab_state()
     helpers: dict[str, Any] = data["cutover"]
     if data["story"]["cutover"] and helpers and all(pid_alive(p) for p in helpers.values()):
@@ -163,37 +177,49 @@ def cutover() -> None:
     started = time.monotonic()
     shutil.copyfile(CUTOVER_SCRIPT, OLD.root / "root/cutover.sh")
     (OLD.root / "root/cutover.sh").chmod(0o755)
-    for line in _run_script(NEW.address, OLD.address).splitlines():
+    pairs = (NEW.address, OLD.address) + (() if ipv4_only else (NEW.address6, OLD.address6))
+    for line in _run_script(*pairs).splitlines():
         say(f"cutover: old: {line}")
     data["cutover"] = cutover_pids()
     data["story"]["cutover"] = True
+    data["story"]["cutover_ipv6"] = not ipv4_only
     state.save(data)
     health.verify(data, "cutover")
+    targets = NEW.address if ipv4_only else f"{NEW.address} and {NEW.address6}"
     say(
-        f"cutover: old now forwards every port to {NEW.address} "
+        f"cutover: old now forwards every port to {targets} "
         f"({len(data['cutover'])} helpers) in {time.monotonic() - started:.1f}s"
+        + ("; IPv4 only: old's IPv6 address answers nothing" if ipv4_only else "")
     )
 
 
 def dns_switch() -> None:
     data = lab_state()
     for ns in NAMESERVERS:
-        apex_a = (
-            f"FROM records r JOIN domains d ON r.domain_id = d.id "
-            f"WHERE r.type = 'A' AND r.name = d.name AND r.content = '{OLD.address}'"
-        )
-        ids = dns_sql(ns, f"SELECT DISTINCT r.domain_id {apex_a};").split()
+        ids: set[str] = set()
+        for rtype, old, new in (
+            ("A", OLD.address, NEW.address),
+            ("AAAA", OLD.address6, NEW.address6),
+        ):
+            apex = (
+                f"FROM records r JOIN domains d ON r.domain_id = d.id "
+                f"WHERE r.type = '{rtype}' AND r.name = d.name AND r.content = '{old}'"
+            )
+            ids.update(dns_sql(ns, f"SELECT DISTINCT r.domain_id {apex};").split())
+            dns_sql(
+                ns,
+                f"UPDATE records r JOIN domains d ON r.domain_id = d.id "
+                f"SET r.content = '{new}' WHERE r.type = '{rtype}' AND r.name = d.name "
+                f"AND r.content = '{old}';",
+            )
         if not ids:
-            say(f"dns-switch: {ns.key}: no apex A record points at {OLD.address} any more")
+            say(f"dns-switch: {ns.key}: no apex A or AAAA record points at the old server any more")
             continue
-        dns_sql(
-            ns,
-            f"UPDATE records r JOIN domains d ON r.domain_id = d.id "
-            f"SET r.content = '{NEW.address}' WHERE r.type = 'A' AND r.name = d.name "
-            f"AND r.content = '{OLD.address}';",
+        bump_serials(ns, ",".join(sorted(ids)))
+        say(
+            f"dns-switch: {ns.key}: {len(ids)} zones now point at {NEW.address} "
+            f"and {NEW.address6}, serials bumped"
         )
-        bump_serials(ns, ",".join(ids))
-        say(f"dns-switch: {ns.key}: {len(ids)} zones now point at {NEW.address}, serials bumped")
     data["story"]["dns"] = "new"
     state.save(data)
     health.verify(data, "dns-switch")

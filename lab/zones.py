@@ -4,6 +4,11 @@ Each zone follows the MyDNS add-domain script of the source post: apex A to
 the shared IP, `www` and `mail` CNAMEs to the apex, MX 10 mail; plus NS, SOA
 and an SPF TXT that authorises both servers. The reverse zone maps every lab
 address back to its host name (forward-confirmed reverse DNS).
+
+Dual stack: every name with an A record also has an AAAA record (the apex to
+the shared IPv6 address, each host to its own), the SPF record authorises both
+servers' IPv6 addresses too, and an ip6.arpa zone (nibble format) maps the
+servers' IPv6 addresses back to their names.
 """
 
 from __future__ import annotations
@@ -12,7 +17,17 @@ import time
 from dataclasses import dataclass
 
 from lab.pki import DKIM_SELECTOR
-from lab.topology import HOSTS, NEW, NS1, NS2, OLD, REVERSE_ZONE
+from lab.topology import (
+    HOSTS,
+    NEW,
+    NS1,
+    NS2,
+    OLD,
+    REVERSE_ZONE,
+    REVERSE_ZONE6,
+    SERVERS,
+    reverse_name6,
+)
 
 SOA_TIMERS = "10800 3600 604800 300"  # refresh retry expire minimum (negative TTL)
 
@@ -40,18 +55,31 @@ def dkim_txt(public_key: str) -> str:
     return " ".join(f'"{text[i : i + 250]}"' for i in range(0, len(text), 250))
 
 
+def spf_txt() -> str:
+    """The SPF record of every zone: both servers, both families."""
+    return (
+        f'"v=spf1 ip4:{OLD.address} ip4:{NEW.address} ip6:{OLD.address6} ip6:{NEW.address6} -all"'
+    )
+
+
 def zone_records(
-    zone: str, apex_ip: str, ttl: int, serial: int, dkim_public: str | None = None
+    zone: str,
+    apex_ip: str,
+    ttl: int,
+    serial: int,
+    dkim_public: str | None = None,
+    apex_ip6: str | None = None,
 ) -> list[Record]:
     records = [
         Record(zone, "SOA", soa_content(zone, serial), ttl),
         Record(zone, "NS", NS1.fqdn, ttl),
         Record(zone, "NS", NS2.fqdn, ttl),
         Record(zone, "A", apex_ip, ttl),
+        *([Record(zone, "AAAA", apex_ip6, ttl)] if apex_ip6 else []),
         Record(f"www.{zone}", "CNAME", zone, ttl),
         Record(f"mail.{zone}", "CNAME", zone, ttl),
         Record(zone, "MX", f"mail.{zone}", ttl, prio=10),
-        Record(zone, "TXT", f'"v=spf1 ip4:{OLD.address} ip4:{NEW.address} -all"', ttl),
+        Record(zone, "TXT", spf_txt(), ttl),
     ]
     if dkim_public:
         records.append(
@@ -60,6 +88,7 @@ def zone_records(
     if zone == "example.test":
         # The hosts themselves live in the first zone (and NS names need glue).
         records += [Record(h.fqdn, "A", h.address, ttl) for h in HOSTS.values()]
+        records += [Record(h.fqdn, "AAAA", h.address6, ttl) for h in HOSTS.values()]
     return records
 
 
@@ -72,6 +101,17 @@ def reverse_records(ttl: int, serial: int) -> list[Record]:
     for host in HOSTS.values():
         last = host.address.rsplit(".", 1)[1]
         records.append(Record(f"{last}.{REVERSE_ZONE}", "PTR", host.fqdn, ttl))
+    return records
+
+
+def reverse_records6(ttl: int, serial: int) -> list[Record]:
+    """The ip6.arpa zone: nibble-format PTRs for the servers' IPv6 addresses."""
+    records = [
+        Record(REVERSE_ZONE6, "SOA", soa_content(REVERSE_ZONE6, serial), ttl),
+        Record(REVERSE_ZONE6, "NS", NS1.fqdn, ttl),
+        Record(REVERSE_ZONE6, "NS", NS2.fqdn, ttl),
+    ]
+    records += [Record(reverse_name6(h.address6), "PTR", h.fqdn, ttl) for h in SERVERS]
     return records
 
 

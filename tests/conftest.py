@@ -229,13 +229,20 @@ class Lab:
         )
 
     def inventory_variant(
-        self, directory: Path, change: Callable[[dict[str, Any]], None] | None = None
+        self,
+        directory: Path,
+        change: Callable[[dict[str, Any]], None] | None = None,
+        *,
+        source: str | None = None,
     ) -> Path:
         """A copy of the lab's inventory in `directory`, its file paths made absolute.
 
         `change` edits the parsed YAML in place (e.g. acknowledge the TTL lowering).
+        `source` names another inventory the lab writes next to it
+        (`inventory-ipv6.yaml`: only the IPv6 addresses).
         """
         base = self.inventory.parent
+        original = base / source if source else self.inventory
 
         def absolute(node: Any) -> Any:
             if isinstance(node, dict):
@@ -249,7 +256,7 @@ class Lab:
                 return [absolute(item) for item in node]
             return node
 
-        data = absolute(yaml.safe_load(self.inventory.read_text(encoding="utf-8")))
+        data = absolute(yaml.safe_load(original.read_text(encoding="utf-8")))
         if change is not None:
             change(data)
         directory.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,9 @@ What is captured (tests/golden/):
   `cutover run PHASE --collect-only` from a directory outside the checkout,
   with the plugin tests/golden/collect_dump.py, which refuses every network
   connection while collecting (no lab, no network).
-- lab/collect.<phase>.jsonl: the same for the lab's own inventory.
+- lab/collect.<phase>.jsonl: the same for the lab's own inventory, in its
+  IPv4-only form (LAB_INVENTORY, `.lab/inventory-ipv4.yaml`): the lab is dual
+  stack since issue #18, and this is the inventory it had before.
 - lab/preflight.junit.jsonl, lab/preflight.json, lab/preflight.terminal.txt: a
   real preflight run on the healthy lab (the story's preflight state: TTLs
   lowered, data synced), with the lab's own inventory and a fresh baseline:
@@ -74,6 +76,8 @@ REPO = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent
 CUTOVER = str(Path(sys.executable).parent / "cutover")
 PHASES = ("preflight", "cutover", "acceptance")
+# The lab's inventory the lab goldens are recorded with (IPv4 only, as before issue #18).
+LAB_INVENTORY = REPO / ".lab" / "inventory-ipv4.yaml"
 INVENTORIES = {
     "example": REPO / "fixtures" / "inventory.example.yaml",
     "fleet-example": REPO / "fixtures" / "inventory.fleet.example.yaml",

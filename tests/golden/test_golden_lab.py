@@ -38,7 +38,7 @@ def _collected(lab: Lab, phase: str, workdir: Path) -> list[dict[str, object]]:
     dump = workdir / f"{phase}.dump.json"
     ran = run_suite(
         phase,
-        lab.inventory,
+        capture.LAB_INVENTORY,
         workdir / phase,
         "--collect-only",
         "-q",
@@ -52,7 +52,7 @@ def _collected(lab: Lab, phase: str, workdir: Path) -> list[dict[str, object]]:
 
 def _run(lab: Lab, phase: str, reports: Path) -> tuple[SuiteRun, dict[str, str]]:
     """One run of `phase` from the client namespace; its golden files, as it gives them now."""
-    run = run_suite(phase, lab.inventory, reports, namespace="cutover-client")
+    run = run_suite(phase, capture.LAB_INVENTORY, reports, namespace="cutover-client")
     report = reports / f"{phase}.json"
     assert run.cases and report.is_file(), run.summary()
     normalised = capture.normalise_json_report(json.loads(report.read_text("utf-8")))

@@ -16,6 +16,9 @@ from tests.suite import REPO
 
 CA_FILE = REPO / ".lab" / "ca.pem"
 OLD_IP, NEW_IP, NS1_IP, NS2_IP = "198.51.100.10", "198.51.100.20", "198.51.100.53", "198.51.100.54"
+# The same hosts' IPv6 addresses (the lab is dual stack: 2001:db8:5100::/64).
+OLD_IP6, NEW_IP6 = "2001:db8:5100::10", "2001:db8:5100::20"
+NS1_IP6, NS2_IP6 = "2001:db8:5100::53", "2001:db8:5100::54"
 
 
 def observe(host: str, *command: str, env: dict[str, str] | None = None) -> str:
@@ -39,7 +42,7 @@ def greeting(address: str, port: int, starttls: str | None = None) -> str:
         "openssl",
         "s_client",
         "-connect",
-        f"{address}:{port}",
+        f"[{address}]:{port}" if ":" in address else f"{address}:{port}",
         "-CAfile",
         str(CA_FILE),
         "-servername",

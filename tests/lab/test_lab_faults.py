@@ -7,6 +7,7 @@ the fault is active, and exactly as before once it is undone.
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,9 +17,11 @@ import pytest
 from tests.conftest import Lab, lab_cli
 from tests.lab.conftest import (
     NEW_IP,
+    NEW_IP6,
     NS1_IP,
     NS2_IP,
     OLD_IP,
+    OLD_IP6,
     app_login_via_old_socket,
     dig,
     greeting,
@@ -80,6 +83,25 @@ FAULTS: dict[str, tuple[Callable[[], str], Callable[[str], bool]]] = {
     "service-down:new:imap": (
         lambda: greeting(NEW_IP, 993) + " | " + greeting(NEW_IP, 995),
         lambda o: o.startswith("refused | verify=0 (ok) +OK"),
+    ),
+    # Dual stack (issue #18): what IPv6 clients see.
+    "forward-v4-only": (lambda: greeting(OLD_IP6, 993), lambda o: o == "refused"),
+    "v6-old-server-still-serving": (
+        lambda: greeting(OLD_IP6, 993),
+        lambda o: "old.example.test IMAP/POP3 ready" in o,
+    ),
+    "aaaa-stale": (lambda: dig(NS1_IP, "shop.test", "AAAA", "+short"), lambda o: o == OLD_IP6),
+    "aaaa-ttl-high:ns2": (
+        lambda: dig(NS2_IP, "example.test", "AAAA", "+noall", "+answer"),
+        lambda o: "\t3600\t" in o,
+    ),
+    "ptr6-missing": (
+        lambda: dig(NS1_IP, ipaddress.ip_address(NEW_IP6).reverse_pointer, "PTR", "+short"),
+        lambda o: o == "",
+    ),
+    "spf-missing-ip6": (
+        lambda: dig(NS2_IP, "shop.test", "TXT", "+short"),
+        lambda o: "v=spf1" in o and f"ip6:{NEW_IP6}" not in o,
     ),
 }
 

@@ -1,7 +1,8 @@
 """A fleet against the live lab: two pairs in one inventory, one healthy, one broken.
 
-`good` is the lab's own pair; `ghost` has the same old host but a new address
-in the lab's subnet that nobody holds (198.51.100.99). One preflight run
+`good` is the lab's own pair; `ghost` has the same old host but new addresses
+in the lab's subnets that nobody holds (198.51.100.99, 2001:db8:5100::99: the
+lab is dual stack, so each pair's new side has one address per family). One preflight run
 checks both: `good` is green, every failure belongs to `ghost`, test ids and
 JUnit properties carry the pair, and each pair gets its own baseline file.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from tests.conftest import Lab
 
 GHOST = "198.51.100.99"  # in the lab's 198.51.100.0/24, held by no host
+GHOST6 = "2001:db8:5100::99"  # in the lab's 2001:db8:5100::/64, held by no host
 
 
 def fleet(data: dict[str, Any]) -> None:
@@ -24,7 +26,7 @@ def fleet(data: dict[str, Any]) -> None:
         {
             "name": "ghost",
             "old": old,
-            "new": {**new, "address": GHOST, "ssh": f"ssh://root@{GHOST}"},
+            "new": {**new, "address": [GHOST, GHOST6], "ssh": f"ssh://root@{GHOST}"},
         },
     ]
 
@@ -48,7 +50,7 @@ def test_one_run_checks_every_pair_and_keeps_them_apart(preflight_lab: Lab, tmp_
     assert {c.check_id for c in ghost_failures} >= {"PORT01", "IMAP01", "AUTH01"}, run.summary()
     for case in ghost_failures:
         if case.properties.get("side") == "new":
-            assert GHOST in case.message, case.message
+            assert GHOST in case.message or GHOST6 in case.message, case.message
     assert "pair good: ok" in run.stdout and "pair ghost: FAIL" in run.stdout, run.stdout
     assert sorted(p.name for p in baseline.parent.glob("baseline-*.json")) == [
         "baseline-ghost.json",

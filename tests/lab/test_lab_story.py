@@ -8,9 +8,11 @@ from cutover.model.inventory import load_inventory
 from tests.conftest import Lab, lab_cli
 from tests.lab.conftest import (
     NEW_IP,
+    NEW_IP6,
     NS1_IP,
     NS2_IP,
     OLD_IP,
+    OLD_IP6,
     REPO,
     app_login_via_old_socket,
     dig,
@@ -24,9 +26,14 @@ ACCOUNTS = ("alice@example.test", "bob@example.test", "carol@example.test")
 
 
 def _sweep() -> dict[str, str]:
-    """`lab status`'s protocol-level sweep from the client: 'IP:PORT' -> what answered."""
+    """`lab status`'s protocol-level sweep from the client: 'IP:PORT' -> what answered
+    (both families: an IPv6 address unbracketed, split at the last colon)."""
     out = lab_cli("status").stdout
-    rows = [line.split(None, 2) for line in out.splitlines() if line.startswith("  198.51.100.")]
+    rows = [
+        line.split(None, 2)
+        for line in out.splitlines()
+        if line.lstrip().startswith(("198.51.100.", "2001:db8:5100::"))
+    ]
     return {row[0]: row[2] for row in rows}
 
 
@@ -38,16 +45,18 @@ def _served_by(sweep: dict[str, str], address: str) -> set[str]:
         if "old.example.test" in answer
         else "none"
         for key, answer in sweep.items()
-        if key.startswith(address) and ":3306" not in key
+        if key.rsplit(":", 1)[0] == address and not key.endswith(":3306")
     }
 
 
 def test_every_port_answers_from_its_own_server(up_lab: Lab) -> None:
     sweep = _sweep()
-    assert len(sweep) == 18
+    assert len(sweep) == 36  # 9 ports x 2 servers x 2 families
     assert all(answer.startswith("ok") for answer in sweep.values()), sweep
-    assert _served_by(sweep, OLD_IP) == {"old.example.test"}
-    assert _served_by(sweep, NEW_IP) == {"new.example.test"}
+    for address in (OLD_IP, OLD_IP6):
+        assert _served_by(sweep, address) == {"old.example.test"}, address
+    for address in (NEW_IP, NEW_IP6):
+        assert _served_by(sweep, address) == {"new.example.test"}, address
     assert greeting(NEW_IP, 993).startswith("verify=0 (ok) * OK")
     # After STARTTLS, s_client shows no greeting: the upgrade and verification are the point.
     assert greeting(OLD_IP, 587, "smtp").startswith("verify=0 (ok)")
@@ -129,6 +138,7 @@ def test_cutover_forwards_every_port_to_new(cutover_lab: Lab) -> None:
     sweep = _sweep()
     assert all(answer.startswith("ok") for answer in sweep.values()), sweep
     assert _served_by(sweep, OLD_IP) == {"new.example.test"}
+    assert _served_by(sweep, OLD_IP6) == {"new.example.test"}
     assert app_login_via_old_socket() == "app@localhost\tnew.example.test"
     assert "already" in lab_cli("cutover").stdout
 

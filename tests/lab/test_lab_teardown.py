@@ -41,6 +41,14 @@ def _assert_nothing_left(pids: set[int]) -> None:
         check=True,
     ).stdout
     assert "198.51.100." not in routes
+    routes6 = subprocess.run(
+        ["ip", "-6", "route", "show", "type", "unreachable"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    ).stdout
+    assert "2001:db8:5100:" not in routes6
     mounts = Path("/proc/self/mountinfo").read_text()
     assert str(REPO / ".lab") not in mounts
     assert not list(Path("/etc/netns").glob("cutover-*"))

@@ -21,6 +21,10 @@ from tests.trust.expected import EXPECTED, HEALTHY, PHASES, REASONS, SUITE_ARGS,
 
 DOC = REPO / "docs" / "detection-matrix.md"
 HEALTHY_ROW = "(healthy lab)"
+# The healthy lab again, through an inventory that lists only the IPv6 addresses
+# (the lab's `inventory-ipv6.yaml`): an IPv6-only migration must be green too.
+IPV6_ROW = "(healthy lab, IPv6-only inventory)"
+HEALTHY_ROWS = (HEALTHY_ROW, IPV6_ROW)
 ACKNOWLEDGEMENT = "lab: TTLs lowered by `lab lower-ttl`; no resolver in the lab caches them"
 SWITCH_ACKNOWLEDGEMENT = "lab: no resolver in the lab caches the old records"
 # The decommission phase watches the old host's ports this long (default 60 s).
@@ -41,7 +45,7 @@ class Observed:
 OBSERVED = Observed()
 
 
-def matrix_inventory(lab: Lab, directory: Path) -> Path:
+def matrix_inventory(lab: Lab, directory: Path, *, ipv6_only: bool = False) -> Path:
     """The lab's inventory, TTL lowering and DNS-switch wait acknowledged (DNS03's and
     DECOM01's waits are a separate matter: tests/dns, tests/decom).
 
@@ -56,7 +60,8 @@ def matrix_inventory(lab: Lab, directory: Path) -> Path:
         data["timeouts"]["mail_delivery"] = 5
         data["decommission"] = {"observe_seconds": OBSERVE_SECONDS}
 
-    return lab.inventory_variant(directory, change)
+    source = "inventory-ipv6.yaml" if ipv6_only else None
+    return lab.inventory_variant(directory, change, source=source)
 
 
 def run_whole_suite(
@@ -66,6 +71,7 @@ def run_whole_suite(
     baseline: Path,
     *args: str,
     keep_baseline: bool = False,
+    ipv6_only: bool = False,
 ) -> SuiteRun:
     """Every check of `phase` against the lab, from the client namespace.
 
@@ -86,7 +92,7 @@ def run_whole_suite(
         phase,
         f"--baseline={own}",
         *args,
-        inventory=matrix_inventory(lab, directory / "inventory"),
+        inventory=matrix_inventory(lab, directory / "inventory", ipv6_only=ipv6_only),
     )
 
 
@@ -113,17 +119,17 @@ def lab_rows() -> list[tuple[str, str]]:
     """(phase, row) in story order: healthy first, then the faults of that phase."""
     rows = []
     for phase in PHASES:
-        rows.append((phase, HEALTHY_ROW))
+        rows += [(phase, HEALTHY_ROW), (phase, IPV6_ROW)]
         rows += [(phase, fault) for fault in EXPECTED if phase_of(fault) == phase]
     return rows
 
 
 def suite_args(phase: str, row: str) -> tuple[str, ...]:
-    return SUITE_ARGS.get(f"{phase} healthy" if row == HEALTHY_ROW else row, ())
+    return SUITE_ARGS.get(f"{phase} healthy" if row in HEALTHY_ROWS else row, ())
 
 
 def expected_for(phase: str, row: str) -> frozenset[str]:
-    return HEALTHY[phase] if row == HEALTHY_ROW else EXPECTED[row][phase]
+    return HEALTHY[phase] if row in HEALTHY_ROWS else EXPECTED[row][phase]
 
 
 def _ids(ids: frozenset[str]) -> str:
@@ -160,7 +166,7 @@ def render(observed: Observed, scenario_expectations: dict[str, Any]) -> str:
         failing = _ids(observed.lab[key]) if key in observed.lab else "(not run)"
         total = observed.lab_totals.get(key, 0)
         reason = REASONS.get(row, "")
-        label = row if row == HEALTHY_ROW else f"`{row}`"
+        label = row if row in HEALTHY_ROWS else f"`{row}`"
         if suite_args(phase, row):
             label += " `--probe-mail`"
         out.append(f"| {phase} | {label} | {total} | {failing} | {reason} |")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI, Lab, lab_cli
+from tests.suite import SuiteRun
 from tests.trust.expected import (
     ACCEPTANCE,
     CUTOVER,
@@ -28,6 +29,7 @@ from tests.trust.expected import (
 from tests.trust.matrix import (
     DOC,
     HEALTHY_ROW,
+    IPV6_ROW,
     OBSERVED,
     expected_for,
     explain,
@@ -49,12 +51,17 @@ def matrix_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def check_row(lab: Lab, phase: str, row: str, directory: Path) -> None:
     directory = directory / f"lab-{lab.generation}"  # a rebuilt lab has its own baseline
+    if row == IPV6_ROW:  # its own preflight records its own baseline
+        directory = directory / "ipv6-only"
     baseline = directory / "baseline.json"
-    keep = phase == PREFLIGHT and row == HEALTHY_ROW
+    keep = phase == PREFLIGHT and row in (HEALTHY_ROW, IPV6_ROW)
     run_dir = directory / phase / row.replace(":", "-").strip("()").replace(" ", "-")
+    run_dir = run_dir.with_name(run_dir.name.replace(",", ""))
     args = suite_args(phase, row)
-    if row == HEALTHY_ROW:
-        run = run_whole_suite(lab, phase, run_dir, baseline, *args, keep_baseline=keep)
+    if row in (HEALTHY_ROW, IPV6_ROW):
+        run = run_whole_suite(
+            lab, phase, run_dir, baseline, *args, keep_baseline=keep, ipv6_only=row == IPV6_ROW
+        )
     else:
         with lab.fault(row):
             run = run_whole_suite(lab, phase, run_dir, baseline, *args)
@@ -65,6 +72,35 @@ def check_row(lab: Lab, phase: str, row: str, directory: Path) -> None:
     expected = expected_for(phase, row)
     assert failing_ids(run) == expected, f"{phase} / {row}:\n" + explain(expected, run)
     assert run.returncode == (1 if expected else 0), run.summary()
+    if row in ONLY_ON_ENDPOINTS:
+        only_there(run, *ONLY_ON_ENDPOINTS[row])
+
+
+# Faults whose every failure must be on one kind of endpoint: (the test-id suffix of
+# that endpoint, the address it has in the lab, whether its ports refuse). A
+# per-endpoint testcase carries the suffix in its id; a per-account one (AUTH01,
+# IMAP) names the address in its message.
+ONLY_ON_ENDPOINTS = {
+    "forward-v4-only": ("-old-v6", "2001:db8:5100::10", True),
+    "v6-old-server-still-serving": ("-old-v6", "2001:db8:5100::10", False),
+}
+
+
+def only_there(run: SuiteRun, suffix: str, address: str, refused: bool) -> None:
+    """Every failing testcase is about the endpoint; if `refused`, every PORT01 there failed."""
+    elsewhere = [
+        f"{case.check_id} {case.name}: {case.message.splitlines()[0][:200]}"
+        for case in run.failing()
+        if suffix not in case.name and address not in case.message
+    ]
+    assert not elsewhere, "failed away from the endpoint:\n" + "\n".join(elsewhere)
+    if not refused:
+        return
+    port_checks = [c for c in run.cases if c.check_id == "PORT01" and suffix in c.name]
+    assert port_checks, f"no PORT01 testcase on *{suffix} endpoints: {run.summary()}"
+    assert all(c.outcome == "failed" for c in port_checks), [
+        (c.name, c.outcome) for c in port_checks
+    ]
 
 
 def faults_of(phase: str) -> list[str]:
@@ -73,6 +109,10 @@ def faults_of(phase: str) -> list[str]:
 
 def test_preflight_healthy_is_green(preflight_lab: Lab, matrix_dir: Path) -> None:
     check_row(preflight_lab, PREFLIGHT, HEALTHY_ROW, matrix_dir)
+
+
+def test_preflight_ipv6_only_inventory_is_green(preflight_lab: Lab, matrix_dir: Path) -> None:
+    check_row(preflight_lab, PREFLIGHT, IPV6_ROW, matrix_dir)
 
 
 @pytest.mark.parametrize("fault", faults_of(PREFLIGHT))
@@ -84,6 +124,10 @@ def test_cutover_healthy_is_green(cutover_lab: Lab, matrix_dir: Path) -> None:
     check_row(cutover_lab, CUTOVER, HEALTHY_ROW, matrix_dir)
 
 
+def test_cutover_ipv6_only_inventory_is_green(cutover_lab: Lab, matrix_dir: Path) -> None:
+    check_row(cutover_lab, CUTOVER, IPV6_ROW, matrix_dir)
+
+
 @pytest.mark.parametrize("fault", faults_of(CUTOVER))
 def test_cutover_fault(cutover_lab: Lab, matrix_dir: Path, fault: str) -> None:
     check_row(cutover_lab, CUTOVER, fault, matrix_dir)
@@ -91,6 +135,10 @@ def test_cutover_fault(cutover_lab: Lab, matrix_dir: Path, fault: str) -> None:
 
 def test_acceptance_healthy_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
     check_row(acceptance_lab, ACCEPTANCE, HEALTHY_ROW, matrix_dir)
+
+
+def test_acceptance_ipv6_only_inventory_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
+    check_row(acceptance_lab, ACCEPTANCE, IPV6_ROW, matrix_dir)
 
 
 @pytest.mark.parametrize("fault", faults_of(ACCEPTANCE))
@@ -102,6 +150,10 @@ def test_acceptance_fault(acceptance_lab: Lab, matrix_dir: Path, fault: str) -> 
 # state of its own, so no extra lab time beyond its runs.
 def test_decommission_healthy_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
     check_row(acceptance_lab, DECOMMISSION, HEALTHY_ROW, matrix_dir)
+
+
+def test_decommission_ipv6_only_inventory_is_green(acceptance_lab: Lab, matrix_dir: Path) -> None:
+    check_row(acceptance_lab, DECOMMISSION, IPV6_ROW, matrix_dir)
 
 
 @pytest.mark.parametrize("fault", faults_of(DECOMMISSION))
