@@ -320,19 +320,34 @@ class VerdictSummary:
         return errors + root_causes(self.results)
 
     def matrix_lines(self, results: list[Result] | None = None) -> list[str]:
+        """Services x addresses: `old IP`/`new IP`, or one column per address of a
+        dual-stack side (`old v4`, `old v6`)."""
         cells: dict[tuple[str, str], str] = {}
+        labels: dict[str, dict[str, str]] = {"old": {}, "new": {}}  # side -> address -> label
         for result in self.results if results is None else results:
             props = result.props
-            if "service" in props and "side" in props:
-                key = (props["service"], props["side"])
+            side = props.get("side")
+            if "service" in props and side in labels:
+                address = props.get("address", "")
+                if address not in labels[side]:
+                    family = props.get("family")
+                    label = f"{side} {family}" if family else f"{side} IP"
+                    taken = sum(1 for t in labels[side].values() if t.split("-")[0] == label)
+                    labels[side][address] = f"{label}-{taken + 1}" if taken else label
+                key = (props["service"], labels[side][address])
                 if _RANK[result.outcome] >= _RANK[cells.get(key, "passed")]:
                     cells[key] = result.outcome
         if not cells:
             return []
-        lines = [f"{'service':<18}{'old IP':<8}{'new IP':<8}"]
+        columns = [label for side in ("old", "new") for label in labels[side].values()]
+        for side in ("old", "new"):  # a side none of whose checks ran still has its column
+            if not labels[side]:
+                columns.insert(0 if side == "old" else len(columns), f"{side} IP")
+        width = max([8] + [len(c) + 1 for c in columns])
+        lines = [f"{'service':<18}" + "".join(f"{c:<{width}}" for c in columns)]
         for service in dict.fromkeys(s for s, _ in cells):
-            marks = [_MARK.get(cells.get((service, side), ""), "-") for side in ("old", "new")]
-            lines.append(f"{service:<18}{marks[0]:<8}{marks[1]:<8}")
+            marks = [_MARK.get(cells.get((service, c), ""), "-") for c in columns]
+            lines.append(f"{service:<18}" + "".join(f"{m:<{width}}" for m in marks))
         return lines
 
     def area_lines(self, results: list[Result] | None = None, pair: str | None = None) -> list[str]:

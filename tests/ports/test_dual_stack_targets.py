@@ -14,13 +14,15 @@ from types import SimpleNamespace
 
 import pytest
 
+from checks.causes import Result
 from checks.observe.mysql import direct_login_targets, mysql_servers_of, new_mysql_targets
 from checks.observe.services import first_answer, reference_endpoint
 from checks.targets.services import parity_targets
+from checks.verdict import VerdictSummary
 from cutover.cli.watch import render_table, watch_endpoints
 from cutover.model.endpoints import side_endpoints
 from cutover.model.inventory import Inventory, load_inventory
-from cutover.model.phases import Side, expectations
+from cutover.model.phases import Phase, Side, expectations
 from cutover.probes.connect import ProbeError
 from cutover.probes.services import Observations
 
@@ -179,3 +181,35 @@ def test_the_reference_is_the_first_address_that_answers(tmp_path: Path) -> None
     assert first_answer(seen, inv, imaps, Side.OLD) is None
     # Nothing answers: the first address is the reference, its check says why.
     assert reference_endpoint(seen, inv, imaps, Side.OLD).id == "imaps-993-old-v4"
+
+
+def _matrix(rows: list[tuple[dict[str, str], str]]) -> list[str]:
+    summary = VerdictSummary(None, Phase.CUTOVER)  # type: ignore[arg-type]
+    summary.results = [Result(props, outcome) for props, outcome in rows]
+    return summary.matrix_lines()
+
+
+def test_the_terminal_matrix_has_one_column_per_address() -> None:
+    one = {"service": "imaps-993", "port": "993"}
+    single = _matrix(
+        [
+            ({**one, "side": "old", "address": "203.0.113.10"}, "failed"),
+            ({**one, "side": "new", "address": "203.0.113.20"}, "passed"),
+        ]
+    )
+    assert single == ["service           old IP  new IP  ", "imaps-993         FAIL    ok      "]
+    dual = _matrix(
+        [
+            ({**one, "side": side, "address": a, "family": f}, outcome)
+            for side, a, f, outcome in (
+                ("old", "203.0.113.10", "v4", "passed"),
+                ("old", "2001:db8::10", "v6", "failed"),
+                ("old", "2001:db8::11", "v6", "passed"),
+                ("new", "203.0.113.20", "v4", "passed"),
+                ("new", "2001:db8::20", "v6", "passed"),
+            )
+        ]
+    )
+    header = "service old v4 old v6 old v6-2 new v4 new v6"
+    assert " ".join(dual[0].split()) == header
+    assert dual[1].split() == ["imaps-993", "ok", "FAIL", "ok", "ok", "ok"]
