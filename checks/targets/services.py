@@ -126,8 +126,8 @@ class ParityTarget:
 def parity_targets(
     inventory: Inventory, expect: PhaseExpectations, *, mail: bool = False, tls: bool = False
 ) -> list[ParityTarget]:
-    """Every endpoint the phase expects the new server on (new IPs first), of the mail
-    protocols (`mail`) or using TLS (`tls`).
+    """Every endpoint the phase expects the new server on (in endpoint order: old, then
+    new), of the mail protocols (`mail`) or using TLS (`tls`).
 
     >>> from cutover.model.inventory import Inventory
     >>> from cutover.model.phases import Phase, expectations
@@ -137,11 +137,11 @@ def parity_targets(
     >>> [t.id for t in parity_targets(inv, expectations(Phase.PREFLIGHT))]
     ['imaps-993-new-v4', 'imaps-993-new-v6']
     >>> [t.id for t in parity_targets(inv, expectations(Phase.CUTOVER))]
-    ['imaps-993-new-v4', 'imaps-993-new-v6', 'imaps-993-old']
+    ['imaps-993-old', 'imaps-993-new-v4', 'imaps-993-new-v6']
     """
     found = []
     for target in service_targets(inventory, mail=mail, tls=tls):
-        for side in (Side.NEW, Side.OLD):
+        for side in (Side.OLD, Side.NEW):
             if expect.served_by[side] is not Side.NEW:
                 continue
             sides = side_endpoints(inventory, target.service, side)

@@ -60,16 +60,16 @@ def test_parity_single_address_keeps_its_ids_and_adds_the_forwarded_old_ip(tmp_p
     inv = _inventory(tmp_path, SINGLE)
     assert _ids(parity_targets(inv, expectations("preflight"), tls=True)) == ["imaps-993"]
     cutover = parity_targets(inv, expectations("cutover"), mail=True)
-    assert _ids(cutover) == ["imaps-993", "imaps-993-old"]
+    assert _ids(cutover) == ["imaps-993-old", "imaps-993"]
     # The historic test keeps its properties exactly; the new one names its endpoint.
-    assert list(cutover[0].junit_properties()) == [("service", "imaps-993"), ("port", "993")]
-    assert dict(cutover[1].junit_properties()) == {
+    assert list(cutover[1].junit_properties()) == [("service", "imaps-993"), ("port", "993")]
+    assert dict(cutover[0].junit_properties()) == {
         "service": "imaps-993",
         "side": "old",
         "address": "203.0.113.10",
         "port": "993",
     }
-    assert cutover[1].where == "imaps 203.0.113.10:993 (old IP)"
+    assert cutover[0].where == "imaps 203.0.113.10:993 (old IP)"
     closed = expectations("acceptance", old_ip_closed=True)
     assert _ids(parity_targets(inv, closed, mail=True)) == ["imaps-993"]
 
@@ -84,14 +84,14 @@ def test_parity_dual_stack_judges_every_address_the_new_server_must_answer_on(
     ]
     cutover = parity_targets(inv, expectations("acceptance"), tls=True)
     assert _ids(cutover) == [
-        "imaps-993-new-v4",
-        "imaps-993-new-v6",
         "imaps-993-old-v4",
         "imaps-993-old-v6",
+        "imaps-993-new-v4",
+        "imaps-993-new-v6",
     ]
-    props = dict(cutover[3].junit_properties())
+    props = dict(cutover[1].junit_properties())
     assert props["family"] == "v6" and props["address"] == "2001:db8::10", props
-    assert cutover[3].where == "imaps [2001:db8::10]:993 (old IP)"
+    assert cutover[1].where == "imaps [2001:db8::10]:993 (old IP)"
     # Only the mail protocols / TLS services: http is in neither list.
     assert not [t for t in cutover if t.service.name == "http"]
 
@@ -99,8 +99,8 @@ def test_parity_dual_stack_judges_every_address_the_new_server_must_answer_on(
 def test_an_ipv6_only_inventory_is_a_single_address_one(tmp_path: Path) -> None:
     inv = _inventory(tmp_path, V6_ONLY)
     assert _ids(parity_targets(inv, expectations("cutover"), mail=True)) == [
-        "imaps-993",
         "imaps-993-old",
+        "imaps-993",
     ]
     assert _ids(new_mysql_targets(inv)) == ["mysql-new"]
     assert new_mysql_targets(inv)[0].server.where == "mysql [2001:db8::20]:3306 (new IP)"
