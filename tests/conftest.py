@@ -288,6 +288,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 @pytest.fixture
+def one_address_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Describe the lab by its IPv4 addresses, one per host: its inventory before dual
+    stack (`.lab/inventory-ipv4.yaml`), for the tests whose ids and figures are those
+    of a single-address inventory. The dual-stack tests use the lab's own inventory."""
+    ipv4 = REPO / ".lab" / "inventory-ipv4.yaml"
+    monkeypatch.setattr(Lab, "inventory", property(lambda lab: ipv4))
+
+
+@pytest.fixture
 def preflight_lab(lab: Lab) -> Lab:
     """The lab with TTLs lowered and data synced: preflight must pass."""
     lab.reach("preflight")

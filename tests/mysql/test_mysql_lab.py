@@ -20,6 +20,10 @@ from cutover.probes.mysql.grants import account_grants
 from tests.conftest import Lab
 from tests.suite import Case, SuiteRun
 
+# Ids here are those of a single-address inventory (dual stack:
+# tests/ports/test_services_dual_lab.py).
+pytestmark = pytest.mark.usefixtures("one_address_per_host")
+
 CHECK_FILE = "checks/test_mysql.py"
 NEW_IP = "198.51.100.20"
 SOCKET = "/run/mysqld/mysqld.sock"

@@ -1,5 +1,9 @@
 """Watch mode against the lab in the cutover state: a dropped forward is found where it happened.
 
+The lab's inventory is dual stack: each family of each side is measured on its
+own (`imap-143-old-v4`, `imap-143-old-v6`), so a forward missing for one
+family shows on that family's line only.
+
 The watcher runs in the client namespace as an operator would run it; the
 test drops one socat forward on the old host (`lab fault forward-drop:PORT`)
 and restores it, timing both moments itself, and reads the JSON report. The
@@ -21,7 +25,7 @@ from tests.conftest import Lab, lab_cli
 from tests.suite import REPO
 
 PORT = 143
-OLD_ENDPOINT = f"imap-{PORT}-old"
+OLD_ENDPOINT = f"imap-{PORT}-old-v4"  # forward-drop stops the IPv4 forward only
 TOLERANCE = 0.5
 
 
@@ -55,7 +59,7 @@ def test_dropped_forward_window_is_measured(cutover_lab: Lab) -> None:
     assert watcher.returncode == 0, stderr
     data = json.loads(output.read_text(encoding="utf-8"))
     by_id: dict[str, dict[str, Any]] = {e["id"]: e for e in data["endpoints"]}
-    assert len(by_id) == 18, sorted(by_id)
+    assert len(by_id) == 36, sorted(by_id)  # 9 services x 2 hosts x 2 families
 
     entry = by_id[OLD_ENDPOINT]
     assert len(entry["windows"]) == 1, entry
@@ -84,5 +88,29 @@ def test_report_path_is_created(cutover_lab: Lab, tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     data = json.loads(output.read_text(encoding="utf-8"))
     assert all(e["windows"] == [] for e in data["endpoints"]), completed.stdout
-    smtp_old = next(e for e in data["endpoints"] if e["id"] == "smtp-25-old")
-    assert smtp_old["first_answered_by"] == "new.example.test", smtp_old
+    for family in ("v4", "v6"):
+        smtp_old = next(e for e in data["endpoints"] if e["id"] == f"smtp-25-old-{family}")
+        assert smtp_old["first_answered_by"] == "new.example.test", smtp_old
+        assert smtp_old["family"] == family, smtp_old
+    assert "smtp-25-old-v6" in completed.stdout, completed.stdout
+
+
+def test_forward_v4_only_shows_on_every_ipv6_line_of_the_old_side_only(cutover_lab: Lab) -> None:
+    """The playbook's IPv4-only forward: old's IPv6 lines go down, nothing else does."""
+    output = cutover_lab.reports / "watch-v4-only.json"
+    with cutover_lab.fault("forward-v4-only"):
+        completed = subprocess.run(
+            ["ip", "netns", "exec", "cutover-client", sys.executable, "-m", "cutover", "watch",
+             "-i", str(cutover_lab.inventory), "--interval", "0.5", "--duration", "2",
+             "--output", str(output)],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    data = json.loads(output.read_text(encoding="utf-8"))
+    down = {e["id"] for e in data["endpoints"] if e["windows"] or e["failed_probes"]}
+    old_v6 = {e["id"] for e in data["endpoints"] if e["id"].endswith("-old-v6")}
+    assert len(old_v6) == 9 and down == old_v6, (sorted(down), completed.stdout)
+    for entry in data["endpoints"]:
+        if entry["id"] in old_v6:
+            assert entry["first_answered_by"] is None, entry  # refused from the start
+            assert "2001:db8:5100::10" in entry["windows"][0]["failed"], entry
