@@ -18,14 +18,16 @@ DECOMMISSION = "decommission"
 PHASES = (PREFLIGHT, CUTOVER, ACCEPTANCE, DECOMMISSION)
 
 _ENDPOINT = frozenset({"PORT01", "PORT02", "TLS01", "TLS02", "TLS03"})
+_COMPARED = frozenset({"CAP01", "TLS04"})  # compared with the old server, per endpoint
 _IMAP_ALL = frozenset({"IMAP01", "IMAP02", "IMAP03", "IMAP04", "IMAP05"})
 # An account that cannot log in on new: AUTH01, and its mailboxes cannot be compared.
 _LOGIN_AND_IMAP = _IMAP_ALL | {"AUTH01"}
 
 # fault spec (as given to `python -m lab fault`) -> {phase: failing check IDs}
 EXPECTED: dict[str, dict[str, frozenset[str]]] = {
-    "forward-drop:993": {CUTOVER: _ENDPOINT | _LOGIN_AND_IMAP},
-    "forward-wrong-backend:143": {CUTOVER: _ENDPOINT | {"AUTH01"}},
+    # CAP01/TLS04 judge the old endpoint through its forward too (issue #18).
+    "forward-drop:993": {CUTOVER: _ENDPOINT | _COMPARED | _LOGIN_AND_IMAP},
+    "forward-wrong-backend:143": {CUTOVER: _ENDPOINT | _COMPARED | {"AUTH01"}},
     "imap-uidvalidity": {PREFLIGHT: frozenset({"IMAP02"})},
     "imap-renumbered": {PREFLIGHT: frozenset({"IMAP03", "POP01"})},
     "imap-missing-message": {PREFLIGHT: frozenset({"IMAP03", "POP01"})},
@@ -63,7 +65,7 @@ EXPECTED: dict[str, dict[str, frozenset[str]]] = {
     # and nothing else (CAP01, the IMAP checks and POP01 once they judge every endpoint);
     # v6-old-server-still-serving the "who answered" check there: old's own daemons
     # answer with old's mailboxes, which still equal the baseline.
-    "forward-v4-only": {CUTOVER: _ENDPOINT | _LOGIN_AND_IMAP | {"CAP01", "HTTP01", "POP01"}},
+    "forward-v4-only": {CUTOVER: _ENDPOINT | _COMPARED | _LOGIN_AND_IMAP | {"HTTP01", "POP01"}},
     "v6-old-server-still-serving": {CUTOVER: frozenset({"PORT02"})},
     "aaaa-stale": {ACCEPTANCE: frozenset({"DNS05"})},
     "aaaa-ttl-high:ns2": {PREFLIGHT: frozenset({"DNS02"})},
