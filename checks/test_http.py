@@ -43,8 +43,9 @@ def test_vhost_same_content(
     with the wrong site. Requested by Host header on each IP, the status and
     the body digest (after removing the vhost's `ignore` regexes) must equal
     the old server's.
-    Inputs: http.vhosts (host, path, ignore); the old server (live in
-    preflight, the baseline later).
+    Inputs: http.vhosts (host, path, ignore), requested on every address of
+    old and new; the old server (live on its first address in preflight, the
+    baseline later).
     Fix: migrate the missing vhost's config (sites-enabled) and DocumentRoot.
     """
     response = observed(vhost_responses, vhost, vhost.where)

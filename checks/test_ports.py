@@ -49,7 +49,8 @@ def test_port_answers(endpoint: EndpointTarget, services: Services, record: Reco
     CAPABILITY, POP3 +OK + CAPA, an HTTP response, a MySQL handshake), the
     TLS handshake on 993/995/465, and a working STARTTLS upgrade on
     143/110/25/587 when the inventory says the port uses it.
-    Inputs: services (port, protocol, tls); old and new address; timeouts.
+    Inputs: services (port, protocol, tls); every address of old and new (one
+    test per address, `-v4`/`-v6` in the id of a dual-stack host); timeouts.
     Fix: start the service (or the socat forward for this port on the old host);
     enable STARTTLS where clients expect it (Postfix smtpd_tls_security_level,
     Dovecot ssl = yes).
@@ -108,7 +109,9 @@ def test_served_by_expected_server(
     login_greeting, the HTTP identity header or body digest, MySQL @@hostname)
     plus the TLS certificate's fingerprint; preflight records both servers'
     identities in the baseline, later phases compare with it.
-    Inputs: services; http.identity_header; mysql.admin; the baseline.
+    Inputs: services on every address of old and new; http.identity_header;
+    mysql.admin; each server's identity (live on its first address that
+    answers, the baseline later).
     Fix: point the forward for this port at the new IP and the same port; give
     each server something that tells it apart (Postfix myhostname, Dovecot
     login_greeting, an HTTP header naming the host, its own certificate).

@@ -60,7 +60,7 @@ def test_chain_verifies(tls_endpoint: EndpointTarget, services: Services, record
     missing intermediate, a self-signed or expired certificate breaks every
     client at once.
     Inputs: tls.ca_file (default: the system store); the certificate each TLS
-    port presents.
+    port presents on every address.
     Fix: install a certificate issued by a trusted CA, with its intermediates
     after it in the file (Postfix smtpd_tls_cert_file, Dovecot ssl_cert).
     """
@@ -84,7 +84,7 @@ def test_certificate_names(
     Why: clients connect by name (mail.example.com), not by IP: a name missing
     from the subjectAltNames is a certificate warning for every client that uses it.
     Inputs: the service's `hostnames` (default: the inventory's `hostnames`);
-    the certificate each TLS port presents.
+    the certificate each TLS port presents on every address.
     Fix: reissue the certificate with every name in the subjectAltName.
     """
     facts = certificate(services, tls_endpoint)
@@ -110,7 +110,7 @@ def test_certificate_not_expiring(
     Why: a certificate that expires during or just after the migration breaks
     every client at once, typically on a weekend.
     Inputs: tls.expiry_margin_days (default 20, as check_ssl_cert warns); the
-    certificate each TLS port presents.
+    certificate each TLS port presents on every address.
     Fix: renew the certificate before the cutover.
     """
     facts = certificate(services, tls_endpoint)
