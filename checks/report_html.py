@@ -98,9 +98,11 @@ class HtmlReport:
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: Any
     ) -> None:
+        from cutover.model.endpoints import listed  # loaded with the inventory already
+
         fleet = fleet_of(self.config)
         pairs = [
-            f"{pair.name}: old {pair.old.address} -> new {pair.new.address}"
+            f"{pair.name}: old {listed(pair.old)} -> new {listed(pair.new)}"
             for pair in pairs_of(self.config)
         ]
         parts = [

@@ -36,6 +36,8 @@ def register_verdict(config: pytest.Config, phase: Phase, selected: list[str]) -
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     if not config.getoption("phase"):
         return None
+    from cutover.model.endpoints import listed  # the models load only for a run with an inventory
+
     phase = config.stash[PHASE_KEY]
     pairs = pairs_of(config)
     lines = [f"cutover: phase {phase.value} — {expectations_for(config, pairs[0]).summary}"]
@@ -44,14 +46,14 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return [
             *lines,
             f"cutover: inventory {inventory.source} ({inventory.name}: "
-            f"old {inventory.old.address} -> new {inventory.new.address})",
+            f"old {listed(inventory.old)} -> new {listed(inventory.new)})",
         ]
     fleet = fleet_of(config)
     lines.append(
         f"cutover: inventory {fleet.source} ({fleet.name}: {len(pairs)} of "
         f"{len(fleet.pairs)} pairs)"
     )
-    lines += [f"cutover: pair {p.name}: old {p.old.address} -> new {p.new.address}" for p in pairs]
+    lines += [f"cutover: pair {p.name}: old {listed(p.old)} -> new {listed(p.new)}" for p in pairs]
     return lines
 
 

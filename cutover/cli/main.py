@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cutover.cli.run import cmd_run
 from cutover.model.catalogue import CatalogueError, load_catalogue, render_markdown, render_text
+from cutover.model.endpoints import listed
 from cutover.model.inventory import (
     Inventory,
     InventoryError,
@@ -68,7 +69,7 @@ def _counted(count: int, noun: str) -> str:
 
 def _describe(inventory: Inventory) -> str:
     return (
-        f"old {inventory.old.address} -> new {inventory.new.address}, "
+        f"old {listed(inventory.old)} -> new {listed(inventory.new)}, "
         f"{_counted(len(inventory.services), 'service')}, "
         f"{_counted(len(inventory.mail.accounts), 'mail account')}, "
         f"{_counted(len(inventory.mysql.accounts), 'MySQL account')}, "
@@ -125,8 +126,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     print(
-        f"cutover: watching {len(inventory.services)} services on {inventory.old.address} and "
-        f"{inventory.new.address} every {args.interval:g} s (Ctrl-C to stop)",
+        f"cutover: watching {len(inventory.services)} services on {listed(inventory.old)} and "
+        f"{listed(inventory.new)} every {args.interval:g} s (Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )

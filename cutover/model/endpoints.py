@@ -28,6 +28,7 @@ __all__ = [
     "endpoint_of",
     "endpoints",
     "family",
+    "listed",
     "side_addresses",
     "side_endpoints",
 ]
@@ -38,6 +39,18 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 def family(address: IPAddress) -> str:
     """`v4` or `v6`."""
     return f"v{address.version}"
+
+
+def listed(server: Server) -> str:
+    """Every address of a host, for headers and banners: `203.0.113.1, 2001:db8::1`.
+
+    >>> from cutover.model.inventory import Server
+    >>> listed(Server(address=["203.0.113.1", "2001:db8::1"]))
+    '203.0.113.1, 2001:db8::1'
+    >>> listed(Server(address="203.0.113.1"))
+    '203.0.113.1'
+    """
+    return ", ".join(str(address) for address in server.addresses)
 
 
 def side_addresses(server: Server) -> list[tuple[IPAddress, str]]:
