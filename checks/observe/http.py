@@ -51,7 +51,8 @@ def vhost_responses(
 
 
 def old_vhost(vhost: VhostTarget, inventory: Inventory, side: Side) -> VhostTarget:
-    """The same vhost requested where the old server answers (`side`)."""
+    """The same vhost requested where the old server answers (`side`), on that host's first
+    address: the reference is one per server, whichever address a vhost is judged on."""
     return VhostTarget(vhost.vhost, endpoint_of(inventory, vhost.endpoint.service, side))
 
 

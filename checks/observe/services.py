@@ -3,9 +3,11 @@
 `services` observes each service on each IP of the phase once per run, all
 concurrently, the first time a check asks (PORT, CAP, TLS and the mail client
 checks judge those answers). In preflight `service_records` first records what
-later phases compare with, for every service of the old server: how each IP
-identifies itself (PORT02), the capabilities a client of each mail port sees
-(CAP01) and the names of each TLS certificate (TLS04). The recorder does the
+later phases compare with, for every service: how each server identifies
+itself (PORT02), and of the old server the capabilities a client of each mail
+port sees (CAP01) and the names of each TLS certificate (TLS04) — per server,
+as its first address that answers shows them (every address is observed, and
+each is judged by its own checks). The recorder does the
 same at the end of a preflight whose selection ran none of those checks.
 Semantics: docs/semantics.md "Ports and services".
 """
