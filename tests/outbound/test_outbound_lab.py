@@ -151,7 +151,7 @@ def test_spf_missing_new_ip_fails_only_mail01_for_that_zone(
     assert failing(run) == ["test_spf_authorises_the_senders[shop.test]"], run.summary()
     message = run.by_name("test_spf_authorises_the_senders[shop.test]").message
     assert f"mail from {NEW_IP} (new IP): fail by -all" in message, message
-    assert f"record v=spf1 ip4:{OLD_IP} -all" in message, message
+    assert f"record v=spf1 ip4:{OLD_IP} ip6:{OLD_IP6} ip6:{NEW_IP6} -all" in message, message
     assert f"mail from {OLD_IP}" not in message, message
     assert verdicts[("shop.test", NEW_IP)] == "fail"
     assert verdicts[("shop.test", OLD_IP)] == "pass"
