@@ -118,7 +118,9 @@ def test_ttl_lowered(
 
     Why: a resolver keeps an answer for its TTL; with a day-long TTL, clients
     keep going to the old IP for a day after the DNS change.
-    Inputs: dns.ttl (default 300), dns.zones (names); every authoritative server.
+    Inputs: dns.ttl (default 300), dns.zones (names); the A, AAAA, MX and CNAME
+    records asked (AAAA judged as A, whatever addresses the inventory lists);
+    every authoritative server.
     Fix: lower the TTL of each listed record on every server (and bump the SOA
     serial where servers copy the zone), then wait the old TTL (DNS03).
     """
