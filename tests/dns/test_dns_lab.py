@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Lab
+from tests.dns.inventories import ipv6_inventory
 from tests.suite import REPO, SuiteRun, run_suite
 
 NS1, NS2 = "198.51.100.53", "198.51.100.54"
@@ -314,33 +314,10 @@ def test_a_name_that_lost_its_aaaa_is_reported(preflight_lab: Lab, tmp_path: Pat
         ), message
 
 
-def ipv6_inventory(lab: Lab, directory: Path) -> Path:
-    """The lab's IPv6-only inventory, paths absolute, the TTL lowering acknowledged."""
-    base = lab.inventory.parent
-    data = yaml.safe_load((base / "inventory-ipv6.yaml").read_text(encoding="utf-8"))
-
-    def absolute(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {
-                k: str(base / v)
-                if (k.endswith("_file") or k == "ssh_config") and v
-                else absolute(v)
-                for k, v in node.items()
-            }
-        return [absolute(i) for i in node] if isinstance(node, list) else node
-
-    data = absolute(data)
-    data["dns"]["lowering_acknowledged"] = ACKNOWLEDGEMENT
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "inventory.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def test_an_ipv6_only_inventory_judges_the_aaaa_records(
     acceptance_lab: Lab, tmp_path: Path
 ) -> None:
-    inventory = ipv6_inventory(acceptance_lab, tmp_path)
+    inventory = ipv6_inventory(acceptance_lab, tmp_path, ACKNOWLEDGEMENT)
     run = dns_suite(acceptance_lab, "acceptance", tmp_path / "reports", inventory)
     assert failing(run) == set(), run.summary()
     for zone in ZONES:

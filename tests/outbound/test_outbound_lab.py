@@ -17,6 +17,7 @@ import dns.reversename
 import pytest
 
 from tests.conftest import Lab
+from tests.dns.inventories import ipv6_inventory
 from tests.suite import REPO, SuiteRun, run_suite
 
 NS1, NS2 = "198.51.100.53", "198.51.100.54"
@@ -252,6 +253,20 @@ def test_mx_preference_changed_fails_only_mail04(preflight_lab: Lab, reports: Pa
     assert failing(run) == ["test_mx_preferences_unchanged[shop.test]"], run.summary()
     message = run.by_name("test_mx_preferences_unchanged[shop.test]").message
     assert "mail.shop.test: preference 10 -> 50" in message, message
+
+
+def test_ipv6_only_inventory_green(preflight_lab: Lab, tmp_path: Path) -> None:
+    # Every address, nameserver and reverse server by IPv6 only: MAIL01 passes the IPv6
+    # senders, MAIL02 confirms the new server's IPv6 PTR through its AAAA record.
+    inventory = ipv6_inventory(preflight_lab, tmp_path, "lab: lowered by `lab lower-ttl`")
+    run = run_suite(
+        "preflight", inventory, tmp_path / "reports", *CHECKS, namespace="cutover-client"
+    )
+    assert failing(run) == [], run.summary()
+    helo = run.by_name("test_reverse_dns_matches_helo").properties
+    assert helo["ptr"] == "new.example.test", helo
+    spf = run.by_name("test_spf_authorises_the_senders[shop.test]").properties
+    assert set(spf) >= {f"spf@{OLD_IP6}", f"spf@{NEW_IP6}"} and f"spf@{NEW_IP}" not in spf
 
 
 # --- later phases ------------------------------------------------------------------
