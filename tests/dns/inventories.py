@@ -27,6 +27,12 @@ def ipv6_inventory(lab: Lab, directory: Path, acknowledgement: str) -> Path:
         return [absolute(i) for i in node] if isinstance(node, list) else node
 
     data = absolute(data)
+    for side in ("old", "new"):
+        # An IPv6 address in a URL goes in brackets (RFC 3986 3.2.2): ssh://root@[2001:db8::1].
+        # The lab writes it bare (told to the lab's owner); bracket it here until it does not.
+        scheme, _, host = data[side]["ssh"].rpartition("@")
+        if host.count(":") > 1 and not host.startswith("["):
+            data[side]["ssh"] = f"{scheme}@[{host}]"
     data["dns"]["lowering_acknowledged"] = acknowledgement
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "inventory.yaml"
