@@ -79,7 +79,8 @@ def test_dns_settled(
         pytest.fail(
             f"{dns_zone.name}: the DNS switch was never seen: no acceptance or decommission "
             "run saw every authoritative server point the apex and MX targets at "
-            f"{inventory.new.address} (the new IP) only (see DNS05 in acceptance)",
+            f"{', '.join(map(str, inventory.new.addresses))} (the new IP) only "
+            "(see DNS05 in acceptance)",
             pytrace=False,
         )
     allowance = inventory.dns.stale_allowance

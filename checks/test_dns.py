@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from checks.declare import check
+from checks.dns_records import missing_aaaa, pointed_values, sides_of
 from checks.observe.dns import Lowering, duration, iso, moving_ttls
 from checks.support import no_problems, parametrize
 from checks.targets.dns import ZoneTarget
 from cutover.model.inventory import Inventory
-from cutover.model.phases import PhaseExpectations, Side
+from cutover.model.phases import PhaseExpectations
 from cutover.probes.dns.engine import Answer, mx_targets
 from cutover.probes.dns.names import Question, absolute_text, below, rdata_key
 from cutover.probes.dns.sql import SqlRecord, SqlZone
@@ -117,7 +118,9 @@ def test_ttl_lowered(
 
     Why: a resolver keeps an answer for its TTL; with a day-long TTL, clients
     keep going to the old IP for a day after the DNS change.
-    Inputs: dns.ttl (default 300), dns.zones (names); every authoritative server.
+    Inputs: dns.ttl (default 300), dns.zones (names); the A, AAAA, MX and CNAME
+    records asked (AAAA judged as A, whatever addresses the inventory lists);
+    every authoritative server.
     Fix: lower the TTL of each listed record on every server (and bump the SOA
     serial where servers copy the zone), then wait the old TTL (DNS03).
     """
@@ -262,10 +265,6 @@ def test_soa_serials_agree(
 # --- DNS05 -------------------------------------------------------------------
 
 
-def _sides(inventory: Inventory) -> dict[str, str]:
-    return {str(inventory.old.address): "old IP", str(inventory.new.address): "new IP"}
-
-
 @check("DNS05", phases=("preflight", "cutover", "acceptance"))
 def test_records_point_to_the_expected_server(
     dns_zone: ZoneTarget,
@@ -278,24 +277,26 @@ def test_records_point_to_the_expected_server(
 
     Why: preflight must still send clients to the old server, acceptance to the
     new one; one server left behind sends part of the clients to the wrong host.
+    An AAAA record left at the old IPv6 address sends every IPv6 client there.
     www/mail CNAMEs to the apex (the MyDNS add-domain layout) move with the apex.
-    Inputs: old/new addresses, the phase, dns.zones (cname_to_apex); every server.
+    A name whose A record points at the migration but has no AAAA record, while
+    another name has one, is left behind for its IPv6 clients.
+    Inputs: every address of old and new (A records judged against the IPv4
+    ones, AAAA against the IPv6 ones; a family the inventory lists no address
+    of is not judged), the phase, dns.zones (names, cname_to_apex); every server.
     Fix: change the records on every server (preflight: not yet; acceptance: all of
-    them), bump the serial; keep www/mail as CNAMEs to the apex where listed.
+    them), A and AAAA alike, bump the serial; keep www/mail as CNAMEs to the apex
+    where listed; give the name its AAAA record (or remove the zone's others).
     """
     seen = zone_observations[dns_zone.name]
     _observed(seen, record)
-    allowed = {
-        str(inventory.old.address if side is Side.OLD else inventory.new.address): side
-        for side in expect.dns_points_to
-    }
-    sides = _sides(inventory)
-    wanted = " or ".join(f"{a} ({sides[a]})" for a in sorted(allowed))
+    sides = sides_of(inventory)
+    wanted = sides.wanted(expect.dns_points_to)
     problems = []
     targets: set[str] = set()
     apex_answers = []
     for server in seen.servers:
-        apex_answers += [seen.answer(server, seen.zone, t) for t in ("A", "AAAA")]
+        apex_answers += [seen.answer(server, seen.zone, t) for t in sides.rdtypes]
         mx = seen.answer(server, seen.zone, "MX")
         targets.update(mx_targets(mx) if mx is not None and mx.judgeable else [])
         problems += _cname_problems(seen, server, dns_zone)
@@ -307,21 +308,24 @@ def test_records_point_to_the_expected_server(
                 f"MX target {target} is outside every inventory zone: cannot check where "
                 "mail goes (add its zone to dns.zones)"
             )
-        target_answers += asked
+        target_answers += [a for a in asked if a.rdtype in sides.rdtypes]
     pointed: set[str] = set()
     for answer in apex_answers + target_answers:
-        if answer is None or not answer.judgeable:
+        values = pointed_values(answer)
+        if answer is None or values is None:
             continue  # DNS01 says why; _unobserved lists it
-        names, rrsets = answer.chain()
+        allowed = sides.allowed(answer.rdtype, expect.dns_points_to)
+        names = answer.chain()[0]
         via = f" (via {' -> '.join(names[1:])})" if len(names) > 1 else ""
         role = "MX target " if answer.qname in targets else ""
-        for value in (v for rrset in rrsets for v in rrset.values):
+        for value in values:
             pointed.add(value)
             if value not in allowed:
-                side = sides.get(value, "neither the old nor the new IP")
                 problems.append(
-                    f"{seen.label(answer.server)}: {role}{answer.question}{via} is {value} ({side})"
+                    f"{seen.label(answer.server)}: {role}{answer.question}{via} is {value} "
+                    f"({sides.label(value)})"
                 )
+    problems += missing_aaaa(seen, zone_observations.values(), sides)
     record(points_to=",".join(sorted(pointed)) or "nothing (no apex address, no MX)")
     _judged(
         seen,

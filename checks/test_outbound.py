@@ -64,18 +64,22 @@ def test_spf_authorises_the_senders(
     expect: PhaseExpectations,
     record: Record,
 ) -> None:
-    """MAIL01: the domain has exactly one SPF record and it authorises the new IP (and the old one).
+    """MAIL01: the domain has exactly one SPF record and it authorises every new IP (and old's).
 
     Why: once the new server sends, receivers reject or junk its mail unless the
     domain's SPF record authorises its IP; the old IP must stay authorised while
-    the old host still sends or forwards. Two records, more than 10 DNS-causing
-    terms (include, a, mx, ptr, exists, redirect) or more than 2 lookups that
-    find nothing make the record a permerror: no authorisation at all (RFC 7208).
-    Inputs: outbound.domains (default: dns.zones); old/new addresses; the phase
-    (the old IP while it answers); every authoritative server of each zone.
-    Fix: publish one `v=spf1` TXT per domain listing both IPs (ip4:), on every
-    server; flatten includes to stay within 10 lookups; remove the old IP only
-    once the old host is gone.
+    the old host still sends or forwards. A dual-stack server sends over IPv6 to
+    receivers that have it, so each of its addresses needs authorising (ip6:, or
+    `a`/`mx` whose AAAA records hold it: RFC 7208 5.3/5.4). Two records, more than
+    10 DNS-causing terms (include, a, mx, ptr, exists, redirect) or more than 2
+    lookups that find nothing make the record a permerror: no authorisation at
+    all (RFC 7208).
+    Inputs: outbound.domains (default: dns.zones); every address of old and new;
+    the phase (old's addresses while it answers); every authoritative server of
+    each zone.
+    Fix: publish one `v=spf1` TXT per domain listing every address of both hosts
+    (ip4:, ip6:), on every server; flatten includes to stay within 10 lookups;
+    remove the old addresses only once the old host is gone.
     """
     seen = observed(spf_observations, mail_domain, f"SPF of {mail_domain.name}")
     records, verdicts = seen
@@ -111,36 +115,69 @@ def test_reverse_dns_matches_helo(
     inventory: Inventory,
     outbound_names: AuthoritativeLookup | ProbeError,
     helo_answer: ServiceAnswer | ProbeError | None,
-    new_ip_reverse: ReverseDns | ProbeError | None,
+    new_ip_reverse: dict[str, ReverseDns | ProbeError] | None,
     record: Record,
 ) -> None:
-    """MAIL02: the new IP's PTR name resolves back to it and is the new Postfix's HELO name.
+    """MAIL02: each new IP's PTR name resolves back to it and is the new Postfix's HELO name.
 
     Why: receivers reject or junk mail from an IP without forward-confirmed
     reverse DNS, and many compare the PTR name with the HELO name (Postfix
-    `myhostname`, what its SMTP greeting shows).
-    Inputs: new.address; the SMTP service (port 25 first) on the new IP;
-    outbound.reverse_nameservers (or dns.resolver) for the PTR; dns.zones for
-    the forward lookup.
-    Fix: have whoever runs the reverse zone (usually the hosting provider) set the
-    new IP's PTR to the HELO name, give that name an A/AAAA record of the new IP,
-    or set Postfix `myhostname` to the PTR name.
+    `myhostname`, what its SMTP greeting shows). A dual-stack server sends over
+    IPv6 to every receiver that has it: each of its addresses needs both.
+    Inputs: every address of new (its PTR: in-addr.arpa for IPv4, the ip6.arpa
+    nibble name for IPv6; the PTR name must resolve back to it: A for IPv4, AAAA
+    for IPv6); the SMTP service (port 25 first) on the new host's first address;
+    outbound.reverse_nameservers (or dns.resolver) for the PTR; dns.zones for the
+    forward lookup.
+    Fix: have whoever runs the reverse zones (usually the hosting provider) set each
+    new IP's PTR to the HELO name, give that name an A record of each new IPv4
+    address and an AAAA record of each new IPv6 address, or set Postfix
+    `myhostname` to the PTR name.
     """
-    ip = str(inventory.new.address)
+    ips = [str(a) for a in inventory.new.addresses]
+    first = ips[0]
     skip_unless(helo_answer is not None, "inventory lists no SMTP service")
     if isinstance(helo_answer, ProbeError):
-        pytest.fail(f"SMTP on the new IP {ip}: no answer: {helo_answer}", pytrace=False)
+        pytest.fail(f"SMTP on the new IP {first}: no answer: {helo_answer}", pytrace=False)
     assert helo_answer is not None
     helo = (helo_answer.identity or "").rstrip(".").lower()
     record(helo=helo or "none", greeting=helo_answer.greeting)
     _names(outbound_names)
-    reverse = new_ip_reverse
-    if isinstance(reverse, ProbeError):
-        pytest.fail(
-            f"reverse DNS of the new IP {ip}: {reverse}{_resolver_note(inventory)}", pytrace=False
+    assert new_ip_reverse is not None
+    several = len(ips) > 1
+    problems = []
+    for ip in ips:
+        reverse = new_ip_reverse[ip]
+        if isinstance(reverse, ProbeError):
+            if not several:
+                pytest.fail(
+                    f"reverse DNS of the new IP {ip}: {reverse}{_resolver_note(inventory)}",
+                    pytrace=False,
+                )
+            problems.append(f"{ip}: reverse DNS: {reverse}{_resolver_note(inventory)}")
+            continue
+        suffix = f"@{ip}" if several else ""
+        record(
+            **{
+                f"ptr{suffix}": ",".join(reverse.names) or "none",
+                f"ptr_asked{suffix}": reverse.asked,
+            }
         )
-    assert reverse is not None
-    record(ptr=",".join(reverse.names) or "none", ptr_asked=reverse.asked)
+        found = _reverse_problems(ip, reverse, helo, helo_answer)
+        problems += [f"{ip}: {p}" for p in found] if several else found
+    if not helo:
+        problems.append(f"the SMTP greeting names no host: {helo_answer.greeting!r}")
+    which = f"IPs {', '.join(ips)}" if several else f"IP {first}"
+    no_problems(
+        problems,
+        f"reverse DNS of the new {which} does not match its HELO name {helo or '(none)'}",
+    )
+
+
+def _reverse_problems(
+    ip: str, reverse: ReverseDns, helo: str, helo_answer: ServiceAnswer
+) -> list[str]:
+    """What keeps one address's reverse DNS from confirming the HELO name."""
     problems = []
     if not reverse.names:
         problems.append(f"{reverse.pointer} has no PTR record (asked {reverse.asked})")
@@ -151,21 +188,19 @@ def test_reverse_dns_matches_helo(
             found = ", ".join(reverse.forward[name]) or "no address"
             chain = reverse.forward_chains.get(name, (name,))
             via = f" (via {' -> '.join(chain)})" if len(chain) > 1 else ""
+            family = "AAAA" if ":" in ip else "A"
+            confirm = "" if family == "A" else f" ({family})"
             problems.append(
-                f"PTR name {name} resolves to {found}{via}, not to {ip}: not forward-confirmed"
+                f"PTR name {name} resolves to {found}{via}{confirm}, not to {ip}: "
+                "not forward-confirmed"
             )
-    if not helo:
-        problems.append(f"the SMTP greeting names no host: {helo_answer.greeting!r}")
-    elif reverse.names and helo not in reverse.confirmed:
+    if helo and reverse.names and helo not in reverse.confirmed:
         problems.append(
             f"HELO name {helo} (SMTP greeting {helo_answer.greeting!r} on {helo_answer.where}) "
             f"is not a forward-confirmed PTR name of {ip} "
             f"(PTR: {', '.join(reverse.names)})"
         )
-    no_problems(
-        problems,
-        f"reverse DNS of the new IP {ip} does not match its HELO name {helo or '(none)'}",
-    )
+    return problems
 
 
 def _resolver_note(inventory: Inventory) -> str:

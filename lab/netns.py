@@ -81,6 +81,21 @@ def create_network() -> None:
         )
         _ip("link", "set", host.key, "master", BRIDGE, "up", netns=SWITCH_NS)
         _ip("addr", "add", f"{host.address}/{SUBNET.prefixlen}", "dev", "eth0", netns=host.netns)
+        # An interface that goes down loses its IPv6 addresses by default (IPv4 keeps
+        # its own): keep them, so a test that takes a host's link down and up again
+        # finds it on both families.
+        run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                host.netns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.eth0.keep_addr_on_down=1",
+            ],
+            timeout=10,
+        )
         # nodad: no duplicate address detection, so daemons can bind the address at once.
         _ip(
             "-6",

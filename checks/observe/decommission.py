@@ -47,7 +47,7 @@ def decom_clients(inventory: Inventory) -> ClientsSeen | ProbeError | None:
     try:
         return observe_clients(
             inventory.old.ssh,
-            str(inventory.old.address),
+            [str(address) for address in inventory.old.addresses],
             forwarded_ports(inventory),
             inventory.decommission.observe_seconds,
             settings_for(inventory),

@@ -41,23 +41,51 @@ from cutover.probes.dns.zones import (
 
 if TYPE_CHECKING:
     from checks.progress import Stage
-    from cutover.model.inventory import Inventory
+    from cutover.model.inventory import Inventory, Server
 
 __all__ = [
+    "ADDRESS_RECORD",
     "Lowering",
     "Switch",
+    "address_types",
     "discover_zone_servers",
     "duration",
     "iso",
     "moving_ttls",
+    "new_ips",
     "pointed_addresses",
     "record_dns_switch",
     "record_ttl_history",
+    "side_ips",
     "switch_wait",
 ]
 
 # Record types whose TTL decides how fast clients follow the move.
 MOVING_TYPES = ("A", "AAAA", "MX", "CNAME")
+# The record that carries an address of each IP version (RFC 3596: AAAA for IPv6).
+ADDRESS_RECORD = {4: "A", 6: "AAAA"}
+
+
+def side_ips(server: Server, rdtype: str) -> set[str]:
+    """The host's addresses an `rdtype` record (A: IPv4, AAAA: IPv6) may hold.
+
+    >>> from cutover.model.inventory import Server
+    >>> sorted(side_ips(Server(address=["203.0.113.1", "2001:db8::1"]), "AAAA"))
+    ['2001:db8::1']
+    """
+    return {str(a) for a in server.addresses if ADDRESS_RECORD[a.version] == rdtype}
+
+
+def address_types(inventory: Inventory) -> tuple[str, ...]:
+    """The address records DNS05 and the DNS switch judge: those of the families the
+    inventory lists an address of (A for IPv4, AAAA for IPv6; old and new together).
+
+    A family the inventory lists no address of is not judged: its records point at
+    addresses the suite cannot place (an IPv4-only inventory of a host that also has
+    AAAA records, or an IPv6-only one of a host that also has A records).
+    """
+    versions = {a.version for server in (inventory.old, inventory.new) for a in server.addresses}
+    return tuple(ADDRESS_RECORD[v] for v in sorted(versions))
 
 
 @pytest.fixture(scope="session")
@@ -98,8 +126,15 @@ def zone_observations(
         # After the switch, any run that observes the zones dates it (DECOM01). A
         # baseline that cannot be used is DECOM01's failure, not every DNS check's.
         with contextlib.suppress(BaselineError):
-            record_dns_switch(seen, {str(inventory.new.address)}, records, time.time())
+            record_dns_switch(
+                seen, new_ips(inventory), records, time.time(), address_types(inventory)
+            )
     return seen
+
+
+def new_ips(inventory: Inventory) -> set[str]:
+    """Every address of the new host (the DNS switch is complete when records hold only these)."""
+    return {str(a) for a in inventory.new.addresses}
 
 
 def moving_ttls(seen: ZoneObservation, server: str) -> Iterator[tuple[tuple[str, str], int]]:
@@ -251,8 +286,11 @@ def switch_wait(switch: Switch, allowance: int, now: float) -> float:
     )
 
 
-def pointed_addresses(seen: ZoneObservation) -> set[str] | None:
-    """Every address the apex A/AAAA and the MX targets resolve to on every server.
+def pointed_addresses(
+    seen: ZoneObservation, rdtypes: tuple[str, ...] = ("A", "AAAA")
+) -> set[str] | None:
+    """Every address the apex and the MX targets resolve to on every server (`rdtypes`:
+    the address records considered, default A and AAAA).
 
     None when an answer among them cannot be judged (DNS01 says why) or a
     server is missing: then nothing can be said of the zone as a whole.
@@ -261,11 +299,13 @@ def pointed_addresses(seen: ZoneObservation) -> set[str] | None:
         return None
     answers: list[Answer | None] = []
     for server in seen.servers:
-        answers += [seen.answer(server, seen.zone, rdtype) for rdtype in ("A", "AAAA")]
+        answers += [seen.answer(server, seen.zone, rdtype) for rdtype in rdtypes]
         mx = seen.answer(server, seen.zone, "MX")
         targets = mx_targets(mx) if mx is not None and mx.judgeable else []
         # as DNS05: a target is asked of whichever servers the observation asked
-        answers += [a for (_, (name, _t)), a in seen.answers.items() if name in targets]
+        answers += [
+            a for (_, (name, t)), a in seen.answers.items() if name in targets and t in rdtypes
+        ]
     values: set[str] = set()
     for answer in answers:
         if answer is None or not answer.judgeable:
@@ -302,16 +342,19 @@ def record_dns_switch(
     new_addresses: set[str],
     records: Records,
     now: float,
+    rdtypes: tuple[str, ...] = ("A", "AAAA"),
 ) -> dict[str, Switch]:
     """Per zone, the DNS switch: recorded the first time every server points at the new IP.
 
-    Written whatever the phase records (the switch happens after preflight);
-    with keep_existing, the first sighting wins, also when runs race.
+    `new_addresses` are every address of the new host; `rdtypes` the address
+    records judged (`address_types`). Written whatever the phase records (the
+    switch happens after preflight); with keep_existing, the first sighting
+    wins, also when runs race.
     """
     known = records.section("dns_switch")
     first = {}
     for zone, seen in zone_observations.items():
-        pointed = pointed_addresses(seen)
+        pointed = pointed_addresses(seen, rdtypes)
         if zone in known or not pointed or not pointed <= new_addresses:
             continue
         old_ttl, source = _ttl_before_switch(records, zone, seen)
@@ -335,7 +378,9 @@ def dns_switches(
     """Per zone, when the DNS switch was first seen (recorded once DNS points only at new)."""
     if expect.dns_points_to != frozenset({Side.NEW}):
         return {}  # before the switch: nothing to record (DECOM01 runs after it)
-    return record_dns_switch(zone_observations, {str(inventory.new.address)}, records, time.time())
+    return record_dns_switch(
+        zone_observations, new_ips(inventory), records, time.time(), address_types(inventory)
+    )
 
 
 # --- SQL-backed servers (DNS06) ---------------------------------------------------

@@ -54,7 +54,7 @@ def _lookup(inventory: Inventory, servers: ZoneServers, timeout: float) -> Autho
         servers,
         mail_domains=mail_domains(inventory),
         reverse_servers=[str(a) for a in inventory.outbound.reverse_nameservers],
-        new_ip=inventory.new.address,
+        new_ips=inventory.new.addresses,
         resolver=inventory.dns.resolver,
         timeout=timeout,
     )
@@ -72,11 +72,12 @@ def outbound_names(
 
 
 def sender_ips(inventory: Inventory, expect: PhaseExpectations) -> dict[str, str]:
-    """IP -> role of every address mail may leave from in this phase."""
-    ips = {str(inventory.new.address): "new IP"}
+    """IP -> role of every address mail may leave from in this phase (every address of
+    each host: a dual-stack host sends over IPv6 to receivers that have it)."""
+    ips = {str(a): "new IP" for a in inventory.new.addresses}
     if expect.served_by[Side.OLD] is not None:
         # The old host still sends (preflight), or still forwards and may hold queued mail.
-        ips[str(inventory.old.address)] = "old IP"
+        ips.update({str(a): "old IP" for a in inventory.old.addresses})
     return ips
 
 
@@ -125,14 +126,18 @@ def new_ip_reverse(
     inventory: Inventory,
     outbound_names: AuthoritativeLookup | ProbeError,
     helo_answer: ServiceAnswer | ProbeError | None,
-) -> ReverseDns | ProbeError | None:
-    """The new IP's PTR names, forward-confirmed; None when there is no HELO to compare with."""
+) -> dict[str, ReverseDns | ProbeError] | None:
+    """Per sending address of the new host (every one), its PTR names, forward-confirmed
+    (A for IPv4, AAAA for IPv6), or why not; None when there is no HELO to compare with."""
     if isinstance(outbound_names, ProbeError) or not isinstance(helo_answer, ServiceAnswer):
         return None
-    try:
-        return observe_reverse(str(inventory.new.address), outbound_names)
-    except ProbeError as exc:
-        return exc
+    found: dict[str, ReverseDns | ProbeError] = {}
+    for address in inventory.new.addresses:
+        try:
+            found[str(address)] = observe_reverse(str(address), outbound_names)
+        except ProbeError as exc:
+            found[str(address)] = exc
+    return found
 
 
 # --- MAIL03 ----------------------------------------------------------------------

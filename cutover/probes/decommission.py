@@ -225,14 +225,15 @@ def parse_clients(
 
 def observe_clients(
     old_ssh: str | None,
-    old_ip: str,
+    old_ips: Iterable[str],
     ports: Iterable[int],
     seconds: float,
     settings: ProbeSettings,
 ) -> ClientsSeen:
-    """Watch the old host's forwarded `ports` for `seconds`; the suite's own address left out."""
+    """Watch the old host's forwarded `ports` for `seconds`; the suite's own addresses left
+    out (one per family on a dual-stack old host: the suite reaches each of its addresses)."""
     ports = sorted(set(ports))
-    excluded = suite_addresses(old_ip)
+    excluded = frozenset().union(*(suite_addresses(ip) for ip in old_ips))
     remote = _remote(old_ssh, settings)
     limit = seconds + settings.operation_timeout + 5
     out = _run_script(remote, clients_script(ports, seconds), "ss (connection sampling)", limit)

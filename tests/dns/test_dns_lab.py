@@ -3,7 +3,8 @@
 Each run executes only checks/test_dns.py from the client namespace and
 reads the JUnit XML. Preflight runs share one reports directory (and so one
 baseline) across this module, so the suite sees the 3600 s TTLs before
-`lower-ttl` and knows the old TTL afterwards.
+`lower-ttl` and knows the old TTL afterwards. The lab inventory is dual stack:
+A and AAAA records are judged alike (the IPv6-only inventory is run too).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import Lab
+from tests.dns.inventories import ipv6_inventory
 from tests.suite import REPO, SuiteRun, run_suite
 
 NS1, NS2 = "198.51.100.53", "198.51.100.54"
 OLD_IP, NEW_IP = "198.51.100.10", "198.51.100.20"
+OLD_IP6, NEW_IP6 = "2001:db8:5100::10", "2001:db8:5100::20"
 ZONES = ("example.test", "shop.test", "blog.test")
 ACKNOWLEDGEMENT = "lab: TTLs lowered by `lab lower-ttl`; no resolver in the lab caches them"
 CHECKS = str(REPO / "checks" / "test_dns.py")
@@ -184,6 +187,7 @@ def _dig(server: str, name: str, rdtype: str) -> tuple[int, list[str]]:
 def test_ttls_agree_with_dig_norecurse(preflight_lab: Lab, tmp_path: Path) -> None:
     run = dns_suite(preflight_lab, "preflight", tmp_path, acknowledged(preflight_lab, tmp_path))
     compared = 0
+    aaaa: set[tuple[str, str]] = set()
     for zone in ZONES:
         props = case(run, "test_ttl_lowered", zone).properties
         for server in (NS1, NS2):
@@ -192,7 +196,11 @@ def test_ttls_agree_with_dig_norecurse(preflight_lab: Lab, tmp_path: Path) -> No
                 name, rdtype = key.split("/")
                 assert _dig(server, name, rdtype)[0] == int(ttl), (server, name, rdtype)
                 compared += 1
-    assert compared >= len(ZONES) * 2 * 4
+                if rdtype == "AAAA":
+                    aaaa.add((server, name))
+    assert compared >= len(ZONES) * 2 * 5
+    # Every zone's apex AAAA was among them, on both servers (dual stack).
+    assert {(s, z) for s in (NS1, NS2) for z in ZONES} <= aaaa, aaaa
 
 
 def test_cutover_accepts_old_or_new(cutover_lab: Lab, tmp_path: Path) -> None:
@@ -208,7 +216,7 @@ def test_acceptance_passes_after_dns_switch_and_catches_a_stale_record(
     for zone in ZONES:
         assert (
             case(run, "test_records_point_to_the_expected_server", zone).properties["points_to"]
-            == NEW_IP
+            == f"{NEW_IP},{NEW_IP6}"
         )
 
     with acceptance_lab.fault("dns-a-stale"):
@@ -221,3 +229,100 @@ def test_acceptance_passes_after_dns_switch_and_catches_a_stale_record(
         assert re.search(
             rf"{re.escape(server)}[^:\n]*: shop.test A is {re.escape(OLD_IP)} \(old IP\)", message
         ), message
+
+
+# --- dual stack: AAAA records judged as A records ------------------------------------
+
+
+def test_aaaa_records_agree_with_dig_norecurse_and_point_at_new(
+    acceptance_lab: Lab, tmp_path: Path
+) -> None:
+    # What DNS05 saw of each zone's AAAA is what `dig +norecurse AAAA` gets from both servers.
+    run = dns_suite(acceptance_lab, "acceptance", tmp_path)
+    assert failing(run) == set(), run.summary()
+    for zone in ZONES:
+        points = case(run, "test_records_point_to_the_expected_server", zone).properties
+        v6 = {a for a in points["points_to"].split(",") if ":" in a}
+        for server in (NS1, NS2):
+            assert set(_dig(server, zone, "AAAA")[1]) == v6 == {NEW_IP6}, (server, zone)
+
+
+def test_aaaa_left_at_old_fails_only_the_pointing_check(
+    acceptance_lab: Lab, tmp_path: Path
+) -> None:
+    with acceptance_lab.fault("aaaa-stale"):
+        run = dns_suite(acceptance_lab, "acceptance", tmp_path)
+        dug = {s: _dig(s, "shop.test", "AAAA")[1] for s in (NS1, NS2)}
+    assert failing(run) == {"DNS05"}, run.summary()
+    bad = [c.name for c in dns_cases(run) if c.outcome == "failed"]
+    assert bad == ["test_records_point_to_the_expected_server[shop.test]"], bad
+    message = case(run, "test_records_point_to_the_expected_server", "shop.test").message
+    for server in (NS1, NS2):
+        assert dug[server] == [OLD_IP6]
+        assert re.search(
+            rf"{re.escape(server)}[^:\n]*: shop.test AAAA is {re.escape(OLD_IP6)} \(old IP\)",
+            message,
+        ), message
+    assert "shop.test A is" not in message, message
+
+
+def test_aaaa_ttl_raised_on_one_server_fails_only_the_ttl_check(
+    preflight_lab: Lab, tmp_path: Path
+) -> None:
+    with preflight_lab.fault("aaaa-ttl-high:ns2"):
+        run = dns_suite(preflight_lab, "preflight", tmp_path, acknowledged(preflight_lab, tmp_path))
+        dug = {s: _dig(s, "shop.test", "AAAA")[0] for s in (NS1, NS2)}
+    assert failing(run) == {"DNS02"}, run.summary()
+    assert dug == {NS1: 300, NS2: 3600}
+    message = case(run, "test_ttl_lowered", "shop.test").message
+    assert f"{NS2}" in message and "shop.test AAAA TTL 3600" in message, message
+    assert NS1 not in message and "shop.test A TTL" not in message, message
+
+
+def test_a_name_that_lost_its_aaaa_is_reported(preflight_lab: Lab, tmp_path: Path) -> None:
+    # No lab fault removes an AAAA record: delete shop.test's on both servers, then restore.
+    where = "name = 'shop.test' AND type = 'AAAA'"
+    columns = "domain_id, name, type, content, ttl, prio, disabled, auth"
+    saved = {}
+    for ns in ("ns1", "ns2"):
+        rows = preflight_lab.exec(
+            ns,
+            "mariadb", "pdns", "-N", "-B", "-e", f"SELECT {columns} FROM records WHERE {where}",
+        ).stdout  # fmt: skip
+        saved[ns] = [line.split("\t") for line in rows.splitlines() if line.strip()]
+        assert saved[ns], f"{ns}: no AAAA row for shop.test"
+    try:
+        for ns in saved:
+            preflight_lab.exec(ns, "mariadb", "pdns", "-e", f"DELETE FROM records WHERE {where}")
+        run = dns_suite(preflight_lab, "preflight", tmp_path, acknowledged(preflight_lab, tmp_path))
+    finally:
+        for ns, rows in saved.items():
+            values = ", ".join("(" + ", ".join(f"'{v}'" for v in row) + ")" for row in rows)
+            preflight_lab.exec(
+                ns, "mariadb", "pdns", "-e", f"INSERT INTO records ({columns}) VALUES {values}"
+            )
+    assert _dig(NS1, "shop.test", "AAAA")[1] == [OLD_IP6]  # restored
+    assert failing(run) == {"DNS05"}, run.summary()
+    bad = [c.name for c in dns_cases(run) if c.outcome == "failed"]
+    assert bad == ["test_records_point_to_the_expected_server[shop.test]"], bad
+    message = case(run, "test_records_point_to_the_expected_server", "shop.test").message
+    for server in (NS1, NS2):
+        assert re.search(
+            rf"{re.escape(server)}[^:\n]*: shop.test A is {re.escape(OLD_IP)} \(old IP\) but it "
+            "has no AAAA record, while example.test AAAA",
+            message,
+        ), message
+
+
+def test_an_ipv6_only_inventory_judges_the_aaaa_records(
+    acceptance_lab: Lab, tmp_path: Path
+) -> None:
+    inventory = ipv6_inventory(acceptance_lab, tmp_path, ACKNOWLEDGEMENT)
+    run = dns_suite(acceptance_lab, "acceptance", tmp_path / "reports", inventory)
+    assert failing(run) == set(), run.summary()
+    for zone in ZONES:
+        props = case(run, "test_records_point_to_the_expected_server", zone).properties
+        assert props["points_to"] == NEW_IP6  # the A records are not its to judge
+    with acceptance_lab.fault("aaaa-stale"):
+        stale = dns_suite(acceptance_lab, "acceptance", tmp_path / "stale", inventory)
+    assert failing(stale) == {"DNS05"}, stale.summary()

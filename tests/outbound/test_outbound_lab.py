@@ -13,13 +13,18 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import dns.reversename
 import pytest
 
 from tests.conftest import Lab
+from tests.dns.inventories import ipv6_inventory
 from tests.suite import REPO, SuiteRun, run_suite
 
 NS1, NS2 = "198.51.100.53", "198.51.100.54"
 OLD_IP, NEW_IP = "198.51.100.10", "198.51.100.20"
+OLD_IP6, NEW_IP6 = "2001:db8:5100::10", "2001:db8:5100::20"
+# The lab inventory is dual stack: mail may leave from every address of each server.
+SENDERS = (OLD_IP, NEW_IP, OLD_IP6, NEW_IP6)
 ZONES = ("example.test", "shop.test", "blog.test")
 CHECKS = [str(REPO / "checks" / "test_outbound.py"), str(REPO / "checks" / "test_dns.py")]
 KEY_FILE = "/etc/ssl/private/dkim-{selector}.key"
@@ -100,7 +105,7 @@ def assert_spf_agrees_with_libspf2(run: SuiteRun) -> dict[tuple[str, str], str]:
     seen = {}
     for zone in ZONES:
         case = run.by_name(f"test_spf_authorises_the_senders[{zone}]")
-        for ip in (OLD_IP, NEW_IP):
+        for ip in SENDERS:
             ours, theirs = verdict(case, ip), spfquery(zone, ip)
             assert ours == theirs, f"{zone} {ip}: pyspf {ours}, libspf2 {theirs}"
             seen[(zone, ip)] = ours
@@ -122,7 +127,9 @@ def test_preflight_green_and_spf_agrees_with_libspf2(preflight_lab: Lab, reports
     ), names
     assert all(c.outcome == "passed" for c in mail_cases(run)), run.summary()
     helo = run.by_name("test_reverse_dns_matches_helo").properties
-    assert (helo["helo"], helo["ptr"]) == ("new.example.test", "new.example.test"), helo
+    assert helo["helo"] == "new.example.test", helo
+    for ip in (NEW_IP, NEW_IP6):  # each address of the new server, PTR forward-confirmed
+        assert helo[f"ptr@{ip}"] == "new.example.test", helo
     for zone in ZONES:
         dkim = run.by_name(f"test_dkim_key_published_and_matching[mail._domainkey.{zone}]")
         props = dkim.properties
@@ -145,7 +152,7 @@ def test_spf_missing_new_ip_fails_only_mail01_for_that_zone(
     assert failing(run) == ["test_spf_authorises_the_senders[shop.test]"], run.summary()
     message = run.by_name("test_spf_authorises_the_senders[shop.test]").message
     assert f"mail from {NEW_IP} (new IP): fail by -all" in message, message
-    assert f"record v=spf1 ip4:{OLD_IP} -all" in message, message
+    assert f"record v=spf1 ip4:{OLD_IP} ip6:{OLD_IP6} ip6:{NEW_IP6} -all" in message, message
     assert f"mail from {OLD_IP}" not in message, message
     assert verdicts[("shop.test", NEW_IP)] == "fail"
     assert verdicts[("shop.test", OLD_IP)] == "pass"
@@ -166,6 +173,31 @@ def test_spf_too_many_lookups_fails_only_mail01_for_that_zone(
             message,
         ), message
         assert verdicts[("blog.test", ip)] == "permerror"
+
+
+def test_spf_missing_ip6_fails_only_mail01_for_that_zone(preflight_lab: Lab, reports: Path) -> None:
+    with preflight_lab.fault("spf-missing-ip6"):
+        run = suite(preflight_lab, "preflight", reports)
+        verdicts = assert_spf_agrees_with_libspf2(run)
+    assert failing(run) == ["test_spf_authorises_the_senders[shop.test]"], run.summary()
+    message = run.by_name("test_spf_authorises_the_senders[shop.test]").message
+    assert f"mail from {NEW_IP6} (new IP): fail by -all" in message, message
+    for ip in (OLD_IP, NEW_IP, OLD_IP6):
+        assert f"mail from {ip} " not in message, message
+        assert verdicts[("shop.test", ip)] == "pass"
+    assert verdicts[("shop.test", NEW_IP6)] == "fail"
+
+
+def test_ptr6_missing_fails_only_mail02_naming_the_ipv6_address(
+    preflight_lab: Lab, reports: Path
+) -> None:
+    pointer = dns.reversename.from_address(NEW_IP6).to_text(omit_final_dot=True)
+    with preflight_lab.fault("ptr6-missing"):
+        run = suite(preflight_lab, "preflight", reports)
+    assert failing(run) == ["test_reverse_dns_matches_helo"], run.summary()
+    message = run.by_name("test_reverse_dns_matches_helo").message
+    assert f"{NEW_IP6}: {pointer} has no PTR record" in message, message
+    assert f"\n  {NEW_IP}:" not in message, message  # the IPv4 address is fine
 
 
 def test_ptr_mismatch_fails_only_mail02(preflight_lab: Lab, reports: Path) -> None:
@@ -221,6 +253,20 @@ def test_mx_preference_changed_fails_only_mail04(preflight_lab: Lab, reports: Pa
     assert failing(run) == ["test_mx_preferences_unchanged[shop.test]"], run.summary()
     message = run.by_name("test_mx_preferences_unchanged[shop.test]").message
     assert "mail.shop.test: preference 10 -> 50" in message, message
+
+
+def test_ipv6_only_inventory_green(preflight_lab: Lab, tmp_path: Path) -> None:
+    # Every address, nameserver and reverse server by IPv6 only: MAIL01 passes the IPv6
+    # senders, MAIL02 confirms the new server's IPv6 PTR through its AAAA record.
+    inventory = ipv6_inventory(preflight_lab, tmp_path, "lab: lowered by `lab lower-ttl`")
+    run = run_suite(
+        "preflight", inventory, tmp_path / "reports", *CHECKS, namespace="cutover-client"
+    )
+    assert failing(run) == [], run.summary()
+    helo = run.by_name("test_reverse_dns_matches_helo").properties
+    assert helo["ptr"] == "new.example.test", helo
+    spf = run.by_name("test_spf_authorises_the_senders[shop.test]").properties
+    assert set(spf) >= {f"spf@{OLD_IP6}", f"spf@{NEW_IP6}"} and f"spf@{NEW_IP}" not in spf
 
 
 # --- later phases ------------------------------------------------------------------

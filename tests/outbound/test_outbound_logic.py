@@ -226,7 +226,7 @@ def test_lookup_reuses_the_zones_servers_and_discovers_only_other_domains(
         zones,
         mail_domains=["example.test", "sub.example.test", "other.test"],
         reverse_servers=["127.0.0.5"],
-        new_ip=ipaddress.ip_address(NEW),
+        new_ips=[ipaddress.ip_address(NEW)],
         resolver=None,
         timeout=1.0,
     )
@@ -251,7 +251,7 @@ def test_lookup_names_every_zone_whose_servers_are_unknown(
             zones,
             mail_domains=["example.test", "other.test"],
             reverse_servers=[],
-            new_ip=ipaddress.ip_address(NEW),
+            new_ips=[ipaddress.ip_address(NEW)],
             resolver=None,
             timeout=1.0,
         )

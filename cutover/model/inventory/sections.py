@@ -308,8 +308,9 @@ class Outbound(Strict):
     )
     reverse_nameservers: list[IPAddress] = Field(
         default_factory=list,
-        description="authoritative servers of the new IP's reverse zone, asked for every "
-        "reverse name (default: the PTR is asked of dns.resolver, if given)",
+        description="authoritative servers of the new IPs' reverse zones (in-addr.arpa and "
+        "ip6.arpa), asked for every reverse name (default: the PTR is asked of dns.resolver, "
+        "if given)",
     )
 
     @field_validator("dkim_key_file")

@@ -185,17 +185,18 @@ def lookup_for(
     *,
     mail_domains: Sequence[str],
     reverse_servers: Sequence[str],
-    new_ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    new_ips: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address],
     resolver: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
     timeout: float,
 ) -> AuthoritativeLookup:
-    """The lookup for a pair: its zones, its mail domains, the new IP's reverse zone.
+    """The lookup for a pair: its zones, its mail domains, the new IPs' reverse zones.
 
     `servers` is what `discover_servers` found for the inventory's zones
     (shared with the DNS observations); a mail domain outside all of them has
     its NS set found through the resolver here. `reverse_servers` (if any)
-    answer for the new IP's reverse zone. Raises `ProbeError` when the
-    servers of a zone cannot be found.
+    answer for the reverse zones of every address of the new host
+    (`in-addr.arpa` for IPv4, `ip6.arpa` for IPv6). Raises `ProbeError` when
+    the servers of a zone cannot be found.
     """
     known = {*servers.servers_of, *servers.errors}
     extra = [DnsZone(name=d) for d in mail_domains if zone_of(zone_name(d), known) is None]
@@ -205,7 +206,8 @@ def lookup_for(
         raise ProbeError("; ".join(errors))
     servers_of = {**servers.servers_of, **more.servers_of}
     if reverse_servers:
-        servers_of[REVERSE_SUFFIX[new_ip.version]] = list(reverse_servers)
+        for version in sorted({ip.version for ip in new_ips}):
+            servers_of[REVERSE_SUFFIX[version]] = list(reverse_servers)
     found = str(resolver) if resolver is not None else None
     return AuthoritativeLookup(servers_of, timeout=timeout, resolver=found)
 
