@@ -225,3 +225,34 @@ def test_preflight_every_old_address_must_agree_with_the_first(
     text = _verdict(continuity, by_place["old-v6"], "IMAP03")
     assert "every address of the old server must serve the same mailboxes" in text
     assert _verdict(continuity, by_place["new-v6"], "IMAP03") == "ok"
+
+
+def test_pop01_judges_the_maildrop_of_its_own_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from checks.observe.mail import PopContinuity
+    from checks.test_mailclients import _uidl_problems
+    from cutover.compare.pop3 import Maildrop, PopMessage, compare
+
+    inventory = _load(tmp_path, DUAL, monkeypatch)
+    kept = (
+        PopMessage(1, "0000000155aa0001", 10, "~a"),
+        PopMessage(2, "0000000255aa0001", 20, "~b"),
+    )
+    changed = (PopMessage(1, "0000000166bb0002", 10, "~a"), kept[1])
+    reference = Maildrop("the preflight baseline", kept)
+    drops = {
+        "new-v4": Maildrop("pop3s 203.0.113.20:995 (new IP)", kept),
+        "old-v6": Maildrop("pop3s [2001:db8::10]:995 (old IP)", changed),
+    }
+    continuity = PopContinuity(
+        reference,
+        "baseline",
+        [(where, drop, compare(kept, drop.messages)) for where, drop in drops.items()],
+        {"new-v6": "connection refused by pop3s [2001:db8::20]:995 (new IP)"},
+    )
+    by_place = {t.place: t for t in pop3_targets(inventory, expectations("cutover"))}
+    assert _uidl_problems(continuity, by_place["new-v4"]) == []
+    problems = _uidl_problems(continuity, by_place["old-v6"])
+    assert "1 of 2 messages have a new UIDL on pop3s [2001:db8::10]:995 (old IP)" in problems[0]
+    assert continuity.unread and by_place["new-v6"].judges("new-v6")
