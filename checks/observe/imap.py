@@ -85,7 +85,9 @@ def _open(
     """A session on one address; not even tried where the service probe got no answer."""
     outcome = services.outcome(endpoint)
     if isinstance(outcome, ProbeError):
-        raise ProbeError(str(outcome))
+        why = str(outcome)
+        # The service probe names the address; say which service and side it was too.
+        raise ProbeError(why if endpoint.where in why else f"{endpoint.where}: {why}")
     return ImapSession.open(endpoint, target.account, settings)
 
 
