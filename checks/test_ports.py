@@ -236,9 +236,10 @@ def test_mail_relayed_to_new_server(
     account = next(a for a in inventory.mail.accounts if a.user == user)
     deadline = inventory.timeouts.mail_delivery
     problems = []
-    for relay, flow in mail_flows(service, account, deadline):
-        # One old address: the properties as they always were; several: one set per address.
-        suffix = f"_{place(relay)}" if relay.tag else ""
+    for index, (relay, flow) in enumerate(mail_flows(service, account, deadline)):
+        # The old host's first address: the properties as they always were; each further
+        # address (dual stack) records its own set, named after it (`probe_sent_to_old-v6`).
+        suffix = f"_{place(relay)}" if index else ""
         if isinstance(flow, ProbeError):
             problems.append(f"mail flow to {user}: {flow}")
             continue

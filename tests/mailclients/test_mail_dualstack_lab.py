@@ -115,8 +115,8 @@ def test_old_server_answering_on_old_v6_is_caught(cutover_lab: Lab) -> None:
 
 
 def lab_run_with_identity(lab: Lab) -> SuiteRun:
-    """The mail checks and PORT01 (who answered on each address) in the cutover phase."""
-    selected = "PORT01 or IMAP or POP01 or AUTH01"
+    """The mail checks, PORT01 and PORT02 (who answered on each address), in the cutover phase."""
+    selected = "PORT01 or PORT02 or IMAP or POP01 or AUTH01"
     return run_mail(lab, "cutover", "dual", "checks/test_ports.py", "-k", selected)
 
 
@@ -130,3 +130,46 @@ def test_dual_acceptance_is_green(acceptance_lab: Lab) -> None:
     assert_all_pass(
         run_mail(acceptance_lab, "acceptance", "dual"), {"old-v4", "old-v6", "new-v4", "new-v6"}
     )
+
+
+PROBE = "test_mail_relayed_to_new_server"
+
+
+def probe_run(lab: Lab, tmp_path: Path) -> SuiteRun:
+    inventory = lab.inventory_variant(
+        tmp_path, lambda data: data["timeouts"].update(mail_delivery=30)
+    )
+    return lab.suite(
+        "cutover",
+        f"checks/test_ports.py::{PROBE}",
+        "--probe-mail",
+        f"--baseline={baseline_of(lab, 'dual')}",
+        inventory=inventory,
+    )
+
+
+def test_probe_mail_goes_through_each_old_address(cutover_lab: Lab, tmp_path: Path) -> None:
+    """PORT03 sends through old's IPv4 and IPv6 port 25: both land on new (one test)."""
+    run = probe_run(cutover_lab, tmp_path)
+    case = run.by_name(PROBE)
+    assert case.outcome == "passed", run.summary()
+    props = case.properties
+    assert props["probe_sent_to"] == "smtp 198.51.100.10:25 (old IP)", props
+    assert props["probe_sent_to_old-v6"] == f"smtp [{OLD_IP6}]:25 (old IP)", props
+    for suffix in ("", "_old-v6"):
+        assert "new.example.test" in props[f"probe_greeting{suffix}"], props
+        assert int(props[f"probe_delivered_uid{suffix}"]) > 0, props
+    assert props["probe_message_id"] != props["probe_message_id_old-v6"]
+
+
+def test_probe_mail_fails_on_the_v6_address_without_its_forward(
+    cutover_lab: Lab, tmp_path: Path
+) -> None:
+    with cutover_lab.fault("forward-v4-only"):
+        run = probe_run(cutover_lab, tmp_path)
+    case = run.by_name(PROBE)
+    assert case.outcome == "failed", run.summary()
+    assert case.message.startswith("PORT03"), case.message
+    assert f"[{OLD_IP6}]:25" in case.message and "refused" in case.message.lower(), case.message
+    assert "198.51.100.10:25" not in case.message, case.message  # the IPv4 probe arrived
+    assert int(case.properties["probe_delivered_uid"]) > 0, case.properties
