@@ -38,7 +38,7 @@ from cutover.probes.connect import ProbeError
 from cutover.probes.mail.mailboxes import ImapSession
 from cutover.probes.services import Observations, ServiceAnswer
 
-__all__ = ["KIND", "Continuity", "imap_continuity", "record_imap"]
+__all__ = ["KIND", "Continuity", "imap_continuity", "named", "record_imap", "unreachable"]
 
 KIND = "imap"  # the recorder's kind; one account's mark is `imap/<account>`
 # Why a pair other than "against the old server" must agree (said after its findings).
@@ -85,9 +85,7 @@ def _open(
     """A session on one address; not even tried where the service probe got no answer."""
     outcome = services.outcome(endpoint)
     if isinstance(outcome, ProbeError):
-        why = str(outcome)
-        # The service probe names the address; say which service and side it was too.
-        raise ProbeError(why if endpoint.where in why else f"{endpoint.where}: {why}")
+        raise ProbeError(named(endpoint, outcome))
     return ImapSession.open(endpoint, target.account, settings)
 
 
@@ -244,6 +242,13 @@ def record_imap(ctx: RecordContext) -> None:
                 break
     if problems:
         raise ProbeError("; ".join(problems))
+
+
+def named(endpoint: Endpoint, exc: Exception) -> str:
+    """Why `endpoint` could not be read, naming its service and side (`imaps [2001:db8::10]:993
+    (old IP): connection refused by ...`) where the probe's words name only the address."""
+    why = str(exc)
+    return why if endpoint.where in why else f"{endpoint.where}: {why}"
 
 
 def unreachable(exc: Exception) -> bool:

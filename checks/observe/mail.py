@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from checks.observe.imap import unreachable
+from checks.observe.imap import named, unreachable
 from checks.progress import Stage
 from checks.record import RecordContext, Records, recorder
 from checks.targets.mail import (
@@ -230,7 +230,7 @@ def _observe_pop(
         except PopLoginRefused:
             raise  # POP01 tells a refused login from an unreadable maildrop
         except ProbeError as exc:
-            unread[place(endpoint)] = str(exc)
+            unread[place(endpoint)] = named(endpoint, exc)
             continue
         subjects.append((place(endpoint), drop, compare(reference.messages, drop.messages)))
     return PopContinuity(reference, reference_side, subjects, unread)

@@ -108,6 +108,7 @@ def test_old_server_answering_on_old_v6_is_caught(cutover_lab: Lab) -> None:
     with cutover_lab.fault("v6-old-server-still-serving"):
         run = lab_run_with_identity(cutover_lab)
     failing = run.failing()
+    print("\n".join(f"{c.name}: {c.message[:300]}" for c in failing))  # the evidence, with -rP
     assert failing, run.summary()
     assert all("-old-v6" in c.name for c in failing), run.summary()
     messages = "\n".join(c.message for c in failing)
