@@ -5,7 +5,8 @@ and AUTH01 then have one test per account and address (`[alice@example.test-old-
 green on the healthy lab in every phase; under `forward-v4-only` only the
 old-v6 tests fail, naming the address; under `v6-old-server-still-serving`
 the old server's own daemons answer on old-v6, and the checks that judge who
-answered there fail. An IPv6-only inventory (the lab's v6 addresses only) is
+answered there fail (PORT02), and IMAP05 sees the old mail store behind the
+new one. An IPv6-only inventory (the lab's v6 addresses only) is
 green in every phase.
 """
 
@@ -111,8 +112,19 @@ def test_old_server_answering_on_old_v6_is_caught(cutover_lab: Lab) -> None:
     print("\n".join(f"{c.name}: {c.message[:300]}" for c in failing))  # the evidence, with -rP
     assert failing, run.summary()
     assert all("-old-v6" in c.name for c in failing), run.summary()
-    messages = "\n".join(c.message for c in failing)
-    assert f"[{OLD_IP6}]" in messages and "old.example.test" in messages, run.summary()
+    # Who answered (PORT02): old's own daemons, on every mail port of old-v6.
+    identity = run.by_name("test_served_by_expected_server[imaps-993-old-v6]")
+    assert "identifies 'old.example.test'" in identity.message, identity.message
+    # What they serve: the old mail store, whose HIGHESTMODSEQ stopped at the sync (IMAP05).
+    stale = run.by_name("test_uidnext_and_modseq_not_behind[alice@example.test-old-v6]")
+    assert stale.outcome == "failed", run.summary()
+    for evidence in (
+        "HIGHESTMODSEQ went back",
+        "imaps 198.51.100.20:993 (new IP)",
+        f"imaps [{OLD_IP6}]:993 (old IP)",
+        "the old IP must serve the new server's mailboxes",
+    ):
+        assert evidence in stale.message, stale.message
 
 
 def lab_run_with_identity(lab: Lab) -> SuiteRun:
