@@ -89,9 +89,7 @@ def _open(
     return ImapSession.open(endpoint, target.account, settings)
 
 
-def _pairs(
-    target: ImapTarget, expect: PhaseExpectations, compared: list[Endpoint], first: int
-) -> list[Pair]:
+def _pairs(expect: PhaseExpectations, compared: list[Endpoint], first: int) -> list[Pair]:
     """Each compared source against the old server (source 0), and against its own server.
 
     `compared[i]` is source `first + i`. An address the new server must answer
@@ -146,7 +144,7 @@ def _observe(
             compared.append(endpoint)
             sources.append(sessions[-1])
             sides.append(place(endpoint))
-        pairs = _pairs(target, expect, compared, first=1)
+        pairs = _pairs(expect, compared, first=1)
         if records.recording:
             writer = UidMapWriter(records.baseline, target.account.user, sources[0].label)
         report = compare_account(
