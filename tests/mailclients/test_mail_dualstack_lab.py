@@ -114,7 +114,7 @@ def test_old_server_answering_on_old_v6_is_caught(cutover_lab: Lab) -> None:
     assert all("-old-v6" in c.name for c in failing), run.summary()
     # Who answered (PORT02): old's own daemons, on every mail port of old-v6.
     identity = run.by_name("test_served_by_expected_server[imaps-993-old-v6]")
-    assert "identifies 'old.example.test'" in identity.message, identity.message
+    assert "identifies 'old.example.test" in identity.message, identity.message
     # What they serve: the old mail store, whose HIGHESTMODSEQ stopped at the sync (IMAP05).
     stale = run.by_name("test_uidnext_and_modseq_not_behind[alice@example.test-old-v6]")
     assert stale.outcome == "failed", run.summary()
