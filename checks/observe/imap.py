@@ -42,7 +42,10 @@ __all__ = ["KIND", "Continuity", "imap_continuity", "named", "record_imap", "unr
 
 KIND = "imap"  # the recorder's kind; one account's mark is `imap/<account>`
 # Why a pair other than "against the old server" must agree (said after its findings).
-THROUGH_OLD = "the old IP must serve the new server's mailboxes"
+THROUGH_OLD = (
+    "the old IP must serve the new server's mailboxes; where it does not, another mail "
+    "store answers there, such as the old server's own (PORT02 says who answers)"
+)
 ALSO_NEW = "every address of the new server must serve the same mailboxes"
 ALSO_OLD = "every address of the old server must serve the same mailboxes"
 Services = Observations[Endpoint, ServiceAnswer]
