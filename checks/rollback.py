@@ -97,7 +97,7 @@ def observe_delta(config: pytest.Config, inventory: Inventory) -> PairDelta:
     """One pair's rollback delta: the new server read against the pair's baseline."""
     from checks.observe.mysql import mysql_servers_of
     from checks.record import Records
-    from checks.targets.mail import imap_targets
+    from checks.targets.mail import imap_accounts
     from cutover.compare.rollback import PairDelta
     from cutover.model.baseline import Baseline, BaselineError
     from cutover.model.phases import Side
@@ -110,7 +110,7 @@ def observe_delta(config: pytest.Config, inventory: Inventory) -> PairDelta:
     )
     settings = settings_for(inventory)
     delta = PairDelta(inventory.name)
-    for target in imap_targets(inventory):
+    for target in imap_accounts(inventory):
         user = target.account.user
         try:
             recorded = records.require("imap", user)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
 from checks.declare import check
 from checks.observe.mail import PopContinuity
-from checks.support import no_problems, parametrize
+from checks.support import expectations_for, no_problems, parametrize
 from checks.targets.mail import AccountTarget, PopTarget, account_targets, pop3_targets
 from cutover.compare.pop3 import Maildrop
 from cutover.model.phases import PhaseExpectations, Side, serving_ip
@@ -74,10 +75,17 @@ TIMEOUT_HINT = (
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    config = metafunc.config
     if "mail_account" in metafunc.fixturenames:
-        parametrize(metafunc, "mail_account", account_targets)
+        parametrize(
+            metafunc,
+            "mail_account",
+            lambda inv: account_targets(inv, expectations_for(config, inv)),
+        )
     if "pop_account" in metafunc.fixturenames:
-        parametrize(metafunc, "pop_account", pop3_targets)
+        parametrize(
+            metafunc, "pop_account", lambda inv: pop3_targets(inv, expectations_for(config, inv))
+        )
 
 
 # --- AUTH01 -------------------------------------------------------------------------
@@ -125,26 +133,33 @@ def test_account_logs_in_everywhere(
     passdb, shows up only as a failed login: the user is locked out.
     Inputs: mail.accounts; IMAP (LOGIN, AUTHENTICATE), POP3 (USER/PASS, AUTH)
     and SMTP AUTH on the submission ports (465, 587), after TLS where the port
-    uses it, on every IP that must answer in this phase; the methods the old
-    server offered (CAPABILITY, CAPA, EHLO: live in preflight, the baseline
+    uses it, on every address that must answer in this phase (each address
+    of a dual-stack host: one test per account and address); the methods
+    the old server offered (CAPABILITY, CAPA, EHLO: live in preflight, the baseline
     later). PLAIN and LOGIN are tried; other mechanisms the old server offered
     must be offered by the new one. Nothing is fetched, no mail is sent.
     Fix: copy the passdb with its hashes in a scheme the new server supports
     (`doveadm pw -l` lists them), add missing accounts, enable the old
     mechanisms (Dovecot auth_mechanisms, Postfix smtpd_sasl_*).
     """
-    logins = account_logins.get(mail_account)
+    observed = account_logins.get(mail_account)
+    # A dual-stack test judges the logins on its own address only.
+    logins = replace(
+        observed,
+        attempts=tuple(a for a in observed.attempts if mail_account.judges(a.endpoint)),
+    )
     record(
         logins="; ".join(attempt.summary() for attempt in logins.attempts),
-        login_seconds=f"{logins.seconds:.3f}",
+        login_seconds=f"{observed.seconds:.3f}",
     )
-    user = mail_account.id
+    user = mail_account.account.user
     unknown = [m for m in old_login_methods.values() if isinstance(m, str)]
     problems = list(unknown)
     failures = logins.failures()
     problems += _login_problems(failures)
     causes = dict.fromkeys(a.outcome for a in failures if a.outcome is not None)
-    old_rejects = refused_by_old_server(logins, serving_ip(expect, Side.OLD))
+    # Judged on every address: the old server rejecting the password anywhere it answers.
+    old_rejects = refused_by_old_server(observed, serving_ip(expect, Side.OLD))
     if old_rejects:  # not the new server's fault: the old one says no as well
         causes.pop(AuthOutcome.REJECTED, None)
         rejected = f"{len(old_rejects)} of its logins rejected"
@@ -186,10 +201,12 @@ def _shown(lines: list[str]) -> list[str]:
     return lines[:SHOWN] + ([f"... and {extra} more"] if extra > 0 else [])
 
 
-def _uidl_problems(continuity: PopContinuity) -> list[str]:
+def _uidl_problems(continuity: PopContinuity, target: PopTarget) -> list[str]:
     problems = []
     reference = continuity.reference
-    for _side, drop, diff in continuity.subjects:
+    for side, drop, diff in continuity.subjects:
+        if not target.judges(side):
+            continue
         against = f"on {drop.where} against the old server ({reference.where})"
         if diff.changed:
             problems.append(
@@ -249,9 +266,10 @@ def test_pop3_uidls_unchanged(
     allowed and reported.
     Inputs: mail.accounts; USER/PASS, UIDL and LIST (sizes) on the POP3 port
     (implicit TLS preferred) of the old server (live in preflight, the
-    baseline later) and of every IP the new server answers on; the IMAP
-    Message-ID of each message (EXAMINE, BODY.PEEK) to tell a changed UIDL
-    from a missing message. No RETR, TOP or DELE.
+    baseline later) and of every address the new server answers on (each
+    address of a dual-stack host: one test per account and address); the
+    IMAP Message-ID of each message (EXAMINE, BODY.PEEK) on the same
+    address, to tell a changed UIDL from a missing message. No RETR, TOP or DELE.
     Fix: keep pop3_uidl_format as on the old server (Dovecot default
     %08Xu%08Xv); migrate with dsync, which keeps UIDs, UIDVALIDITY and stored
     POP3 UIDLs.
@@ -266,7 +284,15 @@ def test_pop3_uidls_unchanged(
         pytest.fail(f"{pop_account.id}: {exc}", pytrace=False)
     record(**{f"uidls_{continuity.reference_side}": _uidls_property(continuity.reference)})
     for side, drop, diff in continuity.subjects:
+        if not pop_account.judges(side):
+            continue
         record(**{f"uidls_{side}": _uidls_property(drop)})
         if diff.added:
             record(**{f"new_messages_{side}": ", ".join(m.uidl for m in diff.added[:50])})
-    no_problems(_uidl_problems(continuity), f"{pop_account.id}: POP3 UIDLs changed")
+    user = pop_account.account.user
+    unread = [
+        f"{user}: {why}" for side, why in continuity.unread.items() if pop_account.judges(side)
+    ]
+    if unread:
+        pytest.fail("\n".join(unread), pytrace=False)
+    no_problems(_uidl_problems(continuity, pop_account), f"{pop_account.id}: POP3 UIDLs changed")

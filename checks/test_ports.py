@@ -21,6 +21,7 @@ from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.probes.connect import ProbeError
 
 if TYPE_CHECKING:
+    from cutover.model.endpoints import Endpoint
     from cutover.probes.mail.flow import MailFlow
 
 Record = Callable[..., None]
@@ -211,30 +212,33 @@ def test_capabilities_kept(
 def test_mail_relayed_to_new_server(
     inventory: Inventory,
     pytestconfig: pytest.Config,
-    mail_flow: Callable[[Service, Account, float], MailFlow],
+    mail_flows: Callable[[Service, Account, float], list[tuple[Endpoint, MailFlow | ProbeError]]],
     record: Record,
 ) -> None:
     """PORT03: mail delivered to the old IP's port 25 lands in the INBOX on the new server.
 
     Why: during cutover other MTAs still deliver to the old IP (cached DNS,
-    MX not yet switched); the forward (or a Postfix relay) must carry that
-    mail to the new server's mailboxes, or it is bounced, queued on a dead
-    server, or delivered to a mailbox nobody reads any more.
+    MX not yet switched), over IPv6 too where the old host has an IPv6
+    address; the forward (or a Postfix relay) must carry that mail to the
+    new server's mailboxes, or it is bounced, queued on a dead server, or
+    delivered to a mailbox nobody reads any more.
     Opt-in with `--probe-mail`: the one check that writes. It sends one small
     message (envelope sender <>, Subject "cutover mail-flow probe ... safe to
-    delete") to mail.probe_account through the old IP's port 25, and finds it
-    by Message-ID in that account's INBOX on the new IP, over a read-only IMAP
-    session, within timeouts.mail_delivery. The message stays there.
+    delete") to mail.probe_account through port 25 of each old address, and
+    finds each by Message-ID in that account's INBOX on the new IP, over a
+    read-only IMAP session, within timeouts.mail_delivery. The messages stay
+    there.
     Inputs: mail.probe_account (one of mail.accounts, best a test account),
-    the SMTP service on port 25 and an IMAP service; timeouts.mail_delivery.
-    Fix: forward port 25 on the old host to the new IP (socat) or relay with
-    Postfix (relayhost/transport_maps to the new IP); on the new server, find
-    the queue ID from the message in its mail log (postqueue -p, deferred
-    deliveries, LMTP errors).
+    old.address (each address of a dual-stack host), the SMTP service on
+    port 25 and an IMAP service; timeouts.mail_delivery.
+    Fix: forward port 25 on the old host to the new IP (socat; on every
+    address, IPv6 included) or relay with Postfix (relayhost/transport_maps
+    to the new IP); on the new server, find the queue ID from the message in
+    its mail log (postqueue -p, deferred deliveries, LMTP errors).
     """
     if not pytestconfig.getoption("probe_mail"):
         pytest.skip("opt-in: --probe-mail sends one test message through the old IP's port 25")
-    from checks.targets.mail import relay_service
+    from checks.targets.mail import place, relay_service
 
     service = relay_service(inventory)
     skip_unless(service is not None, "the inventory lists no SMTP service on port 25")
@@ -243,24 +247,31 @@ def test_mail_relayed_to_new_server(
     skip_unless(user is not None, "the inventory names no mail.probe_account")
     account = next(a for a in inventory.mail.accounts if a.user == user)
     deadline = inventory.timeouts.mail_delivery
-    try:
-        flow = mail_flow(service, account, deadline)
-    except ProbeError as exc:
-        pytest.fail(f"mail flow to {user}: {exc}", pytrace=False)
-    record(
-        probe_message_id=flow.message_id,
-        probe_sent_to=flow.sent_to,
-        probe_greeting=flow.greeting,
-        probe_queued=flow.queued,
-        probe_delivered_uid=str(flow.delivered_uid or ""),
-        probe_seconds=f"{flow.waited:.2f}",
-        probe_received=" | ".join(flow.received),
-    )
-    if flow.delivered_uid is None:
-        pytest.fail(
-            f"mail flow to {user}: {flow.sent_to} (greeting {flow.greeting!r}) accepted the probe "
-            f"message ({flow.queued}), but it is not in the INBOX on {flow.searched} after "
-            f"{flow.waited:.0f} s (Message-ID {flow.message_id}); look up that queue ID in the "
-            "mail log of the server that accepted it",
-            pytrace=False,
+    problems = []
+    for index, (relay, flow) in enumerate(mail_flows(service, account, deadline)):
+        # The old host's first address: the properties as they always were; each further
+        # address (dual stack) records its own set, named after it (`probe_sent_to_old-v6`).
+        suffix = f"_{place(relay)}" if index else ""
+        if isinstance(flow, ProbeError):
+            problems.append(f"mail flow to {user}: {flow}")
+            continue
+        record(
+            **{
+                f"probe_message_id{suffix}": flow.message_id,
+                f"probe_sent_to{suffix}": flow.sent_to,
+                f"probe_greeting{suffix}": flow.greeting,
+                f"probe_queued{suffix}": flow.queued,
+                f"probe_delivered_uid{suffix}": str(flow.delivered_uid or ""),
+                f"probe_seconds{suffix}": f"{flow.waited:.2f}",
+                f"probe_received{suffix}": " | ".join(flow.received),
+            }
         )
+        if flow.delivered_uid is None:
+            problems.append(
+                f"mail flow to {user}: {flow.sent_to} (greeting {flow.greeting!r}) accepted the "
+                f"probe message ({flow.queued}), but it is not in the INBOX on {flow.searched} "
+                f"after {flow.waited:.0f} s (Message-ID {flow.message_id}); look up that queue "
+                "ID in the mail log of the server that accepted it"
+            )
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)

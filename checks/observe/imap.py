@@ -1,10 +1,14 @@
 """Observations of the imap area: each account's mailboxes, compared once per run.
 
-The reference is the old server: live on the old IP while it still answers
-there (preflight), afterwards the preflight baseline. Every IP the new
-server answers on is compared with it, and when both IPs are served by the
-new server, the old IP must show the same mailboxes as the new IP. One
-read-only session per account and IP serves all five IMAP checks.
+The reference is the old server: live on the old host's first address
+while it still answers there (preflight), afterwards the preflight
+baseline. Every address the new server answers on (each address of a
+dual-stack host) is compared with it, and with the new server's first such
+address: the old IP through the forwards must show the same mailboxes as
+the new IP. While the old server answers, its other addresses must agree
+with its first. One read-only session per account and address serves all
+five IMAP checks; an address that cannot be read fails the tests that judge
+it, and the others are still compared.
 
 In preflight the old server's side is recorded into the baseline while it
 streams by (a UID map per account, `cutover.compare.imap_baseline`): no
@@ -16,12 +20,12 @@ the accounts no check asked for at the end of the run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
 from checks.record import RecordContext, Records, recorder
-from checks.targets.mail import ImapTarget, imap_targets
+from checks.targets.mail import ImapTarget, compared_endpoints, imap_accounts, place
 from cutover.compare.imap import AccountReport, MailSource, Pair
 from cutover.compare.imap_baseline import BaselineSource, UidMapWriter
 from cutover.compare.imap_stream import compare_account
@@ -34,9 +38,16 @@ from cutover.probes.connect import ProbeError
 from cutover.probes.mail.mailboxes import ImapSession
 from cutover.probes.services import Observations, ServiceAnswer
 
-__all__ = ["KIND", "Continuity", "imap_continuity", "record_imap"]
+__all__ = ["KIND", "Continuity", "imap_continuity", "named", "record_imap", "unreachable"]
 
 KIND = "imap"  # the recorder's kind; one account's mark is `imap/<account>`
+# Why a pair other than "against the old server" must agree (said after its findings).
+THROUGH_OLD = (
+    "the old IP must serve the new server's mailboxes; where it does not, another mail "
+    "store answers there, such as the old server's own (PORT02 says who answers)"
+)
+ALSO_NEW = "every address of the new server must serve the same mailboxes"
+ALSO_OLD = "every address of the old server must serve the same mailboxes"
 Services = Observations[Endpoint, ServiceAnswer]
 
 
@@ -45,11 +56,24 @@ class Continuity:
     """One account's comparison, with a short name per source for the report."""
 
     report: AccountReport
-    sides: list[str]  # "old", "new" or "baseline", in the report's source order
+    # Per source, in the report's order: "baseline", or where it was read
+    # (`old`, `new`; `old-v6` on a dual-stack side: checks.targets.mail.place).
+    sides: list[str]
+    # Addresses that could not be read (`new-v6` -> why): compared nowhere, failed here.
+    unread: dict[str, str] = field(default_factory=dict)
 
-    def holds(self, check: str) -> None:
+    def judged(self, target: ImapTarget) -> list[int]:
+        """The sources the test of `target` judges (every one, or its address's)."""
+        return [index for index, side in enumerate(self.sides) if target.judges(side)]
+
+    def holds(self, check: str, target: ImapTarget) -> None:
         __tracebackhide__ = True
-        failures = self.report.failures(check)
+        unread = [
+            f"{target.account.user}: {why}"
+            for side, why in self.unread.items()
+            if target.judges(side)
+        ]
+        failures = unread + self.report.failures(check, self.judged(target))
         if failures:
             pytest.fail("\n".join(failures), pytrace=False)
 
@@ -59,14 +83,36 @@ def _account_mark(user: str) -> str:
 
 
 def _open(
-    target: ImapTarget, side: Side, settings: ProbeSettings, services: Services
+    endpoint: Endpoint, target: ImapTarget, settings: ProbeSettings, services: Services
 ) -> ImapSession:
-    """A session on one IP; not even tried where the service probe got no answer."""
-    endpoint = target.endpoint(side)
+    """A session on one address; not even tried where the service probe got no answer."""
     outcome = services.outcome(endpoint)
     if isinstance(outcome, ProbeError):
-        raise ProbeError(str(outcome))
+        raise ProbeError(named(endpoint, outcome))
     return ImapSession.open(endpoint, target.account, settings)
+
+
+def _pairs(expect: PhaseExpectations, compared: list[Endpoint], first: int) -> list[Pair]:
+    """Each compared source against the old server (source 0), and against its own server.
+
+    `compared[i]` is source `first + i`. An address the new server must answer
+    on is also compared with the new server's first such address (an old IP
+    through the forwards, another address of the new host); another address of
+    the old server, while it answers, with the old server's first.
+    """
+    pairs: list[Pair] = []
+    first_new: int | None = None
+    for index, endpoint in enumerate(compared, start=first):
+        if expect.served_by[endpoint.side] is Side.OLD:
+            pairs.append(Pair(0, index, purpose=ALSO_OLD))
+            continue
+        pairs.append(Pair(0, index))
+        if first_new is None:
+            first_new = index
+        else:
+            purpose = THROUGH_OLD if endpoint.side is Side.OLD else ALSO_NEW
+            pairs.append(Pair(first_new, index, purpose=purpose))
+    return pairs
 
 
 def _observe(
@@ -80,22 +126,28 @@ def _observe(
     sources: list[MailSource] = []
     sides: list[str] = []
     sessions: list[ImapSession] = []
+    unread: dict[str, str] = {}
     writer: UidMapWriter | None = None
     try:
         if expect.served_by[Side.OLD] is Side.OLD:
-            sessions.append(_open(target, Side.OLD, settings, services))
+            reference = target.endpoint(Side.OLD)
+            sessions.append(_open(reference, target, settings, services))
             sources.append(sessions[-1])
+            sides.append(place(reference))
         else:
             sources.append(BaselineSource(records.baseline, target.account.user))
-        sides.append(Side.OLD.value if sessions else "baseline")
-        for side in (Side.NEW, Side.OLD):
-            if expect.served_by[side] is Side.NEW:
-                sessions.append(_open(target, side, settings, services))
-                sources.append(sessions[-1])
-                sides.append(side.value)
-        pairs = [Pair(0, subject) for subject in range(1, len(sources))]
-        if len(sources) == 3:
-            pairs.append(Pair(1, 2, purpose="the old IP must serve the new server's mailboxes"))
+            sides.append("baseline")
+        compared = []
+        for endpoint in compared_endpoints(target, expect):
+            try:
+                sessions.append(_open(endpoint, target, settings, services))
+            except ProbeError as exc:
+                unread[place(endpoint)] = str(exc)
+                continue
+            compared.append(endpoint)
+            sources.append(sessions[-1])
+            sides.append(place(endpoint))
+        pairs = _pairs(expect, compared, first=1)
         if records.recording:
             writer = UidMapWriter(records.baseline, target.account.user, sources[0].label)
         report = compare_account(
@@ -108,7 +160,7 @@ def _observe(
         if writer is not None:
             writer.commit(greeting=sessions[0].greeting)
             writer = None
-        return Continuity(report, sides)
+        return Continuity(report, sides, unread)
     finally:
         if writer is not None:
             writer.discard()
@@ -132,20 +184,21 @@ def imap_continuity(
     only some marks those accounts, and the recorder reads the others.
     """
     settings = settings_for(inventory)
-    accounts = {target.id for target in imap_targets(inventory)}
+    accounts = {target.account.user for target in imap_accounts(inventory)}
     batch_size = inventory.mail.batch_size
     cache: dict[str, Continuity | str] = {}
 
     def observe(target: ImapTarget) -> Continuity:
         __tracebackhide__ = True
-        if target.id not in cache:
+        user = target.account.user
+        if user not in cache:
             try:
-                cache[target.id] = _observe(target, expect, records, services, settings, batch_size)
+                cache[user] = _observe(target, expect, records, services, settings, batch_size)
             except (ProbeError, BaselineError) as exc:
-                cache[target.id] = f"{target.id}: {exc}"
+                cache[user] = f"{user}: {exc}"
             if records.recording and accounts <= cache.keys():
                 records.recorded(KIND)
-        result = cache[target.id]
+        result = cache[user]
         if isinstance(result, str):
             pytest.fail(result, pytrace=False)
         return result
@@ -177,7 +230,7 @@ def record_imap(ctx: RecordContext) -> None:
     problems = []
     targets = [
         target
-        for target in imap_targets(ctx.inventory)
+        for target in imap_accounts(ctx.inventory)
         if not ctx.records.is_recorded(_account_mark(target.id))
     ]
     for index, target in enumerate(targets):
@@ -190,6 +243,13 @@ def record_imap(ctx: RecordContext) -> None:
                 break
     if problems:
         raise ProbeError("; ".join(problems))
+
+
+def named(endpoint: Endpoint, exc: Exception) -> str:
+    """Why `endpoint` could not be read, naming its service and side (`imaps [2001:db8::10]:993
+    (old IP): connection refused by ...`) where the probe's words name only the address."""
+    why = str(exc)
+    return why if endpoint.where in why else f"{endpoint.where}: {why}"
 
 
 def unreachable(exc: Exception) -> bool:

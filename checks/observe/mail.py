@@ -11,33 +11,35 @@ recorders read what no check of the run asked for at its end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from checks.observe.imap import unreachable
+from checks.observe.imap import named, unreachable
 from checks.progress import Stage
 from checks.record import RecordContext, Records, recorder
 from checks.targets.mail import (
     AccountTarget,
     PopTarget,
+    compared_endpoints,
     imap_service,
     login_plan,
     login_services,
-    pop3_targets,
+    place,
+    pop3_accounts,
 )
 from cutover.compare.pop3 import Maildrop, PopMessage, UidlDiff, compare
 from cutover.model.baseline import BaselineError
-from cutover.model.endpoints import Endpoint, endpoint_of
+from cutover.model.endpoints import Endpoint, endpoint_of, side_endpoints
 from cutover.model.inventory import Account, Inventory, Service
 from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.mail.flow import MailFlow, probe_mail_flow
 from cutover.probes.mail.logins import AccountLogins, observe_logins, offered_methods
-from cutover.probes.mail.pop3 import read_maildrop
+from cutover.probes.mail.pop3 import PopLoginRefused, read_maildrop
 from cutover.probes.services import Observations, ServiceAnswer, observe
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "PopContinuity",
     "account_logins",
     "baseline_maildrop",
+    "mail_flows",
     "observe_mail_flow",
     "old_login_methods",
     "pop3_continuity",
@@ -130,11 +133,13 @@ def account_logins(
         for endpoint, _ in plan
         if isinstance(outcome := services.outcome(endpoint), ProbeError)
     }
+    # One observation per account (all its addresses): a dual-stack test judges one address.
     return Observations(
         [AccountTarget(account) for account in inventory.mail.accounts],
         lambda target: observe_logins(target.account, plan, settings, silent),
         workers=16,
         progress=observing("logins", "accounts"),
+        key=lambda target: target.account.user,
     )
 
 
@@ -144,19 +149,23 @@ def account_logins(
 @dataclass(frozen=True)
 class PopContinuity:
     reference: Maildrop
-    reference_side: str  # "old" or "baseline"
-    subjects: list[tuple[str, Maildrop, UidlDiff]]  # per IP the new server answers on
+    reference_side: str  # "old" (`old-v4` on a dual-stack side) or "baseline"
+    # Per address the new server answers on (and, in preflight, the old server's
+    # other addresses): where (checks.targets.mail.place), the maildrop, its diff.
+    subjects: list[tuple[str, Maildrop, UidlDiff]]
+    unread: dict[str, str] = field(default_factory=dict)  # where -> why it could not be read
 
 
 def _maildrop(
-    target: PopTarget, side: Side, inventory: Inventory, settings: ProbeSettings
+    target: PopTarget, endpoint: Endpoint, inventory: Inventory, settings: ProbeSettings
 ) -> Maildrop:
+    """The maildrop on one address, each message tied by IMAP on that same address."""
     imap = imap_service(inventory)
     return read_maildrop(
-        target.endpoint(side),
+        endpoint,
         target.account,
         settings,
-        Endpoint(imap, side, target.address(side)) if imap is not None else None,
+        replace(endpoint, service=imap) if imap is not None else None,
         inventory.mail.batch_size,
     )
 
@@ -205,18 +214,26 @@ def _observe_pop(
     records: Records,
     settings: ProbeSettings,
 ) -> PopContinuity:
+    user = target.account.user
     if expect.served_by[Side.OLD] is Side.OLD:
-        reference, reference_side = _maildrop(target, Side.OLD, inventory, settings), "old"
+        endpoint = target.endpoint(Side.OLD)
+        reference = _maildrop(target, endpoint, inventory, settings)
+        reference_side = place(endpoint)
         if records.recording:
-            record_maildrop(records, target.id, reference)
+            record_maildrop(records, user, reference)
     else:
-        reference, reference_side = baseline_maildrop(records, target.id), "baseline"
-    subjects = []
-    for side in (Side.NEW, Side.OLD):
-        if expect.served_by[side] is Side.NEW:
-            drop = _maildrop(target, side, inventory, settings)
-            subjects.append((side.value, drop, compare(reference.messages, drop.messages)))
-    return PopContinuity(reference, reference_side, subjects)
+        reference, reference_side = baseline_maildrop(records, user), "baseline"
+    subjects, unread = [], {}
+    for endpoint in compared_endpoints(target, expect):
+        try:
+            drop = _maildrop(target, endpoint, inventory, settings)
+        except PopLoginRefused:
+            raise  # POP01 tells a refused login from an unreadable maildrop
+        except ProbeError as exc:
+            unread[place(endpoint)] = named(endpoint, exc)
+            continue
+        subjects.append((place(endpoint), drop, compare(reference.messages, drop.messages)))
+    return PopContinuity(reference, reference_side, subjects, unread)
 
 
 @pytest.fixture(scope="session")
@@ -227,7 +244,7 @@ def pop3_continuity(
     observing: Callable[[str, str], Stage],
 ) -> Iterator[Observations[PopTarget, PopContinuity]]:
     """Every account's maildrop, observed at once on first use; preflight records the old one."""
-    targets = pop3_targets(inventory)
+    targets = pop3_accounts(inventory)
     settings = settings_for(inventory)
     observed: set[str] = set()
 
@@ -237,11 +254,18 @@ def pop3_continuity(
         except BaselineError as exc:  # reported like a probe that could not observe
             raise ProbeError(str(exc)) from None
         finally:
-            observed.add(target.id)
+            observed.add(target.account.user)
 
-    yield Observations(targets, observe_one, workers=16, progress=observing("POP3", "accounts"))
+    # One observation per account (all its addresses): a dual-stack test judges one address.
+    yield Observations(
+        targets,
+        observe_one,
+        workers=16,
+        progress=observing("POP3", "accounts"),
+        key=lambda target: target.account.user,
+    )
     # Every account was observed (recorded, or its failure reported by POP01).
-    if records.recording and observed >= {target.id for target in targets}:
+    if records.recording and observed >= {target.account.user for target in targets}:
         records.recorded(POP3)
 
 
@@ -249,11 +273,11 @@ def pop3_continuity(
 def record_maildrops(ctx: RecordContext) -> None:
     """Every account's maildrop on the old server (its UIDLs, sizes and Message-IDs)."""
     settings = settings_for(ctx.inventory)
-    targets = pop3_targets(ctx.inventory)
+    targets = pop3_accounts(ctx.inventory)
     problems = []
     for index, target in enumerate(targets):
         try:
-            drop = _maildrop(target, Side.OLD, ctx.inventory, settings)
+            drop = _maildrop(target, target.endpoint(Side.OLD), ctx.inventory, settings)
         except ProbeError as exc:
             problems.append(f"{target.id}: {exc}")
             if unreachable(exc) and index + 1 < len(targets):
@@ -270,13 +294,40 @@ def record_maildrops(ctx: RecordContext) -> None:
 
 def observe_mail_flow(
     inventory: Inventory, relay: Service, account: Account, deadline: float
-) -> MailFlow:
-    """Send through the old IP's `relay` (port 25), find the message on the new IP's IMAP."""
+) -> list[tuple[Endpoint, MailFlow | ProbeError]]:
+    """Send through `relay` (port 25) on each old address; find each message on the new IMAP.
+
+    One probe message per address of the old host (a dual-stack host: its
+    IPv4 and its IPv6 address), one after another, each searched for on the
+    new host's first address.
+    """
     imap = imap_service(inventory)
-    return probe_mail_flow(
-        endpoint_of(inventory, relay, Side.OLD),
-        endpoint_of(inventory, imap, Side.NEW) if imap is not None else None,
-        account,
-        settings_for(inventory),
-        deadline,
-    )
+    settings = settings_for(inventory)
+    flows: list[tuple[Endpoint, MailFlow | ProbeError]] = []
+    for endpoint in side_endpoints(inventory, relay, Side.OLD):
+        try:
+            flow: MailFlow | ProbeError = probe_mail_flow(
+                endpoint,
+                endpoint_of(inventory, imap, Side.NEW) if imap is not None else None,
+                account,
+                settings,
+                deadline,
+            )
+        except ProbeError as exc:
+            flow = exc
+        flows.append((endpoint, flow))
+    return flows
+
+
+@pytest.fixture
+def mail_flows(
+    inventory: Inventory,
+) -> Callable[[Service, Account, float], list[tuple[Endpoint, MailFlow | ProbeError]]]:
+    """The mail-flow probe on each old address, run once PORT03 decided it may (it writes)."""
+
+    def send(
+        service: Service, account: Account, deadline: float
+    ) -> list[tuple[Endpoint, MailFlow | ProbeError]]:
+        return observe_mail_flow(inventory, service, account, deadline)
+
+    return send

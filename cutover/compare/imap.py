@@ -21,7 +21,7 @@ check IDs:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -119,6 +119,7 @@ def fingerprint(ident: str) -> str:
 class Finding:
     check: str
     text: str
+    subject: int = -1  # the source the finding is about (its pair's subject); -1: unknown
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,13 @@ class AccountReport:
     # Per pair, per mailbox: messages only on the subject (allowed: mail delivered since).
     extras: dict[tuple[int, str], tuple[int, list[int]]] = field(default_factory=dict)
 
-    def failures(self, check: str) -> list[str]:
-        return [f.text for f in self.findings if f.check == check]
+    def failures(self, check: str, subjects: Collection[int] | None = None) -> list[str]:
+        """The findings of one check; only those about `subjects` (source indexes) if given."""
+        return [
+            f.text
+            for f in self.findings
+            if f.check == check and (subjects is None or f.subject in subjects)
+        ]
 
 
 # --- pure comparisons --------------------------------------------------------
@@ -244,6 +250,6 @@ def compare_states(
 
 
 def with_purpose(pair: Pair, findings: list[Finding]) -> list[Finding]:
-    if pair.purpose is None:
-        return findings
-    return [Finding(f.check, f"{f.text} ({pair.purpose})") for f in findings]
+    """The pair's findings, tied to its subject, with why the pair must agree when it says."""
+    suffix = f" ({pair.purpose})" if pair.purpose is not None else ""
+    return [Finding(f.check, f"{f.text}{suffix}", pair.subject) for f in findings]

@@ -14,13 +14,22 @@ import pytest
 import yaml
 
 from tests.conftest import Lab
-from tests.suite import Case, SuiteRun
+from tests.suite import REPO, Case, SuiteRun
 
 CHECK_FILE = "checks/test_imap.py"
 IMAP_IDS = {"IMAP01", "IMAP02", "IMAP03", "IMAP04", "IMAP05"}
 ACCOUNTS = ("alice@example.test", "bob@example.test", "carol@example.test")
 FAULTED = "alice@example.test"  # every lab IMAP fault breaks alice's mail on new
 OLD_IP, NEW_IP = "198.51.100.10", "198.51.100.20"
+# The lab described as before it had IPv6: one address per host.
+IPV4_INVENTORY = REPO / ".lab" / "inventory-ipv4.yaml"
+
+
+@pytest.fixture(autouse=True)
+def one_address_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests describe the lab by its IPv4 addresses, one per host (its inventory
+    before dual stack); tests/mailclients/test_mail_dualstack_lab.py runs the dual one."""
+    monkeypatch.setattr(Lab, "inventory", property(lambda lab: IPV4_INVENTORY))
 
 
 def baseline_of(lab: Lab) -> Path:

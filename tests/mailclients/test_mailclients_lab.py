@@ -15,13 +15,22 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Lab
-from tests.imap.test_imap_lab import maildir_snapshot
+from tests.imap.test_imap_lab import IPV4_INVENTORY, maildir_snapshot
 from tests.suite import REPO, Case, SuiteRun
 
 CHECK_FILE = "checks/test_mailclients.py"
 CHECK_IDS = {"AUTH01", "POP01"}
 ACCOUNTS = ("alice@example.test", "bob@example.test", "carol@example.test")
 OLD_IP, NEW_IP = "198.51.100.10", "198.51.100.20"
+
+
+@pytest.fixture(autouse=True)
+def one_address_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests describe the lab by its IPv4 addresses, one per host (its inventory
+    before dual stack); tests/mailclients/test_mail_dualstack_lab.py runs the dual one."""
+    monkeypatch.setattr(Lab, "inventory", property(lambda lab: IPV4_INVENTORY))
+
+
 # What a client of each login port may use on the lab's servers (auth_mechanisms = plain login).
 METHODS = {
     "pop3-110": ("USER/PASS", "AUTH LOGIN", "AUTH PLAIN"),
