@@ -1,6 +1,8 @@
 """Watch mode: probe every service on both IPs continuously and measure the real downtime.
 
-Every `interval` seconds each service on the old and the new IP is probed at
+Every `interval` seconds each service on every address of the old and the
+new host (both families of a dual-stack host, each its own endpoint:
+`imaps-993-old-v4`, `imaps-993-old-v6`) is probed at
 the protocol level (the same probes as PORT01: greeting, EHLO/CAPABILITY,
 STARTTLS upgrade, HTTP status, MySQL handshake), each bounded by the
 inventory's timeouts, in a small thread pool. An endpoint whose last probe
@@ -26,6 +28,7 @@ each edge is exact to within one interval plus one probe's duration;
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
@@ -36,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover.model.endpoints import Endpoint, endpoint_of
+from cutover.model.endpoints import Endpoint, family, side_endpoints
 from cutover.model.inventory import Inventory, Service, TlsMode
 from cutover.model.phases import Side
 from cutover.model.settings import ProbeSettings, settings_for
@@ -201,11 +204,13 @@ def probe_once(endpoint: Endpoint, settings: ProbeSettings) -> Observation:
 
 
 def watch_endpoints(inventory: Inventory) -> list[Endpoint]:
-    """Every service on both IPs, whatever the phase: watching is about what changes."""
+    """Every service on every address of both hosts, whatever the phase: watching is about
+    what changes, and each family of a dual-stack host can fail on its own."""
     return [
-        endpoint_of(inventory, service, side)
+        endpoint
         for service in inventory.services
         for side in (Side.OLD, Side.NEW)
+        for endpoint in side_endpoints(inventory, service, side)
     ]
 
 
@@ -265,6 +270,9 @@ def report(
     entries = []
     for endpoint in endpoints:
         line = timelines[endpoint.id]
+        # `family` only where the side has several addresses, as in the checks' JUnit
+        # properties: a single-address inventory's report is as it always was.
+        tagged = {"family": endpoint.family} if endpoint.tag else {}
         entries.append(
             {
                 "id": endpoint.id,
@@ -272,6 +280,7 @@ def report(
                 "port": endpoint.service.port,
                 "side": endpoint.side.value,
                 "address": str(endpoint.address),
+                **tagged,
                 "probes": line.probes,
                 "failed_probes": line.failed_probes,
                 "first_answered_by": line.first,
@@ -309,36 +318,53 @@ def _clock(epoch: float) -> str:
 
 
 def render_table(data: dict[str, Any]) -> list[str]:
-    """The report as text: one line per endpoint, then one per window."""
+    """The report as text: one line per endpoint, then one per window.
+
+    Where a host has several addresses (dual stack), each family is its own row
+    (`imaps-993-old-v4`, `imaps-993-old-v6`) and a `family` column says which.
+    """
     seconds = data["stopped"] - data["started"]
+    entries = data["endpoints"]
+    width = max([22, *(len(e["id"]) + 2 for e in entries)])
+    families = any("family" in e for e in entries)
+    family_head = f"{'family':<8}" if families else ""
     lines = [
-        f"watched {len(data['endpoints'])} endpoints for {seconds:.1f} s, "
+        f"watched {len(entries)} endpoints for {seconds:.1f} s, "
         f"every {data['interval_s']:g} s (times UTC)",
-        f"{'endpoint':<22}{'probes':>7}{'windows':>8}{'downtime':>10}  answered by (first -> last)",
+        f"{'endpoint':<{width}}{family_head}{'probes':>7}{'windows':>8}{'downtime':>10}"
+        "  answered by (first -> last)",
     ]
-    for entry in data["endpoints"]:
+    for entry in entries:
         first, last = entry["first_answered_by"], entry["last_answered_by"]
         who = "nothing" if first is None else first if first == last else f"{first} -> {last}"
+        family_cell = f"{_family(entry):<8}" if families else ""
         lines.append(
-            f"{entry['id']:<22}{entry['probes']:>7}{len(entry['windows']):>8}"
+            f"{entry['id']:<{width}}{family_cell}{entry['probes']:>7}{len(entry['windows']):>8}"
             f"{entry['downtime_s']:>9.2f}s  {who}"
         )
-    windows = [(e["id"], w) for e in data["endpoints"] for w in e["windows"]]
+    windows = [(e["id"], w) for e in entries for w in e["windows"]]
     if not windows:
         lines.append("no downtime: every endpoint answered correctly at every probe")
         return lines
     lines.append("")
-    lines.append(f"{'endpoint':<22}{'from':<14}{'to':<14}{'duration':>9}  what failed")
+    lines.append(f"{'endpoint':<{width}}{'from':<14}{'to':<14}{'duration':>9}  what failed")
     for endpoint_id, window in sorted(windows, key=lambda item: item[1]["start"]):
         end = "(still down)" if window["end"] is None else _clock(window["end"])
         lines.append(
-            f"{endpoint_id:<22}{_clock(window['start']):<14}{end:<14}"
+            f"{endpoint_id:<{width}}{_clock(window['start']):<14}{end:<14}"
             f"{window['duration_s']:>8.2f}s  {window['failed']}"
         )
         lines.append(
-            f"{'':<22}before: {window['before'] or 'nothing'}; after: {window['after'] or '-'}"
+            f"{'':<{width}}before: {window['before'] or 'nothing'}; after: {window['after'] or '-'}"
         )
     return lines
+
+
+def _family(entry: dict[str, Any]) -> str:
+    """`v4`/`v6`: the report's `family`, else (a single-address side) its address's."""
+    if "family" in entry:
+        return str(entry["family"])
+    return family(ipaddress.ip_address(entry["address"]))
 
 
 def run(
