@@ -22,6 +22,7 @@ Three things, each in one place:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter, defaultdict
 from collections.abc import Generator
@@ -135,6 +136,7 @@ _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 _MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL", "error": "ERROR"}
 _OUTCOMES = ("passed", "failed", "error", "skipped")
 _COUNTED = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
+_SIDES = ("old", "new")
 _JUNIT_WRAPPED = re.compile(r'failed on (?:setup|teardown) with "(?P<message>.*)"', re.S)
 
 
@@ -320,20 +322,7 @@ class VerdictSummary:
         return errors + root_causes(self.results)
 
     def matrix_lines(self, results: list[Result] | None = None) -> list[str]:
-        cells: dict[tuple[str, str], str] = {}
-        for result in self.results if results is None else results:
-            props = result.props
-            if "service" in props and "side" in props:
-                key = (props["service"], props["side"])
-                if _RANK[result.outcome] >= _RANK[cells.get(key, "passed")]:
-                    cells[key] = result.outcome
-        if not cells:
-            return []
-        lines = [f"{'service':<18}{'old IP':<8}{'new IP':<8}"]
-        for service in dict.fromkeys(s for s, _ in cells):
-            marks = [_MARK.get(cells.get((service, side), ""), "-") for side in ("old", "new")]
-            lines.append(f"{service:<18}{marks[0]:<8}{marks[1]:<8}")
-        return lines
+        return matrix_lines(self.results if results is None else results)
 
     def area_lines(self, results: list[Result] | None = None, pair: str | None = None) -> list[str]:
         """One line per area: its verdict and counts; an area none of whose checks ran is
@@ -366,3 +355,70 @@ class VerdictSummary:
             also = f" ({'; '.join(missing)})" if missing else ""
             lines.append(f"{area:<8}{area_verdict(counts[area]):<8}{detail}{ids}{also}")
         return lines
+
+
+def matrix_lines(results: list[Result]) -> list[str]:
+    """The services x IPs matrix: one row per service, one column per address of each side.
+
+    A side with one address is one column (`old IP`); a dual-stack side has one
+    per family (`old v4`, `old v6`; the address too where a side has two of one
+    family). A cell is its endpoint's worst outcome, `-` where nothing ran.
+
+    >>> ok = {"service": "imaps-993", "side": "old", "address": "198.51.100.10"}
+    >>> matrix_lines([Result(ok, "passed"), Result(ok | {"side": "new"}, "failed")])
+    ['service           old IP  new IP  ', 'imaps-993         ok      FAIL    ']
+    >>> v6 = ok | {"address": "2001:db8::10", "family": "v6"}
+    >>> matrix_lines([Result(ok | {"family": "v4"}, "passed"), Result(v6, "failed")])[0]
+    'service           old v4  old v6  new IP  '
+    """
+    cells: dict[tuple[str, tuple[str, str]], str] = {}
+    families: dict[tuple[str, str], str] = {}  # (side, address) -> family, where tagged
+    for result in results:
+        props = result.props
+        if "service" in props and props.get("side") in _SIDES:
+            # Untagged: the side's only address, one column whatever it is (as always).
+            tagged = "family" in props
+            column = (props["side"], props.get("address", "") if tagged else "")
+            if tagged:
+                families[column] = props["family"]
+            key = (props["service"], column)
+            if _RANK[result.outcome] >= _RANK[cells.get(key, "passed")]:
+                cells[key] = result.outcome
+    if not cells:
+        return []
+    labels = _column_labels({column for _, column in cells}, families)
+    widths = {column: max(8, len(label) + 2) for column, label in labels.items()}
+    lines = [f"{'service':<18}" + "".join(f"{labels[c]:<{widths[c]}}" for c in labels)]
+    for service in dict.fromkeys(s for s, _ in cells):
+        marks = [(_MARK.get(cells.get((service, c), ""), "-"), widths[c]) for c in labels]
+        lines.append(f"{service:<18}" + "".join(f"{mark:<{width}}" for mark, width in marks))
+    return lines
+
+
+def _column_labels(
+    columns: set[tuple[str, str]], families: dict[tuple[str, str], str]
+) -> dict[tuple[str, str], str]:
+    """Each (side, address) column's header, old before new, v4 before v6 within a side.
+
+    A side none of whose results is tagged with a family (one address) is `old IP`;
+    each side always has a column, `-` throughout where none of its checks ran.
+    """
+    labels: dict[tuple[str, str], str] = {}
+    for side in _SIDES:
+        mine = [c for c in columns if c[0] == side and c in families]
+        if not mine or (side, "") in columns:
+            labels[(side, "")] = f"{side} IP"
+        per_family = Counter(families[c] for c in mine)
+        for column in sorted(mine, key=lambda c: (families[c], _address_order(c[1]))):
+            name = families[column]
+            labels[column] = (
+                f"{side} {name}" if per_family[name] == 1 else f"{side} {name} {column[1]}"
+            )
+    return labels
+
+
+def _address_order(address: str) -> tuple[int, str]:
+    try:
+        return int(ipaddress.ip_address(address)), address
+    except ValueError:
+        return -1, address
