@@ -172,6 +172,41 @@ def test_the_html_environment_shows_the_greetings_escaped(tmp_path: Path) -> Non
         assert "<" not in greeting and "\x1b" not in greeting
 
 
+def test_the_html_environment_keeps_a_greeting_per_address_of_a_side(tmp_path: Path) -> None:
+    """A side with two addresses (here two IPv4 ones: loopback peers) shows both greetings."""
+    second = "127.0.0.14"
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "greetings",
+        "old": {"address": [UNUSED_OLD, second]},
+        "new": {"address": UNUSED_NEW},
+        "services": [{"name": "smtp", "port": 2525, "protocol": "smtp", "tls": "none"}],
+        "timeouts": {"connect": 2, "operation": 2},
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    reports = tmp_path / "reports"
+    with (
+        Peer(UNUSED_OLD, 2525, smtp_good("first"), "old"),
+        Peer(second, 2525, smtp_good("second"), "old"),
+        Peer(UNUSED_NEW, 2525, smtp_good("new"), "new"),
+    ):
+        run = run_suite("preflight", inventory, reports, "-k", "test_port_answers")
+    assert [c.outcome for c in run.cases if c.check_id == "PORT01"] == ["passed"] * 3
+    environment = _report_data((reports / "preflight.html").read_text(encoding="utf-8"))[
+        "environment"
+    ]
+    greetings = environment["server greetings (PORT01)"]
+    assert set(greetings) == {
+        "smtp-2525 new IP",
+        f"smtp-2525 old IP v4 {UNUSED_OLD}",
+        f"smtp-2525 old IP v4 {second}",
+    }, greetings
+    assert "second" in greetings[f"smtp-2525 old IP v4 {second}"], greetings
+    # The terminal's matrix has a column per address of the old side too.
+    header = f"service           old v4 {UNUSED_OLD}  old v4 {second}  new IP  "
+    assert header in verdict_of(run), run.stdout
+
+
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_baseline_that_cannot_be_written_is_a_session_error(
     tmp_path: Path, workers: list[str]
