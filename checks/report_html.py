@@ -85,8 +85,8 @@ class HtmlReport:
                 continue
             pair = f"{props['pair']} " if "pair" in props else ""
             where = f"{pair}{props.get('service', '?')} {props.get('side', '?')} IP"
-            if "family" in props:  # a dual-stack side: one greeting per address
-                where += f" {props['family']} {props.get('address', '?')}"
+            if "family" in props:  # each address of a dual-stack side has its own greeting
+                where += f" ({props['family']}, {props.get('address', '?')})"
             # A dict is shown as a list of `key: value` lines, both as HTML.
             greetings[escape(where)] = escape(shown(props["greeting"]))
         if greetings:

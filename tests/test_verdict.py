@@ -198,10 +198,10 @@ def test_the_html_environment_keeps_a_greeting_per_address_of_a_side(tmp_path: P
     greetings = environment["server greetings (PORT01)"]
     assert set(greetings) == {
         "smtp-2525 new IP",
-        f"smtp-2525 old IP v4 {UNUSED_OLD}",
-        f"smtp-2525 old IP v4 {second}",
+        f"smtp-2525 old IP (v4, {UNUSED_OLD})",
+        f"smtp-2525 old IP (v4, {second})",
     }, greetings
-    assert "second" in greetings[f"smtp-2525 old IP v4 {second}"], greetings
+    assert "second" in greetings[f"smtp-2525 old IP (v4, {second})"], greetings
     # The terminal's matrix has a column per address of the old side too.
     header = f"service           old v4 {UNUSED_OLD}  old v4 {second}  new IP  "
     assert header in verdict_of(run), run.stdout

@@ -204,8 +204,11 @@ def probe_once(endpoint: Endpoint, settings: ProbeSettings) -> Observation:
 
 
 def watch_endpoints(inventory: Inventory) -> list[Endpoint]:
-    """Every service on every address of both hosts, whatever the phase: watching is about
-    what changes, and each family of a dual-stack host can fail on its own."""
+    """Every service on every address of both hosts, whatever the phase.
+
+    Watching is about what changes; each family is measured on its own, so a
+    dual-stack host has a v4 and a v6 line per port (`imaps-993-old-v6`).
+    """
     return [
         endpoint
         for service in inventory.services
@@ -270,9 +273,6 @@ def report(
     entries = []
     for endpoint in endpoints:
         line = timelines[endpoint.id]
-        # `family` only where the side has several addresses, as in the checks' JUnit
-        # properties: a single-address inventory's report is as it always was.
-        tagged = {"family": endpoint.family} if endpoint.tag else {}
         entries.append(
             {
                 "id": endpoint.id,
@@ -280,7 +280,7 @@ def report(
                 "port": endpoint.service.port,
                 "side": endpoint.side.value,
                 "address": str(endpoint.address),
-                **tagged,
+                **({"family": endpoint.family} if endpoint.tag else {}),
                 "probes": line.probes,
                 "failed_probes": line.failed_probes,
                 "first_answered_by": line.first,
@@ -324,17 +324,17 @@ def render_table(data: dict[str, Any]) -> list[str]:
     (`imaps-993-old-v4`, `imaps-993-old-v6`) and a `family` column says which.
     """
     seconds = data["stopped"] - data["started"]
-    entries = data["endpoints"]
-    width = max([22, *(len(e["id"]) + 2 for e in entries)])
-    families = any("family" in e for e in entries)
+    # 22 columns fit every single-address id; dual-stack ids (`submission-587-old-v6`) may be longer
+    width = max([22] + [len(e["id"]) + 2 for e in data["endpoints"]])
+    families = any("family" in e for e in data["endpoints"])  # else no family column
     family_head = f"{'family':<8}" if families else ""
     lines = [
-        f"watched {len(entries)} endpoints for {seconds:.1f} s, "
+        f"watched {len(data['endpoints'])} endpoints for {seconds:.1f} s, "
         f"every {data['interval_s']:g} s (times UTC)",
         f"{'endpoint':<{width}}{family_head}{'probes':>7}{'windows':>8}{'downtime':>10}"
         "  answered by (first -> last)",
     ]
-    for entry in entries:
+    for entry in data["endpoints"]:
         first, last = entry["first_answered_by"], entry["last_answered_by"]
         who = "nothing" if first is None else first if first == last else f"{first} -> {last}"
         family_cell = f"{_family(entry):<8}" if families else ""
@@ -342,7 +342,7 @@ def render_table(data: dict[str, Any]) -> list[str]:
             f"{entry['id']:<{width}}{family_cell}{entry['probes']:>7}{len(entry['windows']):>8}"
             f"{entry['downtime_s']:>9.2f}s  {who}"
         )
-    windows = [(e["id"], w) for e in entries for w in e["windows"]]
+    windows = [(e["id"], w) for e in data["endpoints"] for w in e["windows"]]
     if not windows:
         lines.append("no downtime: every endpoint answered correctly at every probe")
         return lines
