@@ -14,7 +14,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from cutover.cli.run import cmd_run
@@ -100,16 +100,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _addresses(addresses: Sequence[object]) -> str:
-    """A host's addresses for the watch banner: one as it is, several as a list.
-
-    >>> _addresses(["198.51.100.10"]), _addresses(["198.51.100.10", "2001:db8::10"])
-    ('198.51.100.10', '[198.51.100.10, 2001:db8::10]')
-    """
-    shown = ", ".join(str(a) for a in addresses)
-    return shown if len(addresses) == 1 else f"[{shown}]"
-
-
 def cmd_watch(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -134,10 +124,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    old, new = (_addresses(server.addresses) for server in (inventory.old, inventory.new))
     print(
-        f"cutover: watching {len(inventory.services)} services on {old} and "
-        f"{new} every {args.interval:g} s (Ctrl-C to stop)",
+        f"cutover: watching {len(inventory.services)} services on {inventory.old.address} and "
+        f"{inventory.new.address} every {args.interval:g} s (Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )
