@@ -361,8 +361,10 @@ def matrix_lines(results: list[Result]) -> list[str]:
     """The services x IPs matrix: one row per service, one column per address of each side.
 
     A side with one address is one column (`old IP`); a dual-stack side has one
-    per family (`old v4`, `old v6`; the address too where a side has two of one
-    family). A cell is its endpoint's worst outcome, `-` where nothing ran.
+    per address, named by family (`old v4`, `old v6`; a second address of one
+    family `old v6-2`, in address order). A cell is its endpoint's worst
+    outcome, `-` where nothing ran; columns are in the same order every run
+    (old, new; v4, v6; by address), whatever order the results came in.
 
     >>> ok = {"service": "imaps-993", "side": "old", "address": "198.51.100.10"}
     >>> matrix_lines([Result(ok, "passed"), Result(ok | {"side": "new"}, "failed")])
@@ -408,12 +410,11 @@ def _column_labels(
         mine = [c for c in columns if c[0] == side and c in families]
         if not mine or (side, "") in columns:
             labels[(side, "")] = f"{side} IP"
-        per_family = Counter(families[c] for c in mine)
+        taken: Counter[str] = Counter()
         for column in sorted(mine, key=lambda c: (families[c], _address_order(c[1]))):
             name = families[column]
-            labels[column] = (
-                f"{side} {name}" if per_family[name] == 1 else f"{side} {name} {column[1]}"
-            )
+            taken[name] += 1
+            labels[column] = f"{side} {name}" + (f"-{taken[name]}" if taken[name] > 1 else "")
     return labels
 
 
