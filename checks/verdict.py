@@ -22,6 +22,7 @@ Three things, each in one place:
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter, defaultdict
 from collections.abc import Generator
@@ -135,6 +136,7 @@ _RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 _MARK = {"passed": "ok", "skipped": "skip", "failed": "FAIL", "error": "ERROR"}
 _OUTCOMES = ("passed", "failed", "error", "skipped")
 _COUNTED = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}
+_SIDES = ("old", "new")
 _JUNIT_WRAPPED = re.compile(r'failed on (?:setup|teardown) with "(?P<message>.*)"', re.S)
 
 
@@ -320,35 +322,7 @@ class VerdictSummary:
         return errors + root_causes(self.results)
 
     def matrix_lines(self, results: list[Result] | None = None) -> list[str]:
-        """Services x addresses: `old IP`/`new IP`, or one column per address of a
-        dual-stack side (`old v4`, `old v6`)."""
-        cells: dict[tuple[str, str], str] = {}
-        labels: dict[str, dict[str, str]] = {"old": {}, "new": {}}  # side -> address -> label
-        for result in self.results if results is None else results:
-            props = result.props
-            side = props.get("side")
-            if "service" in props and side in labels:
-                address = props.get("address", "")
-                if address not in labels[side]:
-                    family = props.get("family")
-                    label = f"{side} {family}" if family else f"{side} IP"
-                    taken = sum(1 for t in labels[side].values() if t.split("-")[0] == label)
-                    labels[side][address] = f"{label}-{taken + 1}" if taken else label
-                key = (props["service"], labels[side][address])
-                if _RANK[result.outcome] >= _RANK[cells.get(key, "passed")]:
-                    cells[key] = result.outcome
-        if not cells:
-            return []
-        columns = [label for side in ("old", "new") for label in labels[side].values()]
-        for side in ("old", "new"):  # a side none of whose checks ran still has its column
-            if not labels[side]:
-                columns.insert(0 if side == "old" else len(columns), f"{side} IP")
-        width = max([8] + [len(c) + 1 for c in columns])
-        lines = [f"{'service':<18}" + "".join(f"{c:<{width}}" for c in columns)]
-        for service in dict.fromkeys(s for s, _ in cells):
-            marks = [_MARK.get(cells.get((service, c), ""), "-") for c in columns]
-            lines.append(f"{service:<18}" + "".join(f"{m:<{width}}" for m in marks))
-        return lines
+        return matrix_lines(self.results if results is None else results)
 
     def area_lines(self, results: list[Result] | None = None, pair: str | None = None) -> list[str]:
         """One line per area: its verdict and counts; an area none of whose checks ran is
@@ -381,3 +355,71 @@ class VerdictSummary:
             also = f" ({'; '.join(missing)})" if missing else ""
             lines.append(f"{area:<8}{area_verdict(counts[area]):<8}{detail}{ids}{also}")
         return lines
+
+
+def matrix_lines(results: list[Result]) -> list[str]:
+    """The services x IPs matrix: one row per service, one column per address of each side.
+
+    A side with one address is one column (`old IP`); a dual-stack side has one
+    per address, named by family (`old v4`, `old v6`; a second address of one
+    family `old v6-2`, in address order). A cell is its endpoint's worst
+    outcome, `-` where nothing ran; columns are in the same order every run
+    (old, new; v4, v6; by address), whatever order the results came in.
+
+    >>> ok = {"service": "imaps-993", "side": "old", "address": "198.51.100.10"}
+    >>> matrix_lines([Result(ok, "passed"), Result(ok | {"side": "new"}, "failed")])
+    ['service           old IP  new IP  ', 'imaps-993         ok      FAIL    ']
+    >>> v6 = ok | {"address": "2001:db8::10", "family": "v6"}
+    >>> matrix_lines([Result(ok | {"family": "v4"}, "passed"), Result(v6, "failed")])[0]
+    'service           old v4  old v6  new IP  '
+    """
+    cells: dict[tuple[str, tuple[str, str]], str] = {}
+    families: dict[tuple[str, str], str] = {}  # (side, address) -> family, where tagged
+    for result in results:
+        props = result.props
+        if "service" in props and props.get("side") in _SIDES:
+            # Untagged: the side's only address, one column whatever it is (as always).
+            tagged = "family" in props
+            column = (props["side"], props.get("address", "") if tagged else "")
+            if tagged:
+                families[column] = props["family"]
+            key = (props["service"], column)
+            if _RANK[result.outcome] >= _RANK[cells.get(key, "passed")]:
+                cells[key] = result.outcome
+    if not cells:
+        return []
+    labels = _column_labels({column for _, column in cells}, families)
+    widths = {column: max(8, len(label) + 2) for column, label in labels.items()}
+    lines = [f"{'service':<18}" + "".join(f"{labels[c]:<{widths[c]}}" for c in labels)]
+    for service in dict.fromkeys(s for s, _ in cells):
+        marks = [(_MARK.get(cells.get((service, c), ""), "-"), widths[c]) for c in labels]
+        lines.append(f"{service:<18}" + "".join(f"{mark:<{width}}" for mark, width in marks))
+    return lines
+
+
+def _column_labels(
+    columns: set[tuple[str, str]], families: dict[tuple[str, str], str]
+) -> dict[tuple[str, str], str]:
+    """Each (side, address) column's header, old before new, v4 before v6 within a side.
+
+    A side none of whose results is tagged with a family (one address) is `old IP`;
+    each side always has a column, `-` throughout where none of its checks ran.
+    """
+    labels: dict[tuple[str, str], str] = {}
+    for side in _SIDES:
+        mine = [c for c in columns if c[0] == side and c in families]
+        if not mine or (side, "") in columns:
+            labels[(side, "")] = f"{side} IP"
+        taken: Counter[str] = Counter()
+        for column in sorted(mine, key=lambda c: (families[c], _address_order(c[1]))):
+            name = families[column]
+            taken[name] += 1
+            labels[column] = f"{side} {name}" + (f"-{taken[name]}" if taken[name] > 1 else "")
+    return labels
+
+
+def _address_order(address: str) -> tuple[int, str]:
+    try:
+        return int(ipaddress.ip_address(address)), address
+    except ValueError:
+        return -1, address

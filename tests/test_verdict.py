@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 from checks.causes import Result, area_verdict, root_causes
+from checks.verdict import VerdictSummary
+from cutover.model.phases import Phase
 from tests.suite import REPO, SuiteRun, parse_junit, run_suite
 from tests.test_reports import UNUSED_NEW, UNUSED_OLD, _inventory
 from tests.trust.peers import Peer, imap_rejecting, smtp_good
@@ -169,6 +171,41 @@ def test_the_html_environment_shows_the_greetings_escaped(tmp_path: Path) -> Non
     for greeting in greetings.values():
         assert greeting.startswith("220 &lt;img src=x onerror=alert(1)&gt;\\x1b[31m"), greeting
         assert "<" not in greeting and "\x1b" not in greeting
+
+
+def test_the_html_environment_keeps_a_greeting_per_address_of_a_side(tmp_path: Path) -> None:
+    """A side with two addresses (here two IPv4 ones: loopback peers) shows both greetings."""
+    second = "127.0.0.14"
+    inventory = tmp_path / "inventory.yaml"
+    data = {
+        "name": "greetings",
+        "old": {"address": [UNUSED_OLD, second]},
+        "new": {"address": UNUSED_NEW},
+        "services": [{"name": "smtp", "port": 2525, "protocol": "smtp", "tls": "none"}],
+        "timeouts": {"connect": 2, "operation": 2},
+    }
+    inventory.write_text(yaml.safe_dump(data), encoding="utf-8")
+    reports = tmp_path / "reports"
+    with (
+        Peer(UNUSED_OLD, 2525, smtp_good("first"), "old"),
+        Peer(second, 2525, smtp_good("second"), "old"),
+        Peer(UNUSED_NEW, 2525, smtp_good("new"), "new"),
+    ):
+        run = run_suite("preflight", inventory, reports, "-k", "test_port_answers")
+    assert [c.outcome for c in run.cases if c.check_id == "PORT01"] == ["passed"] * 3
+    environment = _report_data((reports / "preflight.html").read_text(encoding="utf-8"))[
+        "environment"
+    ]
+    greetings = environment["server greetings (PORT01)"]
+    assert set(greetings) == {
+        "smtp-2525 new IP",
+        f"smtp-2525 old IP (v4, {UNUSED_OLD})",
+        f"smtp-2525 old IP (v4, {second})",
+    }, greetings
+    assert "second" in greetings[f"smtp-2525 old IP (v4, {second})"], greetings
+    # The terminal's matrix has a column per address of the old side too.
+    header = ["service", "old", "v4", "old", "v4-2", "new", "IP"]
+    assert header in [line.split() for line in verdict_of(run)], run.stdout
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
@@ -425,3 +462,85 @@ def test_a_nameserver_that_never_answers_is_an_address_that_answered_nothing() -
         "2 checks failed",
         "1 check could not run (error) on its own: VM01",
     ]
+
+
+# --- the services x IPs matrix: one column per address -------------------------
+
+
+def matrix(results: list[Result]) -> list[str]:
+    summary = VerdictSummary(None, Phase.CUTOVER)  # type: ignore[arg-type]
+    summary.results = results
+    return summary.matrix_lines()
+
+
+def _matrix_results(tmp_path: Path, old: str, new: str, failing: set[str]) -> list[Result]:
+    """PORT01's results on every endpoint of the cutover phase, as its JUnit properties say."""
+    from checks.targets.services import endpoint_targets
+    from cutover.model.inventory import load_inventory
+    from cutover.model.phases import expectations
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        f"name: m\nold: {{address: {old}}}\nnew: {{address: {new}}}\n"
+        "services: [{name: imaps, port: 993, protocol: imap, tls: implicit},\n"
+        "           {name: smtp, port: 25, protocol: smtp}]\n",
+        encoding="utf-8",
+    )
+    targets = endpoint_targets(load_inventory(path), expectations("cutover"))
+    return [
+        Result(
+            {"check_id": "PORT01", **dict(t.junit_properties())},
+            "failed" if t.id in failing else "passed",
+        )
+        for t in targets
+    ]
+
+
+def test_the_matrix_has_a_column_per_family_of_a_dual_stack_side(tmp_path: Path) -> None:
+    old, new = '[198.51.100.10, "2001:db8:5100::10"]', '[198.51.100.20, "2001:db8:5100::20"]'
+    results = _matrix_results(tmp_path, old, new, {"imaps-993-old-v6"})
+    assert {r.props["family"] for r in results} == {"v4", "v6"}
+    assert matrix(results) == [
+        "service           old v4  old v6  new v4  new v6  ",
+        "imaps-993         ok      FAIL    ok      ok      ",
+        "smtp-25           ok      ok      ok      ok      ",
+    ]
+
+
+def test_a_mixed_inventory_has_family_columns_only_for_the_dual_stack_side(
+    tmp_path: Path,
+) -> None:
+    results = _matrix_results(
+        tmp_path, '[198.51.100.10, "2001:db8:5100::10"]', '"2001:db8:5100::20"', {"smtp-25-new"}
+    )
+    assert matrix(results) == [
+        "service           old v4  old v6  new IP  ",
+        "imaps-993         ok      ok      ok      ",
+        "smtp-25           ok      ok      FAIL    ",
+    ]
+
+
+def test_the_matrix_of_a_single_address_inventory_is_unchanged(tmp_path: Path) -> None:
+    results = _matrix_results(tmp_path, "198.51.100.10", "198.51.100.20", {"imaps-993-new"})
+    assert all("family" not in r.props for r in results)
+    assert matrix(results) == [
+        "service           old IP  new IP  ",
+        "imaps-993         ok      FAIL    ",
+        "smtp-25           ok      ok      ",
+    ]
+
+
+def test_two_addresses_of_one_family_are_numbered_in_address_order() -> None:
+    def port01(address: str, family: str, outcome: str) -> Result:
+        props = {"check_id": "PORT01", "service": "http-80", "side": "new"}
+        return Result(props | {"address": address, "family": family}, outcome)
+
+    results = [
+        port01("2001:db8::21", "v6", "failed"),
+        port01("2001:db8::20", "v6", "passed"),
+        port01("203.0.113.20", "v4", "passed"),
+    ]
+    for order in (results, results[::-1]):  # as xdist workers may report them
+        lines = matrix(order)
+        assert lines[0].split() == ["service", "old", "IP", "new", "v4", "new", "v6", "new", "v6-2"]
+        assert lines[1].split() == ["http-80", "-", "ok", "ok", "FAIL"]

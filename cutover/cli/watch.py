@@ -1,6 +1,8 @@
 """Watch mode: probe every service on both IPs continuously and measure the real downtime.
 
-Every `interval` seconds each service on the old and the new IP is probed at
+Every `interval` seconds each service on every address of the old and the
+new host (both families of a dual-stack host, each its own endpoint:
+`imaps-993-old-v4`, `imaps-993-old-v6`) is probed at
 the protocol level (the same probes as PORT01: greeting, EHLO/CAPABILITY,
 STARTTLS upgrade, HTTP status, MySQL handshake), each bounded by the
 inventory's timeouts, in a small thread pool. An endpoint whose last probe
@@ -26,6 +28,7 @@ each edge is exact to within one interval plus one probe's duration;
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
@@ -36,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cutover.model.endpoints import Endpoint, side_endpoints
+from cutover.model.endpoints import Endpoint, family, side_endpoints
 from cutover.model.inventory import Inventory, Service, TlsMode
 from cutover.model.phases import Side
 from cutover.model.settings import ProbeSettings, settings_for
@@ -315,21 +318,28 @@ def _clock(epoch: float) -> str:
 
 
 def render_table(data: dict[str, Any]) -> list[str]:
-    """The report as text: one line per endpoint, then one per window."""
+    """The report as text: one line per endpoint, then one per window.
+
+    Where a host has several addresses (dual stack), each family is its own row
+    (`imaps-993-old-v4`, `imaps-993-old-v6`) and a `family` column says which.
+    """
     seconds = data["stopped"] - data["started"]
     # 22 columns fit every single-address id; dual-stack ids (`submission-587-old-v6`) may be longer
     width = max([22] + [len(e["id"]) + 2 for e in data["endpoints"]])
+    families = any("family" in e for e in data["endpoints"])  # else no family column
+    family_head = f"{'family':<8}" if families else ""
     lines = [
         f"watched {len(data['endpoints'])} endpoints for {seconds:.1f} s, "
         f"every {data['interval_s']:g} s (times UTC)",
-        f"{'endpoint':<{width}}{'probes':>7}{'windows':>8}{'downtime':>10}"
+        f"{'endpoint':<{width}}{family_head}{'probes':>7}{'windows':>8}{'downtime':>10}"
         "  answered by (first -> last)",
     ]
     for entry in data["endpoints"]:
         first, last = entry["first_answered_by"], entry["last_answered_by"]
         who = "nothing" if first is None else first if first == last else f"{first} -> {last}"
+        family_cell = f"{_family(entry):<8}" if families else ""
         lines.append(
-            f"{entry['id']:<{width}}{entry['probes']:>7}{len(entry['windows']):>8}"
+            f"{entry['id']:<{width}}{family_cell}{entry['probes']:>7}{len(entry['windows']):>8}"
             f"{entry['downtime_s']:>9.2f}s  {who}"
         )
     windows = [(e["id"], w) for e in data["endpoints"] for w in e["windows"]]
@@ -348,6 +358,13 @@ def render_table(data: dict[str, Any]) -> list[str]:
             f"{'':<{width}}before: {window['before'] or 'nothing'}; after: {window['after'] or '-'}"
         )
     return lines
+
+
+def _family(entry: dict[str, Any]) -> str:
+    """`v4`/`v6`: the report's `family`, else (a single-address side) its address's."""
+    if "family" in entry:
+        return str(entry["family"])
+    return family(ipaddress.ip_address(entry["address"]))
 
 
 def run(

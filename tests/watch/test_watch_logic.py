@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,3 +206,82 @@ def test_cli_refuses_a_nonpositive_interval(loopback: tuple[_Peer, Path]) -> Non
     )  # fmt: skip
     assert completed.returncode == 4
     assert "--interval" in completed.stderr
+
+
+# --- dual stack: one endpoint per address ------------------------------------
+
+
+def _inventory(tmp_path: Path, old: str, new: str) -> Path:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        "name: dual\n"
+        f"old: {{address: {old}}}\n"
+        f"new: {{address: {new}}}\n"
+        "services: [{name: imaps, port: 993, protocol: imap, tls: implicit}]\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _report(inventory_path: Path, problems: dict[str, str]) -> dict[str, Any]:
+    """The report of one scripted probe per endpoint: `problems` by endpoint id, else good."""
+    inventory = load_inventory(inventory_path)
+    endpoints = watch.watch_endpoints(inventory)
+    timelines = {e.id: watch.Timeline(e.id) for e in endpoints}
+    for endpoint in endpoints:
+        timelines[endpoint.id].add(seen(1.0, "new"))
+        problem = problems.get(endpoint.id)
+        timelines[endpoint.id].add(seen(1.2, None if problem else "new", problem))
+    return watch.report(inventory, endpoints, timelines, 1.0, 2.0, 0.2)
+
+
+def test_each_address_of_a_dual_stack_host_is_its_own_endpoint(tmp_path: Path) -> None:
+    path = _inventory(
+        tmp_path, '[198.51.100.10, "2001:db8:5100::10"]', '[198.51.100.20, "2001:db8:5100::20"]'
+    )
+    refused = "connection refused by [2001:db8:5100::10]:993 (nothing listening)"
+    data = _report(path, {"imaps-993-old-v6": refused})
+    rows = {e["id"]: e for e in data["endpoints"]}
+    assert list(rows) == [
+        "imaps-993-old-v4", "imaps-993-old-v6", "imaps-993-new-v4", "imaps-993-new-v6",
+    ]  # fmt: skip
+    assert [(e["address"], e["family"]) for e in rows.values()] == [
+        ("198.51.100.10", "v4"), ("2001:db8:5100::10", "v6"),
+        ("198.51.100.20", "v4"), ("2001:db8:5100::20", "v6"),
+    ]  # fmt: skip
+    # Measured apart: old's IPv6 address was down while its IPv4 address answered.
+    assert len(rows["imaps-993-old-v6"]["windows"]) == 1
+    assert rows["imaps-993-old-v4"]["windows"] == []
+    table = watch.render_table(data)
+    assert table[1].split()[:2] == ["endpoint", "family"], table
+    families = {line.split()[0]: line.split()[1] for line in table[2:6]}
+    assert families == {
+        "imaps-993-old-v4": "v4", "imaps-993-old-v6": "v6",
+        "imaps-993-new-v4": "v4", "imaps-993-new-v6": "v6",
+    }, table  # fmt: skip
+    (window_line,) = [line for line in table[6:] if line.startswith("imaps-993-old-v6 ")]
+    assert refused in window_line, table
+
+
+def test_a_side_with_one_address_keeps_its_plain_row_in_a_mixed_inventory(tmp_path: Path) -> None:
+    path = _inventory(tmp_path, '[198.51.100.10, "2001:db8:5100::10"]', '"2001:db8:5100::20"')
+    data = _report(path, {})
+    assert [e["id"] for e in data["endpoints"]] == [
+        "imaps-993-old-v4", "imaps-993-old-v6", "imaps-993-new",
+    ]  # fmt: skip
+    new = data["endpoints"][2]
+    assert "family" not in new and new["address"] == "2001:db8:5100::20"
+    # The table still names the family of the new side's only (IPv6) address.
+    assert watch.render_table(data)[4].split()[:2] == ["imaps-993-new", "v6"]
+
+
+def test_a_single_address_inventory_reports_and_renders_as_before(tmp_path: Path) -> None:
+    data = _report(_inventory(tmp_path, "198.51.100.10", "198.51.100.20"), {})
+    assert [e["id"] for e in data["endpoints"]] == ["imaps-993-old", "imaps-993-new"]
+    assert all("family" not in e for e in data["endpoints"])
+    assert list(data["endpoints"][0])[:6] == ["id", "service", "port", "side", "address", "probes"]
+    table = watch.render_table(data)
+    assert table[1] == (
+        f"{'endpoint':<22}{'probes':>7}{'windows':>8}{'downtime':>10}  answered by (first -> last)"
+    )
+    assert table[2] == f"{'imaps-993-old':<22}{2:>7}{0:>8}{0:>9.2f}s  new"
