@@ -83,7 +83,10 @@ def test_preflight_healthy_records_the_baseline(preflight_lab: Lab) -> None:
     assert facts.properties["skip_name_resolve"] == "OFF"
     assert "MariaDB" in facts.properties["version"]
     direct = run.by_name("test_direct_login_refused[app@localhost]")
-    assert direct.properties["direct_login"].startswith("refused: (1045)")
+    # Access denied: 1045, or 1698 when no account matches the client's host at all
+    # (MariaDB's answer changes with the accounts it has; the lab's dual-stack accounts
+    # made it 1698).
+    assert direct.properties["direct_login"].startswith(("refused: (1045)", "refused: (1698)"))
     section = json.loads(baseline_of(preflight_lab).read_text())["sections"]["mysql"]
     assert "app@localhost" in section["grants"]
     assert set(section["data/app"]) == {"audit_log", "customers", "orders"}
