@@ -15,22 +15,18 @@ Semantics: docs/semantics.md "Ports and services".
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import pytest
 
 from checks.progress import Stage
 from checks.record import RecordContext, Records, recorder
 from cutover.model.endpoints import Endpoint, endpoints, side_endpoints
-from cutover.model.inventory import Account, Inventory, Protocol, Service, TlsMode
+from cutover.model.inventory import Inventory, Protocol, Service, TlsMode
 from cutover.model.phases import PhaseExpectations, Side, serving_ip
 from cutover.model.settings import settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.services import Observations, ServiceAnswer, observe
 from cutover.progress import Progress
-
-if TYPE_CHECKING:
-    from cutover.probes.mail.flow import MailFlow
 
 Services = Observations[Endpoint, ServiceAnswer]
 
@@ -158,17 +154,3 @@ def service_records(
     if records.recording:
         record_services(records, services, inventory, expect)
     return records
-
-
-# --- the opt-in mail flow (PORT03) ---------------------------------------------------------
-
-
-@pytest.fixture
-def mail_flow(inventory: Inventory) -> Callable[[Service, Account, float], MailFlow]:
-    """The mail-flow probe, run when PORT03 has decided it may (it is opt-in, and it writes)."""
-    from checks.observe.mail import observe_mail_flow
-
-    def send(service: Service, account: Account, deadline: float) -> MailFlow:
-        return observe_mail_flow(inventory, service, account, deadline)
-
-    return send
