@@ -145,7 +145,8 @@ def test_no_clients_left_on_the_old_address(
     the MX it cached) loses its mail or logins the moment the forwards stop.
     Inputs: old.ssh (the old host's connections are read there with `ss`,
     once a second); decommission.observe_seconds (default 60); the services'
-    ports; the suite's own address toward the old IP is left out.
+    ports; the suite's own addresses (every global address of the machine it
+    runs on) are left out.
     Fix: find each listed client and point it at the name (or the new IP);
     wait for the caches to expire; then run this phase again.
     """
