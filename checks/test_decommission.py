@@ -21,6 +21,7 @@ from checks.declare import check
 from checks.observe.dns import Switch, duration, iso, switch_wait
 from checks.support import no_problems, parametrize, skip_unless
 from checks.targets.dns import ZoneTarget
+from cutover.model.endpoints import listed
 from cutover.model.inventory import Inventory, Protocol
 from cutover.probes.connect import ProbeError
 from cutover.probes.decommission import MAX_ITEMS, ClientsSeen, Dependants, Stranded
@@ -145,8 +146,8 @@ def test_no_clients_left_on_the_old_address(
     the MX it cached) loses its mail or logins the moment the forwards stop.
     Inputs: old.ssh (the old host's connections are read there with `ss`,
     once a second); decommission.observe_seconds (default 60); the services'
-    ports; the suite's own addresses (every global address of the machine it
-    runs on) are left out.
+    ports; decommission.ignore_clients; the suite's own address toward each old
+    address and the ignored ones are left out.
     Fix: find each listed client and point it at the name (or the new IP);
     wait for the caches to expire; then run this phase again.
     """
@@ -157,6 +158,10 @@ def test_no_clients_left_on_the_old_address(
         suite_addresses=" ".join(sorted(seen.excluded)),
     )
     problems = []
+    ignored = {str(a) for a in inventory.decommission.ignore_clients}
+    also = (
+        f", and {', '.join(sorted(ignored))} as decommission.ignore_clients says" if ignored else ""
+    )
     for port, clients in seen.by_port.items():
         listing = ", ".join(
             f"{address} ({count} connection{'s' if count != 1 else ''})"
@@ -168,9 +173,9 @@ def test_no_clients_left_on_the_old_address(
         problems.append(f"more clients than listed (at most {MAX_ITEMS} per port are named)")
     no_problems(
         problems,
-        f"clients still connect to the old IP {inventory.old.address} "
+        f"clients still connect to the old IP {listed(inventory.old)} "
         f"(watched {seen.seconds:g} s, {seen.samples} samples, the suite's "
-        f"{', '.join(sorted(seen.excluded))} left out)",
+        f"{', '.join(sorted(seen.excluded - ignored))} left out{also})",
     )
 
 

@@ -51,6 +51,7 @@ def decom_clients(inventory: Inventory) -> ClientsSeen | ProbeError | None:
             forwarded_ports(inventory),
             inventory.decommission.observe_seconds,
             settings_for(inventory),
+            ignored=[str(a) for a in inventory.decommission.ignore_clients],
         )
     except ProbeError as exc:
         return exc

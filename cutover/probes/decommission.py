@@ -31,7 +31,6 @@ import json
 import re
 import shlex
 import socket
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -174,28 +173,6 @@ def suite_addresses(old_ip: str) -> frozenset[str]:
         raise ProbeError(f"no route from here to the old IP {old_ip}: {one_line(exc)}") from None
 
 
-def own_addresses() -> frozenset[str]:
-    """Every global address of the machine the suite runs on (`ip -j address`), or none.
-
-    A client of the old host at one of them is the suite itself, in any family:
-    an IPv6-only inventory run on a dual-stack machine still leaves its IPv4
-    connections of earlier runs (TIME-WAIT) on the old host.
-    """
-    try:
-        completed = subprocess.run(
-            ["ip", "-j", "address", "show"], capture_output=True, text=True, timeout=5
-        )
-        links = json.loads(completed.stdout)
-        return frozenset(
-            str(info["local"])
-            for link in links
-            for info in link.get("addr_info", [])
-            if info.get("scope") == "global" and "local" in info
-        )
-    except (OSError, subprocess.SubprocessError, ValueError, TypeError, AttributeError):
-        return frozenset()
-
-
 @dataclass(frozen=True)
 class ClientsSeen:
     """Connections that arrived on each forwarded port during the window, by client address."""
@@ -252,11 +229,13 @@ def observe_clients(
     ports: Iterable[int],
     seconds: float,
     settings: ProbeSettings,
+    ignored: Iterable[str] = (),
 ) -> ClientsSeen:
-    """Watch the old host's forwarded `ports` for `seconds`; the suite's own addresses left
-    out (one per family on a dual-stack old host: the suite reaches each of its addresses)."""
+    """Watch the old host's forwarded `ports` for `seconds`; the suite's own addresses (one
+    per family on a dual-stack old host: the suite reaches each of its addresses) and the
+    `ignored` ones (decommission.ignore_clients) left out."""
     ports = sorted(set(ports))
-    excluded = frozenset().union(*(suite_addresses(ip) for ip in old_ips)) | own_addresses()
+    excluded = frozenset().union(*(suite_addresses(ip) for ip in old_ips)) | frozenset(ignored)
     remote = _remote(old_ssh, settings)
     limit = seconds + settings.operation_timeout + 5
     out = _run_script(remote, clients_script(ports, seconds), "ss (connection sampling)", limit)

@@ -6,14 +6,12 @@ malformed lines are skipped, nothing raises.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 
 from cutover.probes.decommission import (
     MAX_FIELD,
     MAX_ITEMS,
-    own_addresses,
     parse_clients,
     parse_dependants,
     parse_postqueue,
@@ -225,12 +223,3 @@ def test_without_old_ssh_the_old_host_checks_skip_saying_why(tmp_path: Path) -> 
     for case in run.cases:
         assert case.outcome == "skipped", run.summary()
         assert "no old.ssh in the inventory" in case.message, case.message
-
-
-def test_the_suites_own_addresses_are_global_addresses_of_this_machine() -> None:
-    """DECOM02 leaves out every global address of this machine, whatever the inventory's
-    families (an IPv6-only run still has this machine's IPv4 connections of earlier runs)."""
-    own = own_addresses()
-    assert all(isinstance(a, str) for a in own)
-    parsed = [ipaddress.ip_address(a) for a in own]
-    assert not [a for a in parsed if a.is_loopback or a.is_link_local]

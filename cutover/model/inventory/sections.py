@@ -416,6 +416,12 @@ class Decommission(Strict):
         description="how long the old host's forwarded ports are watched for clients "
         "other than the suite (sampled once a second)",
     )
+    ignore_clients: list[IPAddress] = Field(
+        default_factory=list,
+        description="addresses whose connections to the old host are expected and not "
+        "reported by DECOM02: a monitoring host that polls it, or the suite's own machine "
+        "in a family the inventory lists no address of",
+    )
     maildir_roots: list[str] = Field(
         default_factory=lambda: ["/var/vmail", "/srv/vmail", "/var/mail"],
         description="directories on the old host searched for Maildir messages "
