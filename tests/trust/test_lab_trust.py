@@ -23,6 +23,7 @@ from tests.trust.expected import ACCEPTANCE, CUTOVER, DECOMMISSION, PREFLIGHT
 from tests.trust.matrix import matrix_inventory, run_whole_suite
 
 NEW = "198.51.100.20"
+NEW6 = "2001:db8:5100::20"  # the lab is dual stack: the new host is silenced on both
 SERVERS, NAMESERVERS = ("old", "new"), ("ns1", "ns2")
 # pytest start, collection, reports, in the client namespace on a loaded CI machine.
 STARTUP_ALLOWANCE = 60.0
@@ -171,12 +172,13 @@ SILENCED_FROM = ("cutover-client", "cutover-old")
 
 def silence_new_host(silent: bool) -> None:
     for namespace in SILENCED_FROM:
-        neigh = ["ip", "-n", namespace, "neigh"]
-        if silent:
-            command = [*neigh, "replace", NEW, "lladdr", NOBODY_MAC, "nud", "permanent"]
-        else:
-            command = [*neigh, "del", NEW]
-        subprocess.run([*command, "dev", "eth0"], check=True, timeout=30, capture_output=True)
+        for family, address in (("-4", NEW), ("-6", NEW6)):
+            neigh = ["ip", family, "-n", namespace, "neigh"]
+            if silent:
+                command = [*neigh, "replace", address, "lladdr", NOBODY_MAC, "nud", "permanent"]
+            else:
+                command = [*neigh, "del", address]
+            subprocess.run([*command, "dev", "eth0"], check=True, timeout=30, capture_output=True)
 
 
 def test_whole_run_is_bounded_when_the_new_host_answers_nobody(
@@ -222,13 +224,12 @@ def test_whole_run_is_bounded_when_the_new_host_answers_nobody(
         # One clean line of evidence: no pytest-timeout, no traceback, no object repr.
         for junk in ("Timeout (>", "Traceback", " object at 0x"):
             assert junk not in case.message, f"{case.name}: {case.message}"
-        talks_to_new = case.properties.get("address") == NEW or case.check_id in (
-            "AUTH01",
-            "IMAP01",
-        )
-        if talks_to_new:
+        # Every endpoint check, and on a dual-stack inventory every per-account test of
+        # an address (AUTH01, IMAP), carries the address it judged.
+        address = case.properties.get("address")
+        if address in (NEW, NEW6):
             assert "timed out after 5 s connecting to" in case.message, case.message
-            assert NEW in case.message, case.message
+            assert address in case.message, case.message
     assert_root_cause_names_the_silent_host(run)
 
 
