@@ -56,6 +56,11 @@ class Finding:
     port: int | None = None
 
 
+# Checks whose pass says nothing of whether their address answered: MYSQL02 passes when
+# the direct login is refused, and when no login is possible at all.
+PASSES_WITHOUT_AN_ANSWER = frozenset({"MYSQL02"})
+
+
 @dataclass
 class Cause:
     """What several failures share, and which checks it failed."""
@@ -105,7 +110,11 @@ def root_causes(results: list[Result]) -> list[str]:
     2 checks failed
     1 check failed on its own: DNS03
     """
-    answered = {r.props.get("address") for r in results if r.outcome == "passed"}
+    answered = {
+        r.props.get("address")
+        for r in results
+        if r.outcome == "passed" and r.props.get("check_id") not in PASSES_WITHOUT_AN_ANSWER
+    }
     causes: dict[tuple[str, str], Cause] = {}
     alone: dict[str, list[str]] = {"failed": [], "error": []}
     for result in results:

@@ -544,3 +544,18 @@ def test_two_addresses_of_one_family_are_numbered_in_address_order() -> None:
         lines = matrix(order)
         assert lines[0].split() == ["service", "old", "IP", "new", "v4", "new", "v6", "new", "v6-2"]
         assert lines[1].split() == ["http-80", "-", "ok", "ok", "FAIL"]
+
+
+def test_a_passed_mysql02_is_no_answer_from_its_address() -> None:
+    """MYSQL02 passes when the direct login is impossible: its pass must not make a silent
+    address look as if it answered (the root cause stays "answered nothing")."""
+    silent = "timed out after 5 s connecting to [2001:db8:5100::20]"
+    results = [
+        Result(
+            {"check_id": "PORT01", "address": "2001:db8:5100::20"},
+            "failed",
+            f"PORT01 x: {silent}:993",
+        ),
+        Result({"check_id": "MYSQL02", "address": "2001:db8:5100::20"}, "passed", ""),
+    ]
+    assert root_causes(results)[0].startswith("2001:db8:5100::20 answered nothing")
