@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import Lab
+from tests.ports.test_ports_lab import PROBE, probe_run
 from tests.suite import REPO, SuiteRun
 
 CHECK_FILES = ("checks/test_imap.py", "checks/test_mailclients.py")
@@ -145,25 +146,9 @@ def test_dual_acceptance_is_green(acceptance_lab: Lab) -> None:
     )
 
 
-PROBE = "test_mail_relayed_to_new_server"
-
-
-def probe_run(lab: Lab, tmp_path: Path) -> SuiteRun:
-    inventory = lab.inventory_variant(
-        tmp_path, lambda data: data["timeouts"].update(mail_delivery=30)
-    )
-    return lab.suite(
-        "cutover",
-        f"checks/test_ports.py::{PROBE}",
-        "--probe-mail",
-        f"--baseline={baseline_of(lab, 'dual')}",
-        inventory=inventory,
-    )
-
-
 def test_probe_mail_goes_through_each_old_address(cutover_lab: Lab, tmp_path: Path) -> None:
     """PORT03 sends through old's IPv4 and IPv6 port 25: both land on new (one test)."""
-    run = probe_run(cutover_lab, tmp_path)
+    run = probe_run(cutover_lab, tmp_path, baseline=baseline_of(cutover_lab, "dual"))
     case = run.by_name(PROBE)
     assert case.outcome == "passed", run.summary()
     props = case.properties
@@ -179,7 +164,7 @@ def test_probe_mail_fails_on_the_v6_address_without_its_forward(
     cutover_lab: Lab, tmp_path: Path
 ) -> None:
     with cutover_lab.fault("forward-v4-only"):
-        run = probe_run(cutover_lab, tmp_path)
+        run = probe_run(cutover_lab, tmp_path, baseline=baseline_of(cutover_lab, "dual"))
     case = run.by_name(PROBE)
     assert case.outcome == "failed", run.summary()
     assert case.message.startswith("PORT03"), case.message

@@ -128,7 +128,10 @@ PROBE = "test_mail_relayed_to_new_server"
 PROBE_ACCOUNT = "carol@example.test"
 
 
-def probe_run(lab: Lab, tmp_path: Path, delivery_timeout: float = 30) -> SuiteRun:
+def probe_run(
+    lab: Lab, tmp_path: Path, delivery_timeout: float = 30, baseline: Path | None = None
+) -> SuiteRun:
+    """PORT03 alone, opted in (`--probe-mail`), on the cutover lab."""
     inventory = lab.inventory_variant(
         tmp_path, lambda data: data["timeouts"].update(mail_delivery=delivery_timeout)
     )
@@ -136,7 +139,7 @@ def probe_run(lab: Lab, tmp_path: Path, delivery_timeout: float = 30) -> SuiteRu
         "cutover",
         f"{SERVICE_CHECKS[0]}::{PROBE}",
         "--probe-mail",
-        f"--baseline={lab.reports / 'ports-baseline.json'}",
+        f"--baseline={baseline or lab.reports / 'ports-baseline.json'}",
         inventory=inventory,
     )
 
