@@ -34,8 +34,10 @@ $(STAMP): pyproject.toml
 
 install: system $(STAMP)
 
+# make demo PROFILE=legacy: the same story from a CentOS 5-era old server (lab/profiles.py).
+PROFILE ?= default
 demo: install
-	$(LAB_LOCK) $(PY) -m lab.demo
+	$(LAB_LOCK) $(PY) -m lab.demo --profile $(PROFILE)
 
 # CUTOVER_SELFTEST_LAB=1: the lab self-tests run (elsewhere they skip, or fail with CI=true).
 test: install

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from lab import faults, labctl, lock, scale, staleclient, state, story
+from lab import faults, labctl, lock, profiles, scale, staleclient, state, story
 from lab.run import LabError, enter
 from lab.topology import HOSTS
 
@@ -77,9 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
         parsed.add_argument(
             "--force", action="store_true", help="also remove a lab another checkout started"
         )
+        if verb == "up":
+            parsed.add_argument(
+                "--profile",
+                choices=sorted(profiles.PROFILES),
+                default=profiles.DEFAULT,
+                help="how the servers behave: "
+                + "; ".join(f"{name}: {text}" for name, text in profiles.PROFILES.items()),
+            )
     verbs.add_parser("status", help="daemons, story state, faults, postconditions and a port sweep")
     verbs.add_parser("lower-ttl", help="set every TTL to 300 on both nameservers (SQL)")
-    verbs.add_parser("sync", help="copy mail (dsync), MariaDB (dump | ssh) and web from old to new")
+    sync = verbs.add_parser(
+        "sync", help="copy mail (dsync), MariaDB (dump | ssh) and web from old to new"
+    )
+    sync.add_argument(
+        "--method",
+        choices=("dsync", "rsync"),
+        default="dsync",
+        help="how mail is copied: dsync (doveadm backup, the default) or rsync (Maildirs "
+        "with their dovecot-uidlist files, the playbook's way)",
+    )
     cut = verbs.add_parser(
         "cutover",
         help="run lab/cutover.sh on old: stop services, forward all ports (IPv4 and IPv6)",
@@ -140,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.verb == "up":
-        labctl.up(force=args.force)
+        labctl.up(force=args.force, profile=args.profile)
     elif args.verb == "down":
         labctl.down(force=args.force)
     elif args.verb == "status":
@@ -148,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.verb == "lower-ttl":
         story.lower_ttl()
     elif args.verb == "sync":
-        story.sync()
+        story.sync(method=args.method)
     elif args.verb == "cutover":
         story.cutover(ipv4_only=args.ipv4_only)
     elif args.verb == "dns-switch":

@@ -8,6 +8,7 @@ The lab is torn down at the end unless KEEP_LAB=1.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab import lock
+from lab import lock, profiles
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTS = REPO / "reports"
@@ -172,8 +173,9 @@ def stop_watch(watcher: subprocess.Popen[str], report: str) -> None:
     (REPORTS / f"{report}.txt").write_text(table, encoding="utf-8")
 
 
-def main() -> int:
+def main(profile: str = "default") -> int:
     started = time.monotonic()
+    legacy = profile == "legacy"
     REPORTS.mkdir(exist_ok=True)
     for stale in REPORTS.glob("*"):
         if stale.name != ".gitkeep":
@@ -181,7 +183,10 @@ def main() -> int:
     ok = True
     try:
         say("==> 1. Bring up the lab: old and new servers, two PowerDNS nameservers, a client")
-        lab("up")
+        if legacy:
+            say("    profile legacy: old is a CentOS 5-era server (TLS 1.0 only, MySQL")
+            say("    old_passwords, Dovecot 1.x, Apache 2.2 vhosts), zones in MyDNS tables")
+        lab("up", "--profile", profile)
         write_demo_inventory()
         say("\n==> 2. Preflight before anything is prepared: the gate must refuse")
         say("    (TTLs are still 3600 s, the new server holds no mail or data yet)")
@@ -190,9 +195,10 @@ def main() -> int:
         if not any(check_id == "DNS02" for check_id, _, _ in first.failures):
             say("    !! the TTL check (DNS02) should have named the 3600 s records")
             ok = False
-        say("\n==> 3. Lower the TTLs to 300 on both nameservers, sync mail (dsync) and MySQL")
+        method = "rsync" if legacy else "dsync"
+        say(f"\n==> 3. Lower the TTLs to 300 on both nameservers, sync mail ({method}) and MySQL")
         lab("lower-ttl")
-        lab("sync")
+        lab("sync", "--method", method)
         say(f"    (TTL age: {ACKNOWLEDGEMENT.split(': ', 1)[1]}; the report records this)")
         say("\n==> 4. Preflight again: the gate before the DNS change")
         ok &= verdict(gate("preflight", "preflight"), expect_pass=True)
@@ -237,5 +243,13 @@ def main() -> int:
 
 if __name__ == "__main__":
     # The whole story, not only each verb: no other run may take the lab in between.
+    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__)
+    parser.add_argument(
+        "--profile",
+        choices=sorted(profiles.PROFILES),
+        default=os.environ.get("PROFILE") or "default",
+        help="the lab profile (default: $PROFILE, else default); legacy copies mail with rsync",
+    )
+    chosen = parser.parse_args().profile
     with lock.hold("lab demo"):
-        sys.exit(main())
+        sys.exit(main(chosen))

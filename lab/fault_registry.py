@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any, ClassVar
 
-from lab import daemons, pki, story
+from lab import daemons, pki, profiles, story
 from lab.run import LabError, on
 from lab.topology import HOSTS, NAMESERVERS, NEW, STATE, Host
 from lab.zones import sql_string
@@ -32,6 +32,8 @@ class Fault:
     default_arg: ClassVar[str | None] = None
     needs: ClassVar[str | None] = None  # story step that must have happened: synced, cutover, dns
     summary: ClassVar[str]
+    # The lab profiles (lab/profiles.py) whose servers this fault knows how to break.
+    for_profiles: ClassVar[tuple[str, ...]] = (profiles.DEFAULT,)
 
     def check_arg(self, arg: str | None) -> str | None:
         if self.arg and arg is None:

@@ -21,6 +21,7 @@ from lab import (  # noqa: F401
     faults_outbound,
     health,
     pki,
+    profiles,
     staleclient,
     state,
     story,
@@ -49,6 +50,11 @@ def describe() -> list[str]:
     return [
         f"{f.name + (':' + f.arg if f.arg else ''):<34} {f.summary}"
         + (f" [after {f.needs}]" if f.needs else "")
+        + (
+            f" [profile {', '.join(f.for_profiles)}]"
+            if f.for_profiles != (profiles.DEFAULT,)
+            else ""
+        )
         for f in FAULTS.values()
     ]
 
@@ -68,6 +74,12 @@ def apply(spec: str) -> None:
     }
     if fault.needs and not reached[fault.needs]:
         raise LabError(f"fault {key} needs the lab after `{fault.needs}`")
+    running = data.get("profile", profiles.DEFAULT)
+    if running not in fault.for_profiles:
+        raise LabError(
+            f"fault {key} breaks a lab of profile {', '.join(fault.for_profiles)}; this lab runs "
+            f"profile {running} (`python -m lab up --profile {fault.for_profiles[0]}`)"
+        )
     data["faults"][key] = fault.apply(data, arg)
     state.save(data)
     say(f"fault {key}: active: {fault.summary}")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lab import daemons, health, inventory, netns, pki, seed, state
+from lab import daemons, health, inventory, netns, pki, profiles, seed, state
 from lab.render import render, write
 from lab.run import LabError, on, pid_alive, run
 from lab.topology import (
@@ -155,13 +155,15 @@ def foreign_owners(verb: str, force: bool) -> list[Path]:
     return others
 
 
-def up(force: bool = False) -> None:
+def up(force: bool = False, profile: str = profiles.DEFAULT) -> None:
     netns.require_root()
     started = time.monotonic()
     others = foreign_owners("up", force)
     if netns.lab_namespaces() or state.LAB_JSON.exists():
         say("cleaning up a previous lab first")
         down(quiet=True, force=force, others=others)
+    profiles.select(profile)
+    say(f"profile {profile}: {profiles.PROFILES[profile]}")
     for stale in ("hosts", "logs", "secrets", "ssh", "ca"):
         shutil.rmtree(STATE / stale, ignore_errors=True)
     STATE.mkdir(exist_ok=True)
@@ -248,6 +250,8 @@ def save_state(pids: dict[str, dict[str, int]], mail_accounts: list[str]) -> Non
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # The checkout that owns this lab: `down` from any other leaves it alone.
         "owner": str(REPO),
+        # How the servers behave (lab/profiles.py): every later verb follows it.
+        "profile": profiles.active(),
         "hosts": {
             h.key: {
                 "netns": h.netns,
@@ -326,6 +330,7 @@ def status() -> int:
         addresses = f"{info['address']} {info.get('address6', '')}"
         say(f"{key:<6} {addresses:<34} {info['hostname']:<20} {live or '-'}")
     story = data["story"]
+    say(f"profile: {data.get('profile', profiles.DEFAULT)}")
     say(
         f"story: TTL {story['ttl']}, synced={story['synced']}, cutover={story['cutover']}, "
         f"DNS -> {story['dns']}"

@@ -73,11 +73,15 @@ def _mysql_accounts_sql() -> str:
     return "\n".join(statements) + "\n"
 
 
-def sync() -> None:
-    """Mail by dsync (UIDs kept), MariaDB by dump over ssh, web roots and vhosts by tar."""
+def sync(method: str = "dsync") -> None:
+    """Mail by dsync (UIDs kept) or rsync, MariaDB by dump over ssh, web roots and vhosts by tar."""
     data = lab_state()
     started = time.monotonic()
     new = shlex.quote(f"root@{NEW.address}")
+    if method not in ("dsync", "rsync"):
+        raise LabError(f"sync --method {method}: one of dsync, rsync")
+    if method == "rsync":
+        raise LabError("sync --method rsync: not built yet")
     if not data["story"]["synced"]:
         # Any login on new before the first sync created an INBOX of its own (another
         # mailbox GUID), which dsync cannot replace ("INBOX can't be deleted"). New

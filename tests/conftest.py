@@ -46,7 +46,22 @@ OPT_IN = "CUTOVER_SELFTEST_LAB"
 SHUFFLE = "CUTOVER_SHUFFLE"
 # "scaled": acceptance plus `lab scale` data, which nothing removes but a rebuild;
 # "decommissioned": after `lab decommission` (the forwards stopped): the story's end.
-STORY = ("up", "preflight", "cutover", "acceptance", "scaled", "decommissioned")
+# "legacy-*": the same story on a lab of profile legacy (`up --profile legacy`: old as
+# a CentOS 5-era server, mail copied by rsync); reaching it from the default story
+# rebuilds the lab once, so those tests run last.
+STORY = (
+    "up",
+    "preflight",
+    "cutover",
+    "acceptance",
+    "scaled",
+    "decommissioned",
+    "legacy-up",
+    "legacy-preflight",
+    "legacy-cutover",
+    "legacy-acceptance",
+)
+LEGACY = "legacy-"
 # What lab.json's story says in each state (a mismatch means: rebuild).
 STORY_FLAGS = {
     "up": {"synced": False, "cutover": False, "dns": "old"},
@@ -55,6 +70,10 @@ STORY_FLAGS = {
     "acceptance": {"synced": True, "cutover": True, "dns": "new"},
     "scaled": {"synced": True, "cutover": True, "dns": "new"},
     "decommissioned": {"synced": True, "cutover": True, "dns": "new", "decommissioned": True},
+    "legacy-up": {"synced": False, "cutover": False, "dns": "old"},
+    "legacy-preflight": {"synced": True, "cutover": False, "dns": "old"},
+    "legacy-cutover": {"synced": True, "cutover": True, "dns": "old"},
+    "legacy-acceptance": {"synced": True, "cutover": True, "dns": "new"},
 }
 # The lab verbs that take the lab from one story state to the next.
 STEPS = {
@@ -63,7 +82,16 @@ STEPS = {
     "acceptance": [["dns-switch"]],
     "scaled": [],
     "decommissioned": [["decommission"]],
+    "legacy-up": [],
+    "legacy-preflight": [["lower-ttl"], ["sync", "--method", "rsync"]],
+    "legacy-cutover": [["cutover"]],
+    "legacy-acceptance": [["dns-switch"]],
 }
+
+
+def profile_of(story_state: str) -> str:
+    """The lab profile (lab/profiles.py) a story state is reached on."""
+    return "legacy" if story_state.startswith(LEGACY) else "default"
 
 
 def lab_unavailable() -> str | None:
@@ -146,6 +174,9 @@ class Lab:
             flags["decommissioned"] = True
         if flags != STORY_FLAGS[self.state]:
             return f"story is {flags}, expected {STORY_FLAGS[self.state]} ({self.state})"
+        profile = data.get("profile", "default")
+        if profile != profile_of(self.state):
+            return f"story is on profile {profile}, expected {profile_of(self.state)}"
         problems = [f"fault {name} still active" for name in data["faults"]]
         try:
             problems += [f"{c.name}: {c.detail}" for c in health.failing(data)]
@@ -177,13 +208,17 @@ class Lab:
             print("lab tracker: healed", flush=True)
 
     def reach(self, target: str) -> None:
-        if self.state != "down" and STORY.index(target) < STORY.index(self.state):
-            self.state = "down"  # going back in the story: rebuild
+        if self.state != "down" and (
+            STORY.index(target) < STORY.index(self.state)
+            or profile_of(target) != profile_of(self.state)
+        ):
+            self.state = "down"  # going back in the story, or another profile: rebuild
             self.rebuilds += 1
         self.heal()
         if self.state == "down":
-            lab_cli("up")
-            self.state = "up"
+            profile = profile_of(target)
+            lab_cli("up", "--profile", profile)
+            self.state = "legacy-up" if profile == "legacy" else "up"
             self.generation += 1
             if self.generation > 1:
                 print(
@@ -338,6 +373,34 @@ def decommissioned_lab(lab: Lab) -> Lab:
     return lab
 
 
+@pytest.fixture
+def legacy_up_lab(lab: Lab) -> Lab:
+    """A lab of profile legacy, freshly up (old as a CentOS 5-era server)."""
+    lab.reach("legacy-up")
+    return lab
+
+
+@pytest.fixture
+def legacy_preflight_lab(lab: Lab) -> Lab:
+    """The legacy lab with TTLs lowered and data synced (mail by rsync): preflight passes."""
+    lab.reach("legacy-preflight")
+    return lab
+
+
+@pytest.fixture
+def legacy_cutover_lab(lab: Lab) -> Lab:
+    """The legacy lab with the old host forwarding every port to the new one."""
+    lab.reach("legacy-cutover")
+    return lab
+
+
+@pytest.fixture
+def legacy_acceptance_lab(lab: Lab) -> Lab:
+    """The legacy lab after the DNS switch."""
+    lab.reach("legacy-acceptance")
+    return lab
+
+
 _ORDER = {
     "up_lab": 0,
     "preflight_lab": 1,
@@ -345,6 +408,10 @@ _ORDER = {
     "acceptance_lab": 3,
     "scaled_lab": 4,
     "decommissioned_lab": 5,
+    "legacy_up_lab": 6,
+    "legacy_preflight_lab": 7,
+    "legacy_cutover_lab": 8,
+    "legacy_acceptance_lab": 9,
 }
 
 

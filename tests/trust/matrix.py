@@ -17,14 +17,26 @@ from typing import Any
 
 from tests.conftest import Lab
 from tests.suite import REPO, SuiteRun
-from tests.trust.expected import EXPECTED, HEALTHY, PHASES, REASONS, SUITE_ARGS, phase_of
+from tests.trust.expected import (
+    EXPECTED,
+    HEALTHY,
+    LEGACY_EXPECTED,
+    LEGACY_PHASES,
+    PHASES,
+    REASONS,
+    SUITE_ARGS,
+    expected_faults,
+    phase_of,
+)
 
 DOC = REPO / "docs" / "detection-matrix.md"
 HEALTHY_ROW = "(healthy lab)"
 # The healthy lab again, through an inventory that lists only the IPv6 addresses
 # (the lab's `inventory-ipv6.yaml`): an IPv6-only migration must be green too.
 IPV6_ROW = "(healthy lab, IPv6-only inventory)"
-HEALTHY_ROWS = (HEALTHY_ROW, IPV6_ROW)
+# The healthy lab of profile legacy (old as a CentOS 5-era server).
+LEGACY_ROW = "(healthy legacy lab)"
+HEALTHY_ROWS = (HEALTHY_ROW, IPV6_ROW, LEGACY_ROW)
 ACKNOWLEDGEMENT = "lab: TTLs lowered by `lab lower-ttl`; no resolver in the lab caches them"
 SWITCH_ACKNOWLEDGEMENT = "lab: no resolver in the lab caches the old records"
 # The decommission phase watches the old host's ports this long (default 60 s).
@@ -128,6 +140,15 @@ def lab_rows() -> list[tuple[str, str]]:
     for phase in PHASES:
         rows += [(phase, HEALTHY_ROW), (phase, IPV6_ROW)]
         rows += [(phase, fault) for fault in EXPECTED if phase_of(fault) == phase]
+    return rows + legacy_rows()
+
+
+def legacy_rows() -> list[tuple[str, str]]:
+    """(phase, row) of the legacy profile's section, in story order."""
+    rows = []
+    for phase in LEGACY_PHASES:
+        rows.append((phase, LEGACY_ROW))
+        rows += [(phase, fault) for fault in LEGACY_EXPECTED if phase_of(fault) == phase]
     return rows
 
 
@@ -136,7 +157,21 @@ def suite_args(phase: str, row: str) -> tuple[str, ...]:
 
 
 def expected_for(phase: str, row: str) -> frozenset[str]:
-    return HEALTHY[phase] if row in HEALTHY_ROWS else EXPECTED[row][phase]
+    return HEALTHY[phase] if row in HEALTHY_ROWS else expected_faults(row)[phase]
+
+
+def _rows(observed: Observed, rows: list[tuple[str, str]]) -> list[str]:
+    lines = []
+    for phase, row in rows:
+        key = (phase, row)
+        failing = _ids(observed.lab[key]) if key in observed.lab else "(not run)"
+        total = observed.lab_totals.get(key, 0)
+        reason = REASONS.get(row, "")
+        label = row if row in HEALTHY_ROWS else f"`{row}`"
+        if suite_args(phase, row):
+            label += " `--probe-mail`"
+        lines.append(f"| {phase} | {label} | {total} | {failing} | {reason} |")
+    return lines
 
 
 def _ids(ids: frozenset[str]) -> str:
@@ -168,15 +203,23 @@ def render(observed: Observed, scenario_expectations: dict[str, Any]) -> str:
         "| phase | fault | checks run | failing checks | why more than one |",
         "|---|---|---|---|---|",
     ]
-    for phase, row in lab_rows():
-        key = (phase, row)
-        failing = _ids(observed.lab[key]) if key in observed.lab else "(not run)"
-        total = observed.lab_totals.get(key, 0)
-        reason = REASONS.get(row, "")
-        label = row if row in HEALTHY_ROWS else f"`{row}`"
-        if suite_args(phase, row):
-            label += " `--probe-mail`"
-        out.append(f"| {phase} | {label} | {total} | {failing} | {reason} |")
+    legacy = legacy_rows()
+    out += _rows(observed, [row for row in lab_rows() if row not in legacy])
+    out += [
+        "",
+        "## Legacy profile (a CentOS 5-era old server)",
+        "",
+        "The same runs on a lab brought up with `python -m lab up --profile legacy`:",
+        "old speaks TLS 1.0 only, its MySQL accounts carry pre-4.1 hashes, its Dovecot",
+        "advertises a 1.x capability list, its vhosts are in Apache 2.2 syntax, the",
+        "zones live in MyDNS's `soa`/`rr` tables, and mail is copied with",
+        "`lab sync --method rsync`. Nothing in the suite knows the profile: it judges",
+        "what the servers show.",
+        "",
+        "| phase | fault | checks run | failing checks | why more than one |",
+        "|---|---|---|---|---|",
+    ]
+    out += _rows(observed, legacy)
     out += [
         "",
         "## VFIO/VM host scenarios",

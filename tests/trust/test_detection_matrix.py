@@ -23,6 +23,7 @@ from tests.trust.expected import (
     CUTOVER,
     DECOMMISSION,
     EXPECTED,
+    LEGACY_EXPECTED,
     PREFLIGHT,
     phase_of,
 )
@@ -30,6 +31,7 @@ from tests.trust.matrix import (
     DOC,
     HEALTHY_ROW,
     IPV6_ROW,
+    LEGACY_ROW,
     OBSERVED,
     expected_for,
     explain,
@@ -54,11 +56,11 @@ def check_row(lab: Lab, phase: str, row: str, directory: Path) -> None:
     if row == IPV6_ROW:  # its own preflight records its own baseline
         directory = directory / "ipv6-only"
     baseline = directory / "baseline.json"
-    keep = phase == PREFLIGHT and row in (HEALTHY_ROW, IPV6_ROW)
+    keep = phase == PREFLIGHT and row in (HEALTHY_ROW, IPV6_ROW, LEGACY_ROW)
     run_dir = directory / phase / row.replace(":", "-").strip("()").replace(" ", "-")
     run_dir = run_dir.with_name(run_dir.name.replace(",", ""))
     args = suite_args(phase, row)
-    if row in (HEALTHY_ROW, IPV6_ROW):
+    if row in (HEALTHY_ROW, IPV6_ROW, LEGACY_ROW):
         run = run_whole_suite(
             lab, phase, run_dir, baseline, *args, keep_baseline=keep, ipv6_only=row == IPV6_ROW
         )
@@ -103,8 +105,8 @@ def only_there(run: SuiteRun, suffix: str, address: str, refused: bool) -> None:
     ]
 
 
-def faults_of(phase: str) -> list[str]:
-    return [fault for fault in EXPECTED if phase_of(fault) == phase]
+def faults_of(phase: str, table: dict[str, dict[str, frozenset[str]]] = EXPECTED) -> list[str]:
+    return [fault for fault in table if phase_of(fault) == phase]
 
 
 def test_preflight_healthy_is_green(preflight_lab: Lab, matrix_dir: Path) -> None:
@@ -161,13 +163,41 @@ def test_decommission_fault(acceptance_lab: Lab, matrix_dir: Path, fault: str) -
     check_row(acceptance_lab, DECOMMISSION, fault, matrix_dir)
 
 
+# The legacy profile's section: its own lab (`up --profile legacy`), after the default story.
+def test_legacy_preflight_healthy_is_green(legacy_preflight_lab: Lab, matrix_dir: Path) -> None:
+    check_row(legacy_preflight_lab, PREFLIGHT, LEGACY_ROW, matrix_dir)
+
+
+@pytest.mark.parametrize("fault", faults_of(PREFLIGHT, LEGACY_EXPECTED))
+def test_legacy_preflight_fault(legacy_preflight_lab: Lab, matrix_dir: Path, fault: str) -> None:
+    check_row(legacy_preflight_lab, PREFLIGHT, fault, matrix_dir)
+
+
+def test_legacy_cutover_healthy_is_green(legacy_cutover_lab: Lab, matrix_dir: Path) -> None:
+    check_row(legacy_cutover_lab, CUTOVER, LEGACY_ROW, matrix_dir)
+
+
+@pytest.mark.parametrize("fault", faults_of(CUTOVER, LEGACY_EXPECTED))
+def test_legacy_cutover_fault(legacy_cutover_lab: Lab, matrix_dir: Path, fault: str) -> None:
+    check_row(legacy_cutover_lab, CUTOVER, fault, matrix_dir)
+
+
+def test_legacy_acceptance_healthy_is_green(legacy_acceptance_lab: Lab, matrix_dir: Path) -> None:
+    check_row(legacy_acceptance_lab, ACCEPTANCE, LEGACY_ROW, matrix_dir)
+
+
+@pytest.mark.parametrize("fault", faults_of(ACCEPTANCE, LEGACY_EXPECTED))
+def test_legacy_acceptance_fault(legacy_acceptance_lab: Lab, matrix_dir: Path, fault: str) -> None:
+    check_row(legacy_acceptance_lab, ACCEPTANCE, fault, matrix_dir)
+
+
 def test_every_lab_fault_is_in_the_matrix(lab: Lab) -> None:
     listed = {
         line.split()[0].split(":")[0]
         for line in lab_cli("fault", "--list").stdout.splitlines()
         if line.strip()
     }
-    covered = {fault.split(":")[0] for fault in EXPECTED}
+    covered = {fault.split(":")[0] for fault in (*EXPECTED, *LEGACY_EXPECTED)}
     assert listed == covered, (
         f"not in the matrix: {sorted(listed - covered)}; "
         f"not a lab fault: {sorted(covered - listed)}"
@@ -175,7 +205,7 @@ def test_every_lab_fault_is_in_the_matrix(lab: Lab) -> None:
 
 
 @pytest.mark.summary
-def test_matrix_doc_is_current(acceptance_lab: Lab, matrix_dir: Path) -> None:
+def test_matrix_doc_is_current(legacy_acceptance_lab: Lab, matrix_dir: Path) -> None:
     missing = [row for row in lab_rows() if row not in OBSERVED.lab]
     if missing:
         message = f"the matrix did not run {missing}: run the whole module"
