@@ -72,14 +72,14 @@ def apply(spec: str) -> None:
         "cutover": story_state["cutover"],
         "dns": story_state["dns"] == "new",
     }
-    if fault.needs and not reached[fault.needs]:
-        raise LabError(f"fault {key} needs the lab after `{fault.needs}`")
     running = data.get("profile", profiles.DEFAULT)
     if running not in fault.for_profiles:
         raise LabError(
             f"fault {key} breaks a lab of profile {', '.join(fault.for_profiles)}; this lab runs "
             f"profile {running} (`python -m lab up --profile {fault.for_profiles[0]}`)"
         )
+    if fault.needs and not reached[fault.needs]:
+        raise LabError(f"fault {key} needs the lab after `{fault.needs}`")
     data["faults"][key] = fault.apply(data, arg)
     state.save(data)
     say(f"fault {key}: active: {fault.summary}")
