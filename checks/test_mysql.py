@@ -33,12 +33,14 @@ from checks.targets.mysql import (
     MysqlAddressTarget,
 )
 from cutover.compare.mysql import (
+    AccountGrants,
     Grantee,
     compare_database_scans,
     compare_with_recorded,
     diff_grants,
+    fits_password,
 )
-from cutover.model.inventory import Inventory
+from cutover.model.inventory import Inventory, MysqlAccount
 from cutover.model.phases import PhaseExpectations, Side
 from cutover.probes.connect import ProbeError
 from cutover.probes.mysql.session import MysqlLoginRefused, ServerFacts
@@ -253,9 +255,17 @@ def test_grants_match(
     reference = "old server" if old_is_live(expect) else "old server (preflight baseline)"
     accounts = sorted(set(old) | set(new))
     record(grants_reference=reference, accounts=", ".join(g.id for g in accounts))
-    differing, notes = [], []
+    differing, notes, upgraded = [], [], []
     for grantee in accounts:
         diff = diff_grants(old.get(grantee), new.get(grantee))
+        if diff.hash_upgraded:
+            verdict, problem = _upgraded_password(inventory, old[grantee], new[grantee])
+            upgraded.append(f"{grantee.id} ({verdict})")
+            if problem:
+                differing.append(
+                    f"password of {grantee.sql} differs between the {reference} and new: "
+                    f"its pre-4.1 hash on old was replaced by a 4.1 hash on new, and {problem}"
+                )
         if not diff:
             continue
         if diff.only_on is not None and grantee in SYSTEM_ACCOUNTS:
@@ -267,8 +277,43 @@ def test_grants_match(
         )
     if notes:
         record(note="; ".join(notes))
+    if upgraded:
+        record(hash_upgraded_to_41=", ".join(upgraded))
     if differing:
         _fail("\n".join(differing))
+
+
+def _inventory_account(inventory: Inventory, grantee: Grantee) -> MysqlAccount | None:
+    """The inventory's account (mysql.accounts, mysql.admin) for `grantee`, with a password."""
+    listed = [*inventory.mysql.accounts, *filter(None, [inventory.mysql.admin])]
+    for account in listed:
+        if (account.user, account.host.lower()) == (grantee.user, grantee.host.lower()):
+            return account if account.has_password else None
+    return None
+
+
+def _upgraded_password(
+    inventory: Inventory, old: AccountGrants, new: AccountGrants
+) -> tuple[str, str | None]:
+    """(what was found, the problem or None) for a hash upgraded from pre-4.1 to 4.1.
+
+    The two hashes never compare equal, so the password they encode is checked
+    against the inventory's (its pre-4.1 hash for old, its 4.1 hash for new).
+    """
+    account = _inventory_account(inventory, old.grantee)
+    if account is None:
+        return "not verifiable: no password for it in mysql.accounts", None
+    wrong = [
+        side
+        for side, grants in (("old", old), ("new", new))
+        if not fits_password(grants, account.password)
+    ]
+    if not wrong:
+        return "both fit the inventory's password", None
+    return "does not fit the inventory's password", (
+        f"the hash on {' and '.join(wrong)} does not fit the password the inventory gives "
+        "(logins with the old password fail on new): re-set it on new from the right password"
+    )
 
 
 # --- MYSQL05: data ----------------------------------------------------------------------
@@ -319,3 +364,85 @@ def test_data_matches(
             f"database {name!r}: {len(differences)} table(s) differ on {new.where}:\n"
             + "\n".join(f"  {d}" for d in differences)
         )
+
+
+# --- MYSQL06: pre-4.1 password hashes ---------------------------------------------------
+
+
+@check("MYSQL06", phases=("preflight", "acceptance"))
+def test_pre41_hashes_not_refused(
+    inventory: Inventory,
+    mysql_grants: dict[Side, Grants | ProbeError],
+    mysql_new_facts: ServerFacts | ProbeError,
+    record: Callable[..., None],
+) -> None:
+    """MYSQL06: no account that had a pre-4.1 password hash on old is refused for it on new.
+
+    Why: MySQL before 4.1, and later servers with `old_passwords=1` (CentOS 5's
+    stock my.cnf), store 16-hex-digit pre-4.1 hashes (plugin mysql_old_password).
+    Copying the grant tables (mysql.user, `mariadb-dump --system=users`,
+    pt-show-grants) copies them, and a server with secure_auth ON (the default
+    of MariaDB and of MySQL >= 5.6.5) refuses those logins (ERROR 1275); PHP's
+    mysqlnd refuses them whatever the server says. The accounts with a pre-4.1
+    hash on old are recorded (`pre41_on_old`) even when none is refused. With
+    secure_auth OFF on new the server accepts them: recorded, not failed.
+    Inputs: mysql.admin (read-only, SELECT on mysql.*): the hash format of every
+    account in SHOW GRANTS on old (after preflight: the preflight baseline) and
+    on new, and new's secure_auth.
+    Fix: re-set each named account's password on new with a 4.1 hash (with
+    old_passwords=0: `ALTER USER 'app'@'localhost' IDENTIFIED BY '...'`); or on old
+    before the move (`old_passwords=0` in my.cnf, then the same), and sync again.
+    """
+    skip_unless(inventory.mysql.admin is not None, "the inventory names no mysql.admin account")
+    old, new = mysql_grants[Side.OLD], mysql_grants[Side.NEW]
+    if isinstance(old, ProbeError) or isinstance(new, ProbeError):
+        _fail(
+            "\n".join(
+                f"cannot read the {side.value} server's password hashes: {found}"
+                for side, found in ((Side.OLD, old), (Side.NEW, new))
+                if isinstance(found, ProbeError)
+            )
+        )
+    old_pre41 = sorted(g for g, account in old.items() if account.pre_41)
+    new_pre41 = sorted(g for g, account in new.items() if account.pre_41)
+    converted = [g for g in old_pre41 if g in new and not new[g].pre_41]
+    record(
+        pre41_on_old=", ".join(g.id for g in old_pre41) or "-",
+        pre41_on_new=", ".join(g.id for g in new_pre41) or "-",
+    )
+    if converted:
+        record(converted_to_41=", ".join(g.id for g in converted))
+    if not new_pre41:
+        return
+    if isinstance(mysql_new_facts, ProbeError):
+        _fail(
+            f"{', '.join(g.sql for g in new_pre41)}: pre-4.1 password hash on new, and new's "
+            f"secure_auth cannot be read: {mysql_new_facts}"
+        )
+    facts = mysql_new_facts
+    record(secure_auth_new=facts.secure_auth or "(no such variable: always refused)")
+    if not facts.refuses_pre_41:
+        record(
+            note=f"secure_auth is OFF on {facts.where}: it accepts these pre-4.1 accounts, "
+            "PHP's mysqlnd does not"
+        )
+        return
+    setting = (
+        f"secure_auth={facts.secure_auth}"
+        if facts.secure_auth is not None
+        else f"no pre-4.1 support (version {facts.version})"
+    )
+    _fail(
+        f"{len(new_pre41)} account(s) with a pre-4.1 password hash (16 hex digits, "
+        f"mysql_old_password) will be refused on new:\n"
+        + "\n".join(
+            f"  {g.sql}: "
+            + ("hash copied from old" if g in old_pre41 else "pre-4.1 on new only")
+            + f"; refused by the new server ({setting} on {facts.where}: ERROR 1275) "
+            "and by PHP's mysqlnd"
+            for g in new_pre41
+        )
+        + "\nlikely cause: the grant tables were copied from an old_passwords=1 server; "
+        "re-set each password on new with a 4.1 hash (ALTER USER ... IDENTIFIED BY '...' "
+        "with old_passwords=0)"
+    )

@@ -144,6 +144,9 @@ def configure_mariadb(host: Host) -> None:
     etc = host.root / "etc"
     write(etc / "mysql/my.cnf", render("my.cnf", key=host.key, fqdn=host.fqdn))
     (etc / "mysql/local.d").mkdir(exist_ok=True)
+    from lab import legacy_mysql  # imported here: it calls back into this module
+
+    legacy_mysql.configure(host)
     shutil.chown(host.root / "var/lib/mysql", "mysql", "mysql")
 
 

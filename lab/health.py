@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from lab import legacy_mysql
 from lab.daemons import mysql
 from lab.run import LabError, on, pid_alive
 from lab.topology import (
@@ -174,6 +175,7 @@ def conditions(data: dict[str, Any]) -> list[Condition]:
                 "present" if apps == ["app"] else "missing",
             )
         )
+    found += legacy_mysql.conditions(data)
     for ns in NAMESERVERS:
         if story["ttl"] <= LOWERED_TTL:
             high = _count(ns.key, f"SELECT COUNT(*) FROM records WHERE ttl > {LOWERED_TTL};")

@@ -230,8 +230,9 @@ def app_database_sql(app_password: str, report_password: str) -> str:
 
 
 def suite_account_sql(password: str) -> str:
-    # SHOW GRANTS FOR another account needs SELECT on the mysql schema.
-    return "".join(
+    # SHOW GRANTS FOR another account needs SELECT on the mysql schema. A 4.1 hash even
+    # where old_passwords=1 (the legacy old host): PyMySQL cannot log in to a pre-4.1 one.
+    return "SET SESSION old_passwords = 0;\n" + "".join(
         f"CREATE OR REPLACE USER 'cutover_ro'@'{pattern}' IDENTIFIED BY '{password}';\n"
         f"GRANT SELECT, SHOW VIEW ON mysql.* TO 'cutover_ro'@'{pattern}';\n"
         f"GRANT SELECT, SHOW VIEW ON app.* TO 'cutover_ro'@'{pattern}';\n"

@@ -10,7 +10,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import daemons, health, state
+from lab import daemons, health, legacy_mysql, state
 from lab.daemons import mysql, reload
 from lab.labctl import lab_state, say
 from lab.run import LabError, on, pid_alive
@@ -99,6 +99,7 @@ def sync(method: str = "dsync") -> None:
     )
     on(OLD, ["ssh", NEW.address, "mariadb"], input=_mysql_accounts_sql(), timeout=60)
     say("sync: database app (mariadb-dump | ssh new mariadb) and its accounts copied")
+    legacy_mysql.convert_after_sync()
 
     for directory in ("/var/www", "/etc/apache2/sites-enabled"):
         target = shlex.quote(directory)

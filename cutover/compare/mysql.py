@@ -5,7 +5,11 @@ types here; the comparisons say what differs between old and new, in words
 an operator can act on. Semantics: docs/semantics.md, "MySQL and MariaDB".
 
 Grants compare line by line after normalisation, password hashes by salted
-fingerprint (never shown). Tables compare by columns, then by their ordered
+fingerprint (never shown) and by format: a pre-4.1 hash (16 hex digits,
+`mysql_old_password`, what `old_passwords=1` made) upgraded on new to a
+4.1 one (`*` + 40 hex) from the same password cannot be compared by
+fingerprint; it is checked against the password when the inventory gives
+it, else said. Tables compare by columns, then by their ordered
 digest; the first differing chunk names a primary-key range.
 
 >>> app = Grantee("app", "localhost")
@@ -16,14 +20,19 @@ digest; the first differing chunk names a primary-key range.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cutover.model.phases import Side
+from cutover.model.secrets import Secret
 from cutover.untrusted import shown
 
 __all__ = [
+    "NATIVE_41",
+    "PRE_41",
     "AccountGrants",
     "Chunk",
     "DatabaseScan",
@@ -34,6 +43,11 @@ __all__ = [
     "compare_database_scans",
     "compare_with_recorded",
     "diff_grants",
+    "fits_password",
+    "hash_fingerprint",
+    "hash_format",
+    "native_password_hash",
+    "old_password_hash",
 ]
 
 
@@ -74,6 +88,60 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+# Password hash formats (mysql.user, SHOW GRANTS ... IDENTIFIED BY PASSWORD '...').
+PRE_41 = "pre-4.1"  # 16 hex digits: OLD_PASSWORD(), plugin mysql_old_password
+NATIVE_41 = "4.1"  # '*' + 40 hex digits: plugin mysql_native_password
+OTHER_HASH = "other"  # another plugin's string, or 'invalid'
+_PRE_41 = re.compile(r"[0-9a-fA-F]{16}")
+_NATIVE_41 = re.compile(r"\*[0-9a-fA-F]{40}")
+
+
+def hash_format(secret: str) -> str:
+    """Which kind of password hash `secret` is (the hash itself is never kept).
+
+    >>> hash_format("428567f408994404"), hash_format("*" + "0A" * 20), hash_format("invalid")
+    ('pre-4.1', '4.1', 'other')
+    """
+    if _PRE_41.fullmatch(secret):
+        return PRE_41
+    if _NATIVE_41.fullmatch(secret):
+        return NATIVE_41
+    return OTHER_HASH
+
+
+def old_password_hash(password: str) -> str:
+    """The pre-4.1 hash of `password` (MySQL 3.23's algorithm, OLD_PASSWORD()).
+
+    Spaces and tabs are skipped, as the server does; bytes are UTF-8.
+
+    >>> old_password_hash("secret")
+    '428567f408994404'
+    """
+    nr, add, nr2 = 1345345333, 7, 0x12345671
+    for byte in password.encode("utf-8"):
+        if byte in (0x20, 0x09):
+            continue
+        nr ^= (((nr & 63) + add) * byte + (nr << 8)) & 0xFFFFFFFF
+        nr2 = (nr2 + ((nr2 << 8) ^ nr)) & 0xFFFFFFFF
+        add += byte
+    return f"{nr & 0x7FFFFFFF:08x}{nr2 & 0x7FFFFFFF:08x}"
+
+
+def native_password_hash(password: str) -> str:
+    """The 4.1 hash of `password` (PASSWORD() with old_passwords=0).
+
+    >>> native_password_hash("secret")
+    '*14E65567ABDB5135D0CFD9A70B3032C179A49EE7'
+    """
+    inner = hashlib.sha1(password.encode("utf-8")).digest()
+    return "*" + hashlib.sha1(inner).hexdigest().upper()
+
+
+def hash_fingerprint(grantee: Grantee, secret: str) -> str:
+    """A password hash as the suite keeps it: salted with the account, never the hash itself."""
+    return hashlib.sha256(f"{grantee.id}\0{secret}".encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class AccountGrants:
     """One account's grants, normalised; password hashes only as salted fingerprints."""
@@ -81,13 +149,40 @@ class AccountGrants:
     grantee: Grantee
     grants: tuple[str, ...]
     hash_fingerprints: tuple[str, ...]
+    # The format of each hash (PRE_41, NATIVE_41, OTHER_HASH), in the same order.
+    hash_formats: tuple[str, ...] = ()
+
+    @property
+    def pre_41(self) -> bool:
+        """The account logs in with a pre-4.1 password hash."""
+        return PRE_41 in self.hash_formats
 
     def to_json(self) -> dict[str, list[str]]:
-        return {"grants": list(self.grants), "hashes": list(self.hash_fingerprints)}
+        return {
+            "grants": list(self.grants),
+            "hashes": list(self.hash_fingerprints),
+            "hash_formats": list(self.hash_formats),
+        }
 
     @classmethod
     def from_json(cls, grantee: Grantee, data: Mapping[str, Any]) -> AccountGrants:
-        return cls(grantee, tuple(data["grants"]), tuple(data["hashes"]))
+        formats = tuple(data.get("hash_formats", ()))  # absent in older baselines
+        return cls(grantee, tuple(data["grants"]), tuple(data["hashes"]), formats)
+
+
+def fits_password(account: AccountGrants, password: Secret) -> bool:
+    """Every password hash of `account` is one of `password`'s (pre-4.1 or 4.1).
+
+    >>> app = Grantee("app", "localhost")
+    >>> old = AccountGrants(app, (), (hash_fingerprint(app, old_password_hash("pw")),))
+    >>> fits_password(old, Secret("pw")), fits_password(old, Secret("other"))
+    (True, False)
+    """
+    expected = {
+        hash_fingerprint(account.grantee, old_password_hash(password.reveal())),
+        hash_fingerprint(account.grantee, native_password_hash(password.reveal())),
+    }
+    return bool(account.hash_fingerprints) and set(account.hash_fingerprints) <= expected
 
 
 @dataclass(frozen=True)
@@ -99,6 +194,9 @@ class GrantDiff:
     missing_on_new: tuple[str, ...] = ()
     extra_on_new: tuple[str, ...] = ()
     hash_differs: bool = False
+    # Not a difference by itself: pre-4.1 on old, 4.1 on new (re-set from the password).
+    # The fingerprints cannot say whether it is the same password (see fits_password).
+    hash_upgraded: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.only_on or self.missing_on_new or self.extra_on_new or self.hash_differs)
@@ -118,7 +216,14 @@ class GrantDiff:
 
 
 def diff_grants(old: AccountGrants | None, new: AccountGrants | None) -> GrantDiff:
-    """Compare one account's grants: lines and password hashes."""
+    """Compare one account's grants: lines and password hashes.
+
+    >>> app = Grantee("app", "localhost")
+    >>> old = AccountGrants(app, (), ("f1",), (PRE_41,))
+    >>> diff = diff_grants(old, AccountGrants(app, (), ("f2",), (NATIVE_41,)))
+    >>> bool(diff), diff.hash_upgraded
+    (False, True)
+    """
     if old is None and new is None:
         raise ValueError("diff_grants needs at least one side")
     if new is None:
@@ -127,11 +232,14 @@ def diff_grants(old: AccountGrants | None, new: AccountGrants | None) -> GrantDi
     if old is None:
         return GrantDiff(new.grantee, only_on=Side.NEW)
     old_set, new_set = set(old.grants), set(new.grants)
+    differs = old.hash_fingerprints != new.hash_fingerprints
+    upgraded = differs and old.hash_formats == (PRE_41,) and new.hash_formats == (NATIVE_41,)
     return GrantDiff(
         old.grantee,
         missing_on_new=tuple(g for g in old.grants if g not in new_set),
         extra_on_new=tuple(g for g in new.grants if g not in old_set),
-        hash_differs=old.hash_fingerprints != new.hash_fingerprints,
+        hash_differs=differs and not upgraded,
+        hash_upgraded=upgraded,
     )
 
 

@@ -4,7 +4,8 @@ Every User/Host of mysql.user (MariaDB roles left out), `SHOW GRANTS FOR`
 with user and host passed as parameters, then normalised: one quoting
 style, privileges and column lists sorted, lines sorted. Password hashes
 are never kept or shown: the text carries `'<password hash>'` instead, and
-each account keeps salted fingerprints of its hashes to compare.
+each account keeps salted fingerprints of its hashes to compare, and their
+format (pre-4.1 or 4.1: MYSQL06 finds the pre-4.1 ones).
 Semantics: docs/semantics.md, "MySQL and MariaDB".
 
 >>> normalise_grant("GRANT UPDATE, SELECT ON `app`.* TO 'app'@'localhost'").text
@@ -13,12 +14,11 @@ Semantics: docs/semantics.md, "MySQL and MariaDB".
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cutover.compare.mysql import AccountGrants, Grantee
+from cutover.compare.mysql import AccountGrants, Grantee, hash_fingerprint, hash_format
 from cutover.model.settings import ProbeSettings
 from cutover.probes.mysql.session import MysqlServer, Session, quote_identifier, text_of
 
@@ -138,12 +138,13 @@ def account_grants(grantee: Grantee, lines: Sequence[str]) -> AccountGrants:
     normalised = [normalise_grant(line) for line in lines]
     # pt-show-grants order: the line carrying the password first, then sorted.
     normalised.sort(key=lambda g: ("IDENTIFIED" not in g.text, g.text))
-    fingerprints = tuple(
-        hashlib.sha256(f"{grantee.id}\0{secret}".encode()).hexdigest()
-        for grant in normalised
-        for secret in grant.secrets
+    secrets = [secret for grant in normalised for secret in grant.secrets]
+    return AccountGrants(
+        grantee,
+        tuple(g.text for g in normalised),
+        tuple(hash_fingerprint(grantee, secret) for secret in secrets),
+        tuple(hash_format(secret) for secret in secrets),
     )
-    return AccountGrants(grantee, tuple(g.text for g in normalised), fingerprints)
 
 
 def _grantees(session: Session) -> list[Grantee]:

@@ -262,6 +262,21 @@ class ServerFacts:
     bind_address: str | None  # None: the server does not report it (all addresses)
     # (user, host, plugin) of every account, for diagnosing refused logins.
     accounts: tuple[tuple[str, str, str], ...]
+    # @@secure_auth as the server reports it; None: no such variable (MySQL >= 5.7.5
+    # and MariaDB, once it is removed, support no pre-4.1 hash at all).
+    secure_auth: str | None = None
+    old_passwords: str | None = None  # @@old_passwords: new passwords get pre-4.1 hashes
+
+    @property
+    def refuses_pre_41(self) -> bool:
+        """Whether the server refuses logins to accounts with a pre-4.1 password hash.
+
+        >>> lax = ServerFacts("w", "h", "10.11", False, False, None, (), secure_auth="OFF")
+        >>> mysql8 = ServerFacts("w", "h", "8.0.36", False, False, None, ())
+        >>> lax.refuses_pre_41, mysql8.refuses_pre_41
+        (False, True)
+        """
+        return self.secure_auth is None or self.secure_auth.upper() not in ("OFF", "0")
 
     def plugin_of(self, user: str, host: str) -> str | None:
         for row_user, row_host, plugin in self.accounts:
@@ -285,13 +300,14 @@ class ServerFacts:
 
 
 def server_facts(server: MysqlServer, settings: ProbeSettings) -> ServerFacts:
-    """@@hostname, @@version, skip_name_resolve, bind_address and the account list."""
+    """@@hostname, @@version, skip_name_resolve, bind_address, secure_auth, the account list."""
     with Session(server, settings) as session:
         variables = {
             str(name).lower(): str(value)
             for name, value in session.rows(
                 "SHOW GLOBAL VARIABLES WHERE Variable_name IN "
-                "('hostname', 'version', 'skip_name_resolve', 'skip_networking', 'bind_address')"
+                "('hostname', 'version', 'skip_name_resolve', 'skip_networking', 'bind_address',"
+                " 'secure_auth', 'old_passwords')"
             )
         }
         accounts = _account_rows(session)
@@ -303,6 +319,8 @@ def server_facts(server: MysqlServer, settings: ProbeSettings) -> ServerFacts:
         skip_networking=variables.get("skip_networking", "OFF").upper() == "ON",
         bind_address=variables.get("bind_address") or None,
         accounts=accounts,
+        secure_auth=variables.get("secure_auth"),
+        old_passwords=variables.get("old_passwords"),
     )
 
 

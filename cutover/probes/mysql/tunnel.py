@@ -185,6 +185,33 @@ def probe_tunnel_login(
     return parse_output(stdout, host=str(old_ssh), socket=socket)
 
 
+# 1275: the server runs with secure_auth and the account's hash is pre-4.1;
+# 2049: the client refuses the pre-4.1 protocol (its own secure_auth option).
+PRE_41_REFUSED = frozenset({1275, 2049})
+
+
+def _pre_41_refused(
+    expected_user: str, code: int | None, said: str, new_facts: ServerFacts | None
+) -> str:
+    """The login failed on an account whose password hash on new is pre-4.1."""
+    if code == 2049:
+        refused_by = "the mariadb/mysql client on the old host refuses the pre-4.1 protocol"
+    elif code == 1275 or (
+        new_facts is not None and new_facts.secure_auth is not None and new_facts.refuses_pre_41
+    ):
+        refused_by = "secure_auth is ON on the new server, which refuses such accounts"
+    else:
+        refused_by = "the password or the client does not fit it"
+    user, _, host = expected_user.rpartition("@")
+    return (
+        f"login refused ({said}): {expected_user} has a pre-4.1 password hash on new "
+        f"(16 hex digits, mysql_old_password: copied from an old_passwords=1 server) and "
+        f"{refused_by}; PHP's mysqlnd refuses pre-4.1 accounts too — re-set the password on "
+        f"new with a 4.1 hash (with old_passwords=0: ALTER USER '{user}'@'{host}' IDENTIFIED "
+        "BY '...'); see MYSQL06"
+    )
+
+
 def _holder_name(holder: str) -> str:
     return os.path.basename(holder.split(" ", 1)[0]) if holder else ""
 
@@ -251,8 +278,10 @@ def diagnose(
             "socat is up but the ssh tunnel behind it (127.0.0.1:3307 -> new localhost:3306) "
             f"is down ({said})"
         )
+    plugin = new_facts.plugin_of(account.user, "localhost") if new_facts else None
+    if code in PRE_41_REFUSED or plugin == "mysql_old_password":
+        return _pre_41_refused(expected_user, code, said, new_facts)
     if code in (1045, 1698, 1130):
-        plugin = new_facts.plugin_of(account.user, "localhost") if new_facts else None
         if plugin in ("unix_socket", "auth_socket"):
             return (
                 f"{expected_user} uses {plugin} authentication on new, which cannot pass a "
