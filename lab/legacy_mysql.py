@@ -81,36 +81,42 @@ def convert_after_sync() -> None:
 
 
 def copy_old_hashes() -> list[str]:
-    """Give new the pre-4.1 hash old has for each account (what a grant-table copy does)."""
-    rows = daemons.mysql(
-        OLD,
-        "SELECT User, Host, authentication_string FROM mysql.user "
-        f"WHERE plugin = '{PLUGIN}' ORDER BY User, Host;",
-        timeout=20,
-    )
-    copied, statements = [], []
-    for line in rows.splitlines():
-        user, where, digest = line.split("\t")
-        statements.append(f"ALTER USER {_quoted(user, where)} IDENTIFIED BY PASSWORD '{digest}';")
-        copied.append(f"{user}@{where}")
+    """Give new the pre-4.1 hashes old has (what a grant-table copy does), in any story state.
+
+    After the cutover old's MariaDB is stopped, so the hashes are not read from
+    there: the pre-4.1 algorithm has no salt, and the same password gives the
+    same hash old has (old_passwords=1 for this session on new).
+    """
+    rows = daemons.mysql(NEW, "SELECT User, Host FROM mysql.user ORDER BY User, Host;", timeout=20)
+    accounts = [tuple(line.split("\t")) for line in rows.splitlines()]
+    statements = ["SET SESSION old_passwords = 1;"]
+    copied = []
+    for user, where in accounts:
+        if user in SECRETS:
+            password = state.read_secret(SECRETS[user]).replace("'", "''")
+            statements.append(f"ALTER USER {_quoted(user, where)} IDENTIFIED BY '{password}';")
+            copied.append(f"{user}@{where}")
     if not copied:
-        raise LabError("old has no account with a pre-4.1 hash: is this a legacy lab?")
+        raise LabError("new has none of the seeded accounts: run `python -m lab sync` first")
     daemons.mysql(NEW, "\n".join(statements) + "\n")
     return copied
 
 
 def conditions(data: dict[str, Any]) -> list[health.Condition]:
-    """Legacy postconditions: old's accounts are pre-4.1; after sync, none is on new."""
+    """Legacy postconditions: old's accounts are pre-4.1 (while old's MariaDB runs: until
+    the cutover stops it); after sync, none is left on new."""
     if data.get("profile") != profiles.LEGACY:
         return []
-    on_old = pre41_accounts(OLD)
-    found = [
-        health.Condition(
-            "legacy: old's accounts have pre-4.1 hashes",
-            ("app", "localhost") in on_old,
-            f"{len(on_old)} pre-4.1 accounts on old" if on_old else "none on old",
+    found = []
+    if not data["story"]["cutover"]:
+        on_old = pre41_accounts(OLD)
+        found.append(
+            health.Condition(
+                "legacy: old's accounts have pre-4.1 hashes",
+                ("app", "localhost") in on_old,
+                f"{len(on_old)} pre-4.1 accounts on old" if on_old else "none on old",
+            )
         )
-    ]
     if data["story"]["synced"]:
         on_new = pre41_accounts(NEW)
         found.append(

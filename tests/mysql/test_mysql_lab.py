@@ -28,9 +28,9 @@ CHECK_FILE = "checks/test_mysql.py"
 NEW_IP = "198.51.100.20"
 SOCKET = "/run/mysqld/mysqld.sock"
 PHASE_IDS = {
-    "preflight": {"MYSQL02", "MYSQL03", "MYSQL04", "MYSQL05"},
+    "preflight": {"MYSQL02", "MYSQL03", "MYSQL04", "MYSQL05", "MYSQL06"},
     "cutover": {"MYSQL01", "MYSQL02", "MYSQL03"},
-    "acceptance": {"MYSQL02", "MYSQL03", "MYSQL04", "MYSQL05"},
+    "acceptance": {"MYSQL02", "MYSQL03", "MYSQL04", "MYSQL05", "MYSQL06"},
 }
 
 

@@ -122,7 +122,11 @@ HEALTHY: dict[str, frozenset[str]] = {phase: frozenset() for phase in PHASES}
 # 5-era server, mail copied by rsync. Its healthy lab is green in these phases, and each
 # of its faults fails exactly these checks. Run on their own lab, after the default rows.
 LEGACY_PHASES = (PREFLIGHT, CUTOVER, ACCEPTANCE)
-LEGACY_EXPECTED: dict[str, dict[str, frozenset[str]]] = {}
+LEGACY_EXPECTED: dict[str, dict[str, frozenset[str]]] = {
+    # New keeps old's pre-4.1 hashes with secure_auth ON. MYSQL04 stays green: the
+    # hashes are the same on both sides; in cutover MYSQL01 would fail too.
+    "mysql-old-password": {PREFLIGHT: frozenset({"MYSQL06"})},
+}
 
 
 def expected_faults(fault: str) -> dict[str, frozenset[str]]:
