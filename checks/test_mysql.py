@@ -235,11 +235,15 @@ def test_grants_match(
     Why: grants lost or changed in the dump/restore break applications silently,
     and a changed password hash breaks their logins. Like pt-show-grants: every
     (User, Host) of mysql.user, SHOW GRANTS FOR, quoting unified, privileges and
-    lines sorted. Password hashes are compared but never shown. Accounts a server
-    version creates for itself (mariadb.sys, mysql.sys, ...) may exist on one side.
+    lines sorted. Password hashes are compared but never shown. A pre-4.1 hash on
+    old that new has as a 4.1 hash (re-set from the password) never compares equal:
+    both are checked against the inventory's password for the account instead, and
+    recorded as not verifiable when it gives none (`hash_upgraded_to_41`). Accounts
+    a server version creates for itself (mariadb.sys, mysql.sys, ...) may exist on one side.
     One testcase per pair: its message names every account that differs.
     Inputs: mysql.admin (read-only, needs SELECT on mysql.*); in acceptance the old
-    server's grants come from the preflight baseline.
+    server's grants come from the preflight baseline; mysql.accounts' passwords for
+    upgraded hashes.
     Fix: copy the grants: `pt-show-grants` on old, apply its output on new (or
     `mariadb-dump --system=users`).
     """
