@@ -380,7 +380,7 @@ def test_pre41_hashes_not_refused(
     mysql_new_facts: ServerFacts | ProbeError,
     record: Callable[..., None],
 ) -> None:
-    """MYSQL06: no account that had a pre-4.1 password hash on old is refused for it on new.
+    """MYSQL06: every account with a pre-4.1 password hash is found, and new refuses none for it.
 
     Why: MySQL before 4.1, and later servers with `old_passwords=1` (CentOS 5's
     stock my.cnf), store 16-hex-digit pre-4.1 hashes (plugin mysql_old_password).
