@@ -122,7 +122,11 @@ HEALTHY: dict[str, frozenset[str]] = {phase: frozenset() for phase in PHASES}
 # 5-era server, mail copied by rsync. Its healthy lab is green in these phases, and each
 # of its faults fails exactly these checks. Run on their own lab, after the default rows.
 LEGACY_PHASES = (PREFLIGHT, CUTOVER, ACCEPTANCE)
-LEGACY_EXPECTED: dict[str, dict[str, frozenset[str]]] = {}
+LEGACY_EXPECTED: dict[str, dict[str, frozenset[str]]] = {
+    # The refused reload keeps the converted vhosts running: only the config on disk is
+    # wrong (apachectl -t fails, each Order/Allow line named), so HTTP01 stays green.
+    "apache22-copied-unconverted": {PREFLIGHT: frozenset({"HTTP02"})},
+}
 
 
 def expected_faults(fault: str) -> dict[str, frozenset[str]]:
