@@ -8,12 +8,9 @@ from typing import Any
 
 from lab import daemons, profiles
 from lab.fault_registry import BACKUPS, Fault, Saved, register
-from lab.legacy_web import SITES
+from lab.legacy_web import CONFIGTEST, SITES
 from lab.run import on
 from lab.topology import NEW, OLD
-
-# What new's `apachectl configtest` runs (the lab's Apache takes its config by flags).
-CONFIGTEST = ("apache2", "-d", "/etc/apache2", "-f", "/etc/apache2/apache2.conf", "-t")
 
 
 def graceful(data: dict[str, Any]) -> bool:

@@ -23,6 +23,9 @@ from lab.topology import NEW, OLD, SUBNET, SUBNET6, Host
 
 SITES = "/etc/apache2/sites-enabled"
 COMPAT = "LoadModule access_compat_module /usr/lib/apache2/modules/mod_access_compat.so"
+# What `apachectl configtest` runs on a lab host (the lab's Apache takes its config by flags).
+CONFIGTEST = ("apache2", "-d", "/etc/apache2", "-f", "/etc/apache2/apache2.conf", "-t")
+ACCESS_22 = r"^[[:space:]]*(Order|Allow[[:space:]]+from|Deny[[:space:]]+from|Satisfy)[[:space:]]"
 # The site open to the lab's networks only: its Allow line is an address exception.
 RESTRICTED = "www.shop.test"
 
@@ -69,6 +72,21 @@ def apache2_conf(host: Host, text: str) -> str:
         return text
     anchor = "\nTypesConfig "
     return text.replace(anchor, f"\n{COMPAT}\nNameVirtualHost *:80\n{anchor}", 1)
+
+
+def conditions(story: dict[str, object]) -> list[tuple[str, bool, str]]:
+    """Legacy postconditions (name, holds, detail): after `sync`, new's Apache config
+    parses and none of its vhosts keeps a 2.2 access line."""
+    if not profiles.legacy() or not story["synced"]:
+        return []
+    test = on(NEW, list(CONFIGTEST), timeout=30, check=False)
+    grep = f"grep -lE {shlex.quote(ACCESS_22)} {SITES}/*.conf || true"
+    left = on(NEW, ["sh", "-c", grep], timeout=30).stdout.split()
+    if test.returncode != 0:
+        detail = f"apache2 -t: {test.stderr.strip()[-200:]}"
+    else:
+        detail = f"2.2 access lines in {', '.join(left)}" if left else "apache2 -t: Syntax OK"
+    return [("legacy: new's vhosts converted", test.returncode == 0 and not left, detail)]
 
 
 def sed_vhosts(host: Host, expressions: tuple[str, ...]) -> None:

@@ -20,8 +20,8 @@ from tests.conftest import Lab
 from tests.lab.conftest import NEW_IP, OLD_IP, observe
 
 SITES = legacy_web.SITES
-APACHE = ("apache2", "-d", "/etc/apache2", "-f", "/etc/apache2/apache2.conf")
-ACCESS_22 = r"^[[:space:]]*(Order|Allow[[:space:]]+from|Deny[[:space:]]+from|Satisfy)[[:space:]]"
+APACHE = legacy_web.CONFIGTEST[:-1]  # apache2 with the lab's config, without -t
+ACCESS_22 = legacy_web.ACCESS_22
 
 
 def status(address: str, vhost: str, path: str = "/") -> str:
@@ -39,7 +39,7 @@ def grep_22(host: str) -> list[str]:
 
 
 def configtest(host: str) -> str:
-    return observe(host, *APACHE, "-t")
+    return observe(host, *legacy_web.CONFIGTEST)
 
 
 def wait_status(address: str, vhost: str, wanted: str) -> str:
