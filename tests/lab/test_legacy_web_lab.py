@@ -11,6 +11,8 @@ import re
 import shlex
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,6 +80,26 @@ def test_legacy_old_serves_its_22_vhosts(legacy_up_lab: Lab) -> None:
         assert f"This is the site {vhost}" in page
     # The 2.2 `Order deny,allow` / `Deny from all` / `Allow from 127.0.0.1` location.
     assert status(OLD_IP, VHOSTS[0], "/admin/") == "403"
+
+
+def test_http02_accepts_22_access_lines_where_mod_access_compat_is_loaded(
+    legacy_up_lab: Lab, tmp_path: Path
+) -> None:
+    """HTTP02 pointed at old (new.ssh = old's): the module is loaded there, so its
+    Order/Allow lines are valid and only counted; NameVirtualHost still fails."""
+
+    def new_is_old(data: dict[str, Any]) -> None:
+        data["new"]["ssh"] = data["old"]["ssh"]
+
+    inventory = legacy_up_lab.inventory_variant(tmp_path, new_is_old)
+    run = legacy_up_lab.suite("preflight", "-k", "HTTP02", inventory=inventory)
+    (case,) = [c for c in run.cases if c.check_id == "HTTP02"]
+    assert case.outcome == "failed", run.summary()
+    assert case.properties["access_compat"] == "loaded", case.properties
+    assert int(case.properties["directives_22"]) == len(grep_22("old")) + 1, case.properties
+    assert "without mod_access_compat" not in case.message, case.message
+    assert "`apachectl -t` fails" not in case.message, case.message
+    assert re.search(r"apache2\.conf:\d+: NameVirtualHost \*:80", case.message), case.message
 
 
 def test_legacy_sync_converts_the_vhosts(legacy_preflight_lab: Lab) -> None:
