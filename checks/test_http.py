@@ -42,11 +42,14 @@ def test_vhost_same_content(
     its requests then fall through to the default vhost, which answers 200
     with the wrong site. Requested by Host header on each IP, the status and
     the body digest (after removing the vhost's `ignore` regexes) must equal
-    the old server's.
+    the old server's. A 403 where old answered is named as such: access
+    rules a partial 2.2 -> 2.4 conversion changed (an `Allow from` exception
+    dropped next to a `Require all denied`).
     Inputs: http.vhosts (host, path, ignore), requested on every address of
     old and new; the old server (live on its first address in preflight, the
     baseline later).
-    Fix: migrate the missing vhost's config (sites-enabled) and DocumentRoot.
+    Fix: migrate the missing vhost's config (sites-enabled) and DocumentRoot;
+    for a 403, convert each `Order`/`Allow`/`Deny` group to its `Require` lines.
     """
     response = observed(vhost_responses, vhost, vhost.where)
     digest = response.digest(vhost.vhost.ignore)
@@ -77,10 +80,17 @@ def test_vhost_same_content(
             f"{str(reference['digest'])[:16]}"
         )
     if differences:
+        denied = response.status == 403 and reference["status"] != 403
         pytest.fail(
             f"{vhost.where} differs from {source}: "
             + ", ".join(differences)
-            + " — the vhost is missing or different (requests fall through to the default vhost?)",
+            + (
+                " — access is denied here: its access rules differ (Apache 2.2 "
+                "`Order`/`Allow from` converted to `Require` only in part?)"
+                if denied
+                else " — the vhost is missing or different (requests fall through to the "
+                "default vhost?)"
+            ),
             pytrace=False,
         )
 
@@ -92,12 +102,14 @@ def test_apache_config(
     """HTTP02: the new server's Apache config passes `apachectl -t` and has no 2.2-only directives.
 
     Why: a config that does not parse stops Apache at its next restart, not
-    now; `Order`/`Allow from`/`Deny from` only work through mod_access_compat
-    and `NameVirtualHost` does nothing in 2.4 — leftovers of a 2.2 config whose
-    access rules may no longer mean what they did.
+    now (a graceful reload refuses it and keeps the old config running).
+    Apache 2.2's `Order`/`Allow from`/`Deny from`/`Satisfy` exist in 2.4 only
+    through mod_access_compat: without it each one is "Invalid command"
+    (named with its file:line); with it they are valid and only recorded.
+    `NameVirtualHost` does nothing in 2.4, with or without the module.
     Inputs: new.ssh (a testinfra host spec); ssh_config; timeouts.operation.
-    Fix: correct the reported errors; replace `Order`/`Allow`/`Deny` with
-    `Require`, remove `NameVirtualHost`.
+    Fix: correct the reported errors; replace `Order`/`Allow`/`Deny`/`Satisfy`
+    with `Require` (or load mod_access_compat), remove `NameVirtualHost`.
     """
     if not inventory.new.ssh:
         pytest.skip("new.ssh is not given: the Apache config cannot be read")
@@ -106,11 +118,25 @@ def test_apache_config(
         pytest.fail(f"{where}: {apache_config}", pytrace=False)
     assert apache_config is not None  # new.ssh is given
     config = apache_config
-    record(config_files=len(config.files), syntax=config.syntax_output[:200])
+    record(
+        config_files=len(config.files),
+        syntax=config.syntax_output[:200],
+        access_compat="loaded" if config.access_compat else "not loaded",
+        directives_22=len(config.legacy),
+    )
     problems = []
     if not config.syntax_ok:
         problems.append(f"`apachectl -t` fails: {config.syntax_output}")
-    if config.legacy:
-        problems.append("Apache 2.2-only directives: " + "; ".join(str(d) for d in config.legacy))
+    access = [d for d in config.unsupported if d.needs_access_compat]
+    if access:
+        problems.append(
+            "Apache 2.2 access directives without mod_access_compat (2.4 rejects them): "
+            + "; ".join(str(d) for d in access)
+        )
+    others = [d for d in config.unsupported if not d.needs_access_compat]
+    if others:
+        problems.append(
+            "Apache 2.2-only directives (no effect in 2.4): " + "; ".join(str(d) for d in others)
+        )
     if problems:
         pytest.fail(f"{where}: " + " | ".join(problems), pytrace=False)

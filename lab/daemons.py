@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from lab import state
+from lab import legacy_web, state
 from lab.render import render, write
 from lab.run import LabError, on, pid_alive, spawn, wait_until
 from lab.topology import STATE, ZONES, Host
@@ -132,7 +132,10 @@ def configure_server(host: Host) -> None:
         render("postfix-main.cf", **common, state=STATE, domains=", ".join(ZONES)),
     )
     write(etc / "postfix/master.cf", render("postfix-master.cf"))
-    write(etc / "apache2/apache2.conf", render("apache2.conf", **common))
+    write(
+        etc / "apache2/apache2.conf",
+        legacy_web.apache2_conf(host, render("apache2.conf", **common)),
+    )
     (etc / "apache2/sites-enabled").mkdir(exist_ok=True)
     (host.root / "srv/vmail").mkdir(exist_ok=True)
     shutil.chown(host.root / "srv/vmail", "vmail", "vmail")

@@ -18,6 +18,7 @@ from lab import (  # noqa: F401
     faults_decom,
     faults_dualstack,
     faults_legacy_mysql,
+    faults_legacy_web,
     faults_mailclients,
     faults_outbound,
     health,

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from lab import legacy_mysql
+from lab import legacy_mysql, legacy_web
 from lab.daemons import mysql
 from lab.run import LabError, on, pid_alive
 from lab.topology import (
@@ -203,6 +203,7 @@ def conditions(data: dict[str, Any]) -> list[Condition]:
                     f"all point at {target}" if not stale else f"{stale} still point at {other}",
                 )
             )
+    found += [Condition(*c) for c in legacy_web.conditions(story)]
     return found
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from email.utils import format_datetime
 from pathlib import Path
 
-from lab import state
+from lab import legacy_web, state
 from lab.daemons import mysql
-from lab.render import render, write
+from lab.render import write
 from lab.run import on, run
 from lab.topology import NAMESERVERS, NS1, SUBNET, SUBNET6, VHOSTS, ZONES, Host
 
@@ -289,7 +289,7 @@ def write_web(host: Host) -> None:
     for zone, vhost in zip(ZONES, VHOSTS, strict=True):
         write(
             host.root / f"etc/apache2/sites-enabled/{vhost}.conf",
-            render("apache-vhost.conf", vhost=vhost),
+            legacy_web.vhost_config(vhost),
         )
         write(
             host.root / f"var/www/{vhost}/index.html",

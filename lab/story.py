@@ -10,7 +10,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import daemons, health, legacy_mysql, state
+from lab import daemons, health, legacy_mysql, legacy_web, state
 from lab.daemons import mysql, reload
 from lab.labctl import lab_state, say
 from lab.run import LabError, on, pid_alive
@@ -120,6 +120,7 @@ def sync(method: str = "dsync") -> None:
         ["sh", "-ec", f"ssh {new} {shlex.quote(f'umask 077; cat > {dkim}')} < {dkim}"],
         timeout=60,
     )
+    legacy_web.convert_synced_vhosts()
     reload(NEW, "apache", data["hosts"]["new"]["pids"]["apache"])
     say("sync: web roots, vhost configs and the DKIM key copied; new's Apache reloaded")
 

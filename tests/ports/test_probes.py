@@ -17,7 +17,14 @@ from cutover.model.inventory import Protocol, Service, TlsMode
 from cutover.model.phases import Phase, Side, expectations, serving_ip
 from cutover.probes.connect import ProbeError, ProbeTimeout
 from cutover.probes.services import Observations, ProbeSettings, observe
-from cutover.probes.services.apache import included_files
+from cutover.probes.services.apache import (
+    ApacheConfig,
+    LegacyDirective,
+    access_compat_loaded,
+    included_files,
+    loaded_modules,
+    parse_grep,
+)
 from cutover.probes.services.http import body_digest, parse_response
 from cutover.probes.services.imap import greeting_text
 from cutover.probes.services.mysql import parse_handshake
@@ -140,6 +147,42 @@ def test_included_files() -> None:
         "/etc/apache2/apache2.conf",
         "/etc/apache2/sites-enabled/www.example.test.conf",
     ]
+
+
+# `apachectl -t -D DUMP_INCLUDES -D DUMP_MODULES` on a config that parses (the module
+# list) and `grep -nHZiE` over its files (a NUL ends each file name).
+DUMP = (
+    "Included configuration files:\n  (*) /etc/apache2/apache2.conf\n"
+    "    (40) /etc/apache2/sites-enabled/www.shop.test.conf\n"
+    "Loaded Modules:\n core_module (static)\n authz_core_module (shared)\n"
+)
+GREP = (
+    "/etc/apache2/apache2.conf\x0017:NameVirtualHost *:80\n"
+    "/etc/apache2/sites-enabled/www.shop.test.conf\x009:        Order deny,allow\n"
+    "/etc/apache2/sites-enabled/www.shop.test.conf\x0011:        Allow from 198.51.100.0/24\n"
+)
+
+
+def _config(access_compat: bool) -> ApacheConfig:
+    legacy = tuple(LegacyDirective(*found) for found in parse_grep(GREP))
+    return ApacheConfig(
+        "new", True, "Syntax OK", tuple(included_files(DUMP)), legacy, access_compat
+    )
+
+
+def test_apache_22_directives_are_judged_by_mod_access_compat() -> None:
+    assert loaded_modules(DUMP) == ["core_module", "authz_core_module"]
+    assert not access_compat_loaded(loaded_modules(DUMP), load_lines=0)
+    # A config that did not parse lists no module: a LoadModule line then decides.
+    assert access_compat_loaded([], load_lines=1) and not access_compat_loaded([], 0)
+    without = _config(access_compat=False)
+    assert [str(d) for d in without.unsupported] == [
+        "/etc/apache2/apache2.conf:17: NameVirtualHost *:80",
+        "/etc/apache2/sites-enabled/www.shop.test.conf:9: Order deny,allow",
+        "/etc/apache2/sites-enabled/www.shop.test.conf:11: Allow from 198.51.100.0/24",
+    ]
+    # With the module the access directives are valid 2.4; NameVirtualHost still does nothing.
+    assert [d.line for d in _config(access_compat=True).unsupported] == [17]
 
 
 @pytest.mark.parametrize(
