@@ -430,8 +430,11 @@ def _sql_problems(
                 problems.append(
                     f"{label}: {row}: TTL {row.ttl} in the database, {rrset.ttl} served"
                 )
+        disabled = {rdata_key(rdtype, r.value or ""): r for r in group if r.disabled}
         problems += [
-            f"{label}: {name} {rdtype} {value}: served, not in the database"
+            f"{label}: {disabled[key]}: disabled in the database, served"
+            if key in disabled
+            else f"{label}: {name} {rdtype} {value}: served, not in the database"
             for key, value in values.items()
             if key not in enabled
         ]
