@@ -165,12 +165,19 @@ def zone_sql(zone: str, records: Sequence[Record]) -> str:
     ]
     lines += [
         "INSERT INTO rr (zone, name, type, data, aux, ttl) VALUES (@zone, "
-        f"{sql_string(_relative(r.name, zone))}, {sql_string(r.type)}, "
-        f"{sql_string(_data(r, zone))}, {r.prio}, {r.ttl});"
+        f"{sql_string(name)}, {sql_string(rtype)}, {sql_string(data)}, {aux}, {ttl});"
+        for name, rtype, data, aux, ttl in rr_rows(zone, records)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rr_rows(zone: str, records: Sequence[Record]) -> list[tuple[str, str, str, int, int]]:
+    """The zone's `rr` rows (name, type, data, aux, ttl): every record but the SOA."""
+    return [
+        (_relative(r.name, zone), r.type, _data(r, zone), r.prio, r.ttl)
         for r in records
         if r.type != "SOA"
     ]
-    return "\n".join(lines) + "\n"
 
 
 def load_zones(zones: Iterable[tuple[str, Sequence[Record]]]) -> None:

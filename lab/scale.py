@@ -34,9 +34,9 @@ def _messages(rng: random.Random, count: int) -> list[seed.Message]:
 
 
 def scale(domains: int, accounts: int, messages: int, rng_seed: int) -> None:
-    data = lab_state()
     if profiles.legacy():
         raise LabError("scale: not on a lab of profile legacy (its zones are MyDNS rows)")
+    data = lab_state()
     if data["story"]["synced"]:
         say("scale: note: the lab was already synced; run `sync` again to copy the new data")
     started = time.monotonic()
