@@ -371,7 +371,8 @@ def test_sql_rows_are_served(
     row, or a copy that missed an edit is exactly what a cutover trips over.
     Inputs: dns.sql (read-only access per nameserver), the zone's rows (PowerDNS
     domains/records, MyDNS soa/rr) and the server's answers for each (name, type).
-    Fix: re-enable or delete the disabled row, fix the unparsable one, purge the
+    Fix: re-enable or delete the disabled row (or make the server honour the
+    flag, when it serves a disabled row), fix the unparsable one, purge the
     server's cache (pdns_control purge) or reload it, so rows and answers agree.
     """
     seen = zone_observations[dns_zone.name]

@@ -5,9 +5,9 @@ The playbook's nameservers ran MyDNS: zones in `soa` (one row per zone) and
 stores its zones there and lets PowerDNS's gmysql backend serve them through
 two SQL views named like the tables it reads, `domains` and `records`.
 
-Why views, not custom `gmysql-*-query` settings: PowerDNS 4.7 has some forty
-queries (lookups, zone listing, zone info, catalog, metadata) that all read
-`domains`/`records`; two views cover every one of them, pdns.conf stays the
+Why views, not custom `gmysql-*-query` settings: PowerDNS 4.7 reads
+`domains`/`records` in more than thirty queries (lookups, zone listing, zone
+info, catalog, metadata); two views cover every one of them, pdns.conf stays the
 default profile's, and the mapping is in one place an admin can read with
 `SHOW CREATE VIEW`. The views do what MyDNS itself does with a row:
 
