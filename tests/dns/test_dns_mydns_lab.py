@@ -108,6 +108,11 @@ def test_mydns_rows_agree_with_dig_norecurse_after_the_dns_switch(
     agree(legacy_acceptance_lab, "acceptance", tmp_path, NEW_IP)
 
 
+def view(lab: Lab, host: str) -> str:
+    """The definition of the `records` view PowerDNS reads on `host`."""
+    return lab.exec(host, "mariadb", "pdns", "-e", "SHOW CREATE VIEW records").stdout
+
+
 def test_an_inactive_row_still_served_fails_only_the_sql_check(
     legacy_preflight_lab: Lab, tmp_path: Path
 ) -> None:
@@ -116,6 +121,10 @@ def test_an_inactive_row_still_served_fails_only_the_sql_check(
         run = dns_suite(legacy_preflight_lab, "preflight", tmp_path, inventory)
         rows = sql_rows(inventory)
         served = {s: dug(s, "www.example.test", "CNAME") for s in (NS1, NS2)}
+        assert "active" not in view(legacy_preflight_lab, "ns2")
+    # Undone: every row active again and ns2's views filter on the flag again.
+    assert not any(r[5] for rows_of in sql_rows(inventory).values() for r in rows_of)
+    assert "active" in view(legacy_preflight_lab, "ns2")
     assert failing(run) == {"DNS06"}, run.summary()
     inactive = [r for r in rows[NS2] if r[5]]
     assert [(r[1], r[2]) for r in inactive] == [("www.example.test", "CNAME")], inactive
