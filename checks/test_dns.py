@@ -371,7 +371,8 @@ def test_sql_rows_are_served(
     row, or a copy that missed an edit is exactly what a cutover trips over.
     Inputs: dns.sql (read-only access per nameserver), the zone's rows (PowerDNS
     domains/records, MyDNS soa/rr) and the server's answers for each (name, type).
-    Fix: re-enable or delete the disabled row, fix the unparsable one, purge the
+    Fix: re-enable or delete the disabled row (or make the server honour the
+    flag, when it serves a disabled row), fix the unparsable one, purge the
     server's cache (pdns_control purge) or reload it, so rows and answers agree.
     """
     seen = zone_observations[dns_zone.name]
@@ -430,8 +431,11 @@ def _sql_problems(
                 problems.append(
                     f"{label}: {row}: TTL {row.ttl} in the database, {rrset.ttl} served"
                 )
+        disabled = {rdata_key(rdtype, r.value or ""): r for r in group if r.disabled}
         problems += [
-            f"{label}: {name} {rdtype} {value}: served, not in the database"
+            f"{label}: {disabled[key]}: disabled in the database, served"
+            if key in disabled
+            else f"{label}: {name} {rdtype} {value}: served, not in the database"
             for key, value in values.items()
             if key not in enabled
         ]

@@ -2,7 +2,7 @@
 
 A fault is one small class with `@register` (lab/fault_registry.py) in one of
 lab/faults_core.py, lab/faults_mailclients.py, lab/faults_outbound.py,
-lab/faults_decom.py, lab/faults_dualstack.py, all
+lab/faults_decom.py, lab/faults_dualstack.py, lab/faults_legacy_dns.py, all
 imported here; `fault --list` picks it up. This module is the `fault` verb:
 apply, undo, list, heal.
 """
@@ -17,6 +17,7 @@ from lab import (  # noqa: F401
     faults_core,
     faults_decom,
     faults_dualstack,
+    faults_legacy_dns,
     faults_legacy_mysql,
     faults_legacy_web,
     faults_mailclients,

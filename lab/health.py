@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from lab import legacy_mysql, legacy_web
+from lab import legacy_mysql, legacy_web, mydns, profiles
 from lab.daemons import mysql
 from lab.run import LabError, on, pid_alive
 from lab.topology import (
@@ -177,6 +177,8 @@ def conditions(data: dict[str, Any]) -> list[Condition]:
         )
     found += legacy_mysql.conditions(data)
     for ns in NAMESERVERS:
+        if profiles.legacy():
+            found += [Condition(*held) for held in mydns.health(ns)]
         if story["ttl"] <= LOWERED_TTL:
             high = _count(ns.key, f"SELECT COUNT(*) FROM records WHERE ttl > {LOWERED_TTL};")
             found.append(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab import yamlout
+from lab import profiles, yamlout
 from lab.pki import CA_FILE
 from lab.seed import LAB_HOSTS_PATTERN, LAB_HOSTS_PATTERN6
 from lab.state import secret_path
@@ -148,7 +148,7 @@ def build(
             "sql": [
                 {
                     "nameserver": address,
-                    "schema": "powerdns",
+                    "schema": "mydns" if profiles.legacy() else "powerdns",
                     "host": address,
                     "port": 3306,
                     "database": "pdns",

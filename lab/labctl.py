@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lab import daemons, health, inventory, netns, pki, profiles, seed, state
+from lab import daemons, health, inventory, mydns, netns, pki, profiles, seed, state
 from lab.render import render, write
 from lab.run import LabError, on, pid_alive, run
 from lab.topology import (
@@ -215,17 +215,18 @@ def up(force: bool = False, profile: str = profiles.DEFAULT) -> None:
     for host in NAMESERVERS:
         seed.create_pdns_database(host)
     serial = initial_serial()
-    seed.load_zones(
-        [
-            insert_zone_sql(
-                z,
-                zone_records(z, OLD.address, INITIAL_TTL, serial, dkim_public["old"], OLD.address6),
-            )
-            for z in ZONES
-        ]
-        + [insert_zone_sql(REVERSE_ZONE, reverse_records(INITIAL_TTL, serial))]
-        + [insert_zone_sql(REVERSE_ZONE6, reverse_records6(INITIAL_TTL, serial))]
-    )
+    zones = [
+        (z, zone_records(z, OLD.address, INITIAL_TTL, serial, dkim_public["old"], OLD.address6))
+        for z in ZONES
+    ]
+    zones += [
+        (REVERSE_ZONE, reverse_records(INITIAL_TTL, serial)),
+        (REVERSE_ZONE6, reverse_records6(INITIAL_TTL, serial)),
+    ]
+    if profiles.legacy():
+        mydns.load_zones(zones)  # MyDNS's soa/rr tables, served through views
+    else:
+        seed.load_zones([insert_zone_sql(z, records) for z, records in zones])
     for host in NAMESERVERS:
         pids[host.key]["pdns"] = _start_host(host, ("pdns",))["pdns"]
     daemons.wait_dovecot_auth(OLD)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 import time
 
-from lab import daemons, inventory, pki, seed, state
+from lab import daemons, inventory, pki, profiles, seed, state
 from lab.labctl import DKIM_KEY, lab_state, say
-from lab.run import run
+from lab.run import LabError, run
 from lab.topology import INITIAL_TTL, NEW, OLD, SERVERS, ZONES
 from lab.zones import initial_serial, insert_zone_sql, zone_records
 
@@ -34,6 +34,8 @@ def _messages(rng: random.Random, count: int) -> list[seed.Message]:
 
 
 def scale(domains: int, accounts: int, messages: int, rng_seed: int) -> None:
+    if profiles.legacy():
+        raise LabError("scale: not on a lab of profile legacy (its zones are MyDNS rows)")
     data = lab_state()
     if data["story"]["synced"]:
         say("scale: note: the lab was already synced; run `sync` again to copy the new data")

@@ -270,12 +270,10 @@ def create_pdns_database(host: Host) -> None:
     mysql(host, schema, database="pdns")
 
 
-def load_zones(zone_sql: Iterable[str]) -> None:
+def load_zones(zone_sql: Iterable[str], tables: Sequence[str] = ("domains", "records")) -> None:
     """Load the zones on ns1, then copy them to ns2 by SQL dump (as the MyDNS post does)."""
     mysql(NS1, "".join(zone_sql), database="pdns")
-    dump = on(
-        NS1, ["mariadb-dump", "--skip-comments", "pdns", "domains", "records"], timeout=60
-    ).stdout
+    dump = on(NS1, ["mariadb-dump", "--skip-comments", "pdns", *tables], timeout=60).stdout
     for host in NAMESERVERS:
         if host != NS1:
             mysql(host, dump, database="pdns")

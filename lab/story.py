@@ -10,7 +10,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import daemons, health, legacy_mysql, legacy_web, state
+from lab import daemons, health, legacy_mysql, legacy_web, mydns, profiles, state
 from lab.daemons import mysql, reload
 from lab.labctl import lab_state, say
 from lab.run import LabError, on, pid_alive
@@ -34,6 +34,9 @@ def dns_sql(ns: Host, sql: str) -> str:
 
 
 def bump_serials(ns: Host, domain_ids: str | None = None) -> None:
+    if profiles.legacy():
+        dns_sql(ns, mydns.bump_serial_sql(domain_ids))
+        return
     where = f" AND domain_id IN ({domain_ids})" if domain_ids else ""
     dns_sql(ns, _BUMP_SERIAL + where + ";")
 
@@ -45,7 +48,10 @@ def lower_ttl() -> None:
         if not count:
             say(f"lower-ttl: {ns.key}: every TTL is already <= {LOWERED_TTL}")
             continue
-        dns_sql(ns, f"UPDATE records SET ttl = {LOWERED_TTL} WHERE ttl > {LOWERED_TTL};")
+        if profiles.legacy():
+            dns_sql(ns, mydns.lower_ttl_sql(LOWERED_TTL))
+        else:
+            dns_sql(ns, f"UPDATE records SET ttl = {LOWERED_TTL} WHERE ttl > {LOWERED_TTL};")
         bump_serials(ns)
         say(f"lower-ttl: {ns.key}: {count} records now TTL {LOWERED_TTL}, SOA serials bumped")
     data["story"]["ttl"] = LOWERED_TTL
@@ -214,7 +220,9 @@ def dns_switch() -> None:
             ids.update(dns_sql(ns, f"SELECT DISTINCT r.domain_id {apex};").split())
             dns_sql(
                 ns,
-                f"UPDATE records r JOIN domains d ON r.domain_id = d.id "
+                mydns.point_apex_sql(rtype, old, new)
+                if profiles.legacy()
+                else f"UPDATE records r JOIN domains d ON r.domain_id = d.id "
                 f"SET r.content = '{new}' WHERE r.type = '{rtype}' AND r.name = d.name "
                 f"AND r.content = '{old}';",
             )

@@ -1,4 +1,5 @@
-"""The lab's DNS data, generated in one place (PowerDNS gmysql rows).
+"""The lab's DNS data, generated in one place (PowerDNS gmysql rows; the legacy
+profile stores the same records as MyDNS rows, lab/mydns.py).
 
 Each zone follows the MyDNS add-domain script of the source post: apex A to
 the shared IP, `www` and `mail` CNAMEs to the apex, MX 10 mail; plus NS, SOA

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pymysql
 import pytest
 
+from checks.test_dns import _sql_problems
 from cutover.model.inventory import DnsSql
 from cutover.probes.connect import ProbeError
 from cutover.probes.dns.engine import Answer, RRset, mx_targets
 from cutover.probes.dns.names import absolute_text, below, rdata_key, zone_of
-from cutover.probes.dns.sql import SqlRecord, mydns_record, pdns_record, read_zones
+from cutover.probes.dns.sql import SqlRecord, SqlZone, mydns_record, pdns_record, read_zones
 from cutover.probes.dns.zones import seconds_to_wait, serial_compare, zone_questions
 
 
@@ -179,3 +180,32 @@ def test_sql_backend_connects_within_the_connect_timeout(monkeypatch: pytest.Mon
         read_zones(access, ["Example.TEST."], connect_timeout=2.0, timeout=7.0)
     assert seen["connect_timeout"] == 2.0
     assert (seen["read_timeout"], seen["write_timeout"]) == (7.0, 7.0)
+
+
+def _served(rows: SqlZone, *answers: Answer) -> list[str]:
+    return _sql_problems(rows, {(rows.nameserver, (a.qname, a.rdtype)): a for a in answers}, "ns2")
+
+
+@pytest.mark.parametrize(
+    ("active", "served", "finding"),
+    [
+        ("Y", True, None),
+        ("N", True, "rr.id=8): disabled in the database, served"),
+        ("N", False, "rr.id=8): disabled in the database, not served"),
+        ("Y", False, "rr.id=8): in the database, not served"),
+    ],
+    ids=["active-served", "inactive-served", "inactive-not-served", "active-not-served"],
+)
+def test_an_inactive_mydns_row_is_judged_by_what_is_served(
+    active: str, served: bool, finding: str | None
+) -> None:
+    """DNS06: a MyDNS row with active='N' that the server still serves names that row."""
+    www = mydns_record(8, "example.test.", "www", "CNAME", "example.test.", 0, 300, active)
+    rows = SqlZone("example.test", "198.51.100.54", "mydns", True, (www,))
+    rrsets = [RRset("www.example.test", "CNAME", 300, ("example.test.",))] if served else []
+    problems = _served(rows, _answer("www.example.test", "CNAME", *rrsets))
+    if finding is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and finding in problems[0], problems
+        assert problems[0].startswith("ns2: www.example.test CNAME 300 example.test."), problems
