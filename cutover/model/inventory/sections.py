@@ -93,6 +93,9 @@ def default_services() -> list[Service]:
     return [Service(name=n, port=p, protocol=pr, tls=t) for n, p, pr, t in table]
 
 
+TLS_VERSION_NAMES = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
 class Tls(Strict):
     ca_file: Path | None = Field(
         default=None,
@@ -113,15 +116,17 @@ class Tls(Strict):
         default_factory=list,
         description="TLS versions old accepted that new may refuse (TLS05), e.g. "
         "[TLSv1, TLSv1.1]: the clients that speak only those are knowingly given up",
+        json_schema_extra={"items": {"enum": list(TLS_VERSION_NAMES)}},
     )
 
     @field_validator("accept_dropped")
     @classmethod
     def _known_versions(cls, versions: list[str]) -> list[str]:
-        known = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
         for version in versions:
-            if version not in known:
-                raise ValueError(f"unknown TLS version {version!r}: one of {', '.join(known)}")
+            if version not in TLS_VERSION_NAMES:
+                raise ValueError(
+                    f"unknown TLS version {version!r}: one of {', '.join(TLS_VERSION_NAMES)}"
+                )
         return versions
 
 
