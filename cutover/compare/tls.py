@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from cutover.probes.connect import TLS_VERSIONS
+from cutover.model.inventory import TLS_VERSION_NAMES
 
 __all__ = ["DroppedVersions", "dropped_versions", "in_order"]
 
@@ -24,7 +24,7 @@ def in_order(versions: Iterable[str]) -> tuple[str, ...]:
     ('TLSv1', 'TLSv1.3')
     """
     wanted = set(versions)
-    return tuple(version for version in TLS_VERSIONS if version in wanted)
+    return tuple(version for version in TLS_VERSION_NAMES if version in wanted)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cutover.model.inventory import TLS_VERSION_NAMES
 from cutover.model.settings import ProbeSettings, Trust
 from cutover.untrusted import MAX_SHOWN, shown
 
@@ -54,12 +55,18 @@ __all__ = [
 MAX_LINE = 8192
 
 # The TLS versions a server may accept, oldest first, as `SSLSocket.version()` names them.
-TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
-    "TLSv1": ssl.TLSVersion.TLSv1,
-    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
-    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
-}
+TLS_VERSIONS: dict[str, ssl.TLSVersion] = dict(
+    zip(
+        TLS_VERSION_NAMES,
+        (
+            ssl.TLSVersion.TLSv1,
+            ssl.TLSVersion.TLSv1_1,
+            ssl.TLSVersion.TLSv1_2,
+            ssl.TLSVersion.TLSv1_3,
+        ),
+        strict=True,
+    )
+)
 # Every cipher OpenSSL has, at security level 0: what an old server (SHA-1, CBC,
 # a 1024-bit key) can still agree on. Never used toward the new server's judgement.
 WEAK_CIPHERS = "DEFAULT:@SECLEVEL=0"
