@@ -13,8 +13,10 @@
   are available (security level 0), so new accepts TLS 1.0 through 1.3. The
   `tls-dropped-on-new` fault raises the minimum back to TLS 1.2.
 
-`configure(host)` runs in `up` after the host's daemons are configured, and
-does nothing in the default profile.
+`configure(host)` runs in `up` after the host's daemons are configured;
+`old_conditions()` is the lab's postcondition while old serves (its IMAPS
+port speaks TLS 1.0 and refuses TLS 1.2). Both do nothing in the default
+profile.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 from lab import pki, profiles
 from lab.render import write
 from lab.run import on
-from lab.topology import NEW, OLD, Host
+from lab.topology import CLIENT, NEW, OLD, Host
 
 OLD_CIPHERS = "AES256-SHA:AES128-SHA:@SECLEVEL=0"
 # Dovecot's own default list, with the weak suites' security level allowed.
@@ -100,3 +102,37 @@ def configure(host: Host) -> None:
                 "smtpd_tls_mandatory_protocols": ">=TLSv1",
             },
         )
+
+
+def handshakes(address: str, port: int, version: str) -> bool:
+    """Does `openssl s_client -VERSION` (any cipher, security level 0) from the client succeed?"""
+    host = f"[{address}]" if ":" in address else address
+    result = on(
+        CLIENT,
+        [
+            *("openssl", "s_client", "-brief", f"-{version}"),
+            *("-cipher", "DEFAULT:@SECLEVEL=0", "-connect", f"{host}:{port}"),
+        ],
+        input="",
+        timeout=20,
+        check=False,
+    )
+    return result.returncode == 0 and "Protocol version:" in result.stderr
+
+
+def old_conditions() -> list[tuple[str, bool, str]]:
+    """(name, holds, detail) of the legacy profile's TLS while old serves; none otherwise."""
+    if not profiles.legacy():
+        return []
+    found = []
+    for version, wanted in (("tls1", True), ("tls1_2", False)):
+        done = handshakes(OLD.address, 993, version)
+        verb = "speaks" if wanted else "refuses"
+        found.append(
+            (
+                f"old {OLD.address}:993 {verb} {version} (legacy profile)",
+                done is wanted,
+                "handshake completed" if done else "handshake refused",
+            )
+        )
+    return found
