@@ -19,6 +19,7 @@ from lab import (  # noqa: F401
     faults_dualstack,
     faults_legacy_dns,
     faults_legacy_mysql,
+    faults_legacy_tls,
     faults_legacy_web,
     faults_mailclients,
     faults_outbound,

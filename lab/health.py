@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from lab import legacy_mysql, legacy_web, mydns, profiles
+from lab import legacy_mysql, legacy_tls, legacy_web, mydns, profiles
 from lab.daemons import mysql
 from lab.run import LabError, on, pid_alive
 from lab.topology import (
@@ -165,6 +165,7 @@ def conditions(data: dict[str, Any]) -> list[Condition]:
         )
     else:
         found += [_ports(sweep, a, OLD.fqdn, f"old {a} serves") for a in OLD.addresses]
+        found += [Condition(*c) for c in legacy_tls.old_conditions()]
     found += [_ports(sweep, a, NEW.fqdn, f"new {a} serves") for a in NEW.addresses]
     if story["synced"]:
         apps = mysql(NEW, "SHOW DATABASES LIKE 'app';", timeout=20).split()

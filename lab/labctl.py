@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lab import daemons, health, inventory, mydns, netns, pki, profiles, seed, state
+from lab import daemons, health, inventory, legacy_tls, mydns, netns, pki, profiles, seed, state
 from lab.render import render, write
 from lab.run import LabError, on, pid_alive, run
 from lab.topology import (
@@ -181,6 +181,7 @@ def up(force: bool = False, profile: str = profiles.DEFAULT) -> None:
         pki.issue(host, host.root / "tls/host.pem", host.root / "tls/host.key")
         dkim_public[host.key] = pki.dkim_key(host.root / DKIM_KEY)
         daemons.configure_server(host)
+        legacy_tls.configure(host)
     for host in NAMESERVERS:
         daemons.configure_nameserver(host)
     setup_ssh()

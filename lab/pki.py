@@ -19,21 +19,14 @@ CA_FILE = STATE / "ca.pem"
 VALID_DAYS = 825
 
 
-def _new_key(path: Path) -> None:
+def _new_key(path: Path, rsa_bits: int | None = None) -> None:
     # P-256 keys take milliseconds to make; RSA 2048 takes ~100 ms each.
-    run(
-        [
-            "openssl",
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            str(path),
-        ],
-        timeout=20,
+    kind = (
+        ["RSA", "-pkeyopt", f"rsa_keygen_bits:{rsa_bits}"]
+        if rsa_bits
+        else ["EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
     )
+    run(["openssl", "genpkey", "-algorithm", *kind, "-out", str(path)], timeout=20)
     path.chmod(0o600)
 
 
@@ -76,11 +69,13 @@ def issue(
     names: tuple[str, ...] | None = None,
     start: str | None = None,
     end: str | None = None,
+    rsa_bits: int | None = None,
 ) -> None:
     """Issue a server certificate for `host` into `cert`/`key`.
 
     `names` defaults to the host's own name plus every client-facing name;
-    `start`/`end` (YYYYMMDDHHMMSSZ) override the usual validity of VALID_DAYS.
+    `start`/`end` (YYYYMMDDHHMMSSZ) override the usual validity of VALID_DAYS;
+    `rsa_bits` makes an RSA key of that size (default: a P-256 key).
     """
     names = names if names is not None else (host.fqdn, *CLIENT_NAMES)
     with tempfile.TemporaryDirectory(prefix="lab-cert-") as tmp:
@@ -93,7 +88,7 @@ def issue(
             "subjectAltName = " + ", ".join(f"DNS:{n}" for n in names) + "\n"
         )
         cert.parent.mkdir(parents=True, exist_ok=True)
-        _new_key(key)
+        _new_key(key, rsa_bits)
         run(
             [
                 "openssl",

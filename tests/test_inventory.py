@@ -79,6 +79,13 @@ BAD_CASES = [
         {},
         ":9: a tab character; YAML indents with spaces",
     ),
+    (
+        "tls-accept-dropped-unknown-version",
+        GOOD + "tls:\n  accept_dropped: [TLSv1, TLSv1.0]\n",
+        {},
+        ":8: tls.accept_dropped: unknown TLS version 'TLSv1.0': one of TLSv1, TLSv1.1, "
+        "TLSv1.2, TLSv1.3",
+    ),
     ("not-a-mapping", "- old\n- new\n", {}, ":1: the inventory must be a mapping"),
     ("empty-file", "", {}, ":1: the inventory is empty"),
     ("only-comments", "# to do\n---\n", {}, ":1: the inventory is empty"),

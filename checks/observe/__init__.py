@@ -12,6 +12,7 @@ fixtures are available to every check module.
 
 OBSERVERS = (
     "checks.observe.services",
+    "checks.observe.tls",
     "checks.observe.http",
     "checks.observe.host",
     "checks.observe.dns",

@@ -17,10 +17,11 @@ one place that writes them.
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cutover.model.inventory import Inventory, MysqlAccount
+from cutover.model.phases import Side
 
 __all__ = ["ProbeSettings", "Trust", "settings_for"]
 
@@ -34,6 +35,11 @@ class Trust:
     """
 
     ca_file: Path | None = None
+    # Toward an old server (tls.legacy_old): TLS 1.0 and @SECLEVEL=0 ciphers are allowed;
+    # the handshake still negotiates the best version both sides speak.
+    legacy: bool = False
+    # One TLS version only ("TLSv1" ... "TLSv1.3"), any cipher: which versions a port accepts.
+    only: str | None = None
 
     @property
     def label(self) -> str:
@@ -52,6 +58,31 @@ class ProbeSettings:
     mysql_admin: MysqlAccount | None = None
     ehlo_name: str = "cutover.invalid"
     ssh_config: Path | None = None
+    legacy_old: bool = False  # tls.legacy_old: the old host's addresses may speak TLS 1.0
+
+    def trust_toward(self, side: Side) -> Trust:
+        """The trust (and TLS policy) for a handshake with an address of `side`.
+
+        Toward the old host's addresses with `tls.legacy_old` (the checks pass
+        settings without it where the phase expects the new server there), TLS 1.0
+        and weak ciphers are allowed; toward the new host, today's defaults.
+
+        >>> ProbeSettings(5, 5, legacy_old=True).trust_toward(Side.OLD).legacy
+        True
+        >>> ProbeSettings(5, 5, legacy_old=True).trust_toward(Side.NEW).legacy
+        False
+        """
+        if self.legacy_old and side is Side.OLD and self.trust.only is None:
+            return replace(self.trust, legacy=True)
+        return self.trust
+
+    def modern(self) -> ProbeSettings:
+        """These settings with today's TLS defaults on every address."""
+        return replace(self, legacy_old=False) if self.legacy_old else self
+
+    def pinned(self, version: str) -> ProbeSettings:
+        """These settings with every handshake pinned to one TLS version."""
+        return replace(self, trust=replace(self.trust, legacy=False, only=version))
 
     @classmethod
     def from_inventory(cls, inventory: Inventory) -> ProbeSettings:
@@ -69,6 +100,7 @@ class ProbeSettings:
             identity_header=inventory.http.identity_header,
             mysql_admin=inventory.mysql.admin,
             ssh_config=inventory.ssh_config,
+            legacy_old=inventory.tls.legacy_old,
         )
 
 

@@ -2,7 +2,9 @@
 
 - `connect(address, port, settings)`: a TCP connection within the connect timeout;
 - `tls_context(trust, verify=..., check_hostname=...)`: the one TLS context factory
-  (`ServerName` presents a host name for libraries that pass the IP);
+  (`ServerName` presents a host name for libraries that pass the IP); a `Trust`
+  toward an old server (`legacy`) also speaks TLS 1.0 and weak ciphers, one pinned
+  to a version (`only`) speaks that version alone;
 - `Deadline`, `LineReader`: one deadline for a whole exchange, not just per read,
   so a peer that trickles one byte a second or talks forever still fails in time;
 - `ProbeError`/`ProbeTimeout`, whose message is one line naming the peer, worded by
@@ -25,14 +27,17 @@ import smtplib
 import socket
 import ssl
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cutover.model.inventory import TLS_VERSION_NAMES
 from cutover.model.settings import ProbeSettings, Trust
 from cutover.untrusted import MAX_SHOWN, shown
 
 __all__ = [
+    "TLS_VERSIONS",
     "Deadline",
     "LineReader",
     "ProbeError",
@@ -48,6 +53,23 @@ __all__ = [
 ]
 
 MAX_LINE = 8192
+
+# The TLS versions a server may accept, oldest first, as `SSLSocket.version()` names them.
+TLS_VERSIONS: dict[str, ssl.TLSVersion] = dict(
+    zip(
+        TLS_VERSION_NAMES,
+        (
+            ssl.TLSVersion.TLSv1,
+            ssl.TLSVersion.TLSv1_1,
+            ssl.TLSVersion.TLSv1_2,
+            ssl.TLSVersion.TLSv1_3,
+        ),
+        strict=True,
+    )
+)
+# Every cipher OpenSSL has, at security level 0: what an old server (SHA-1, CBC,
+# a 1024-bit key) can still agree on. Never used toward the new server's judgement.
+WEAK_CIPHERS = "DEFAULT:@SECLEVEL=0"
 
 
 class ProbeError(Exception):
@@ -133,21 +155,42 @@ def tls_context(
     TLS checks judge the certificate's names themselves, so a wrong name is
     not a failed handshake. `verify=False` verifies nothing (a sending MTA's
     opportunistic TLS, a second look at a rejected certificate).
+
+    A `Trust` with `legacy` (toward an old server) allows TLS 1.0 and every
+    cipher at security level 0; the handshake still picks the best version
+    both sides speak. One with `only` speaks that one version.
+
+    >>> tls_context(Trust(legacy=True), verify=False).minimum_version.name
+    'TLSv1'
+    >>> context = tls_context(Trust(only="TLSv1.1"), verify=False)
+    >>> context.minimum_version.name, context.maximum_version.name
+    ('TLSv1_1', 'TLSv1_1')
     """
-    ca_file = trust.ca_file if isinstance(trust, Trust) else trust
-    return _context(ca_file, verify, check_hostname)
+    if isinstance(trust, Trust):
+        return _context(trust.ca_file, verify, check_hostname, trust.legacy, trust.only)
+    return _context(trust, verify, check_hostname, False, None)
 
 
-@functools.lru_cache(maxsize=8)
-def _context(ca_file: Path | None, verify: bool, check_hostname: bool) -> ssl.SSLContext:
+@functools.lru_cache(maxsize=32)
+def _context(
+    ca_file: Path | None, verify: bool, check_hostname: bool, legacy: bool, only: str | None
+) -> ssl.SSLContext:
     # Built once per configuration: building one costs ~16 ms (the CA store).
     if not verify:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        return context
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
-    context.check_hostname = check_hostname
+    else:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        context.check_hostname = check_hostname
+    if legacy or only:
+        with warnings.catch_warnings():  # TLSVersion.TLSv1/TLSv1_1 are deprecated names
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = TLS_VERSIONS[only] if only else ssl.TLSVersion.TLSv1
+            context.maximum_version = (
+                TLS_VERSIONS[only] if only else ssl.TLSVersion.MAXIMUM_SUPPORTED
+            )
+        context.set_ciphers(WEAK_CIPHERS)
     return context
 
 

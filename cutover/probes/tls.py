@@ -22,7 +22,17 @@ from cutover.model.settings import Trust
 from cutover.probes.connect import Deadline, ProbeError, ProbeTimeout, timed_out, tls_context
 from cutover.untrusted import shown
 
-__all__ = ["CertificateRejected", "TlsFacts", "handshake", "name_covered"]
+__all__ = [
+    "WEAK_VERSIONS",
+    "CertificateRejected",
+    "HandshakeFailed",
+    "TlsFacts",
+    "handshake",
+    "name_covered",
+]
+
+# Versions that today's clients and libraries refuse by default (RFC 8996).
+WEAK_VERSIONS = frozenset({"TLSv1", "TLSv1.1"})
 
 
 class CertificateRejected(ProbeError):
@@ -31,6 +41,10 @@ class CertificateRejected(ProbeError):
     def __init__(self, where: str, reason: str) -> None:
         super().__init__(f"certificate of {where} rejected: {reason}")
         self.reason = reason
+
+
+class HandshakeFailed(ProbeError):
+    """The server refused the handshake (a TLS alert, or it closed the connection)."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +57,18 @@ class TlsFacts:
     names: tuple[str, ...]  # DNS subjectAltNames
     not_after: datetime
     fingerprint: str  # SHA-256 of the leaf certificate, hex
+    cipher: str = ""  # the cipher suite negotiated ("AES256-SHA")
 
     @classmethod
     def from_der(
-        cls, der: bytes, *, verified: bool, verify_error: str | None, version: str, trust: str
+        cls,
+        der: bytes,
+        *,
+        verified: bool,
+        verify_error: str | None,
+        version: str,
+        trust: str,
+        cipher: str = "",
     ) -> TlsFacts:
         # cryptography is imported here: only runs that see a certificate pay for it.
         from cryptography import x509
@@ -69,6 +91,7 @@ class TlsFacts:
             names=names,
             not_after=cert.not_valid_after_utc,
             fingerprint=hashlib.sha256(der).hexdigest(),
+            cipher=shown(cipher),
         )
 
     @property
@@ -111,7 +134,9 @@ def handshake(
 
     Verifies the chain unless `rejected` says a first attempt already failed
     (then the facts carry that reason). Raises `CertificateRejected` for a
-    chain that does not verify, `ProbeError` for any other TLS failure.
+    chain that does not verify, `HandshakeFailed` when the server refuses the
+    handshake, `ProbeTimeout` when it does not finish in time. `trust` also
+    says which versions and ciphers are offered (see `tls_context`).
     """
     context = tls_context(trust, verify=rejected is None, check_hostname=False)
     tls = context.wrap_socket(sock, server_hostname=server_name, do_handshake_on_connect=False)
@@ -128,10 +153,10 @@ def handshake(
         ) from None
     except ssl.SSLError as exc:
         tls.close()
-        raise ProbeError(f"TLS handshake with {where} failed: {exc.reason or exc}") from None
+        raise HandshakeFailed(f"TLS handshake with {where} failed: {exc.reason or exc}") from None
     except OSError as exc:
         tls.close()
-        raise ProbeError(
+        raise HandshakeFailed(
             f"{where} failed during the TLS handshake: {exc.strerror or exc}"
         ) from None
     der = tls.getpeercert(binary_form=True)
@@ -144,5 +169,6 @@ def handshake(
         verify_error=rejected,
         version=tls.version() or "?",
         trust=trust.label,
+        cipher=(tls.cipher() or ("",))[0],
     )
     return tls, facts

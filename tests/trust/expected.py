@@ -131,6 +131,8 @@ LEGACY_EXPECTED: dict[str, dict[str, frozenset[str]]] = {
     "apache22-copied-unconverted": {PREFLIGHT: frozenset({"HTTP02"})},
     # ns2 serves a MyDNS row whose active flag is 'N' (its views ignore the flag).
     "mydns-row-inactive": {PREFLIGHT: frozenset({"DNS06"})},
+    # new requires TLS 1.2 where old spoke only TLS 1.0: every new TLS endpoint.
+    "tls-dropped-on-new": {PREFLIGHT: frozenset({"TLS05"})},
 }
 
 

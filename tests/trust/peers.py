@@ -393,8 +393,9 @@ def tls_wrap(handler: Handler, context: ssl.SSLContext) -> Handler:
     return handle
 
 
-def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate (also its own CA) for `name`: (cert, key)."""
+def self_signed(directory: Path, name: str, bits: int = 2048) -> tuple[Path, Path]:
+    """A self-signed certificate (also its own CA) for `name` with an RSA key of `bits`:
+    (cert, key)."""
     cert, key = directory / f"{name}.pem", directory / f"{name}.key"
     subprocess.run(
         [
@@ -402,7 +403,7 @@ def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
             "req",
             "-x509",
             "-newkey",
-            "rsa:2048",
+            f"rsa:{bits}",
             "-nodes",
             "-days",
             "30",

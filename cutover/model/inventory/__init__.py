@@ -43,6 +43,7 @@ from cutover.model.inventory.model import (
     inventory_schema,
 )
 from cutover.model.inventory.sections import (
+    TLS_VERSION_NAMES,
     Acceptance,
     Account,
     Decommission,
@@ -69,6 +70,7 @@ __all__ = [
     "NAME_AN_INVENTORY",
     "NAME_PATTERN",
     "SECRET_PLACES",
+    "TLS_VERSION_NAMES",
     "Acceptance",
     "Account",
     "Decommission",

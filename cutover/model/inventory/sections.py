@@ -93,6 +93,9 @@ def default_services() -> list[Service]:
     return [Service(name=n, port=p, protocol=pr, tls=t) for n, p, pr, t in table]
 
 
+TLS_VERSION_NAMES = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
 class Tls(Strict):
     ca_file: Path | None = Field(
         default=None,
@@ -102,6 +105,29 @@ class Tls(Strict):
     expiry_margin_days: Annotated[int, Field(ge=0, le=3650, strict=True)] = Field(
         default=20, description="a certificate expiring within this many days fails"
     )
+    legacy_old: bool = Field(
+        default=True,
+        description="toward the old server only, also speak TLS 1.0/1.1 and weak ciphers "
+        "(SHA-1, CBC, 1024-bit keys) so an old server can be observed; the best version "
+        "both sides speak is still negotiated, and the new server is always judged by "
+        "today's defaults. A weak version negotiated with old is reported (tls_old_protocol)",
+    )
+    accept_dropped: list[str] = Field(
+        default_factory=list,
+        description="TLS versions old accepted that new may refuse (TLS05), e.g. "
+        "[TLSv1, TLSv1.1]: the clients that speak only those are knowingly given up",
+        json_schema_extra={"items": {"enum": list(TLS_VERSION_NAMES)}},
+    )
+
+    @field_validator("accept_dropped")
+    @classmethod
+    def _known_versions(cls, versions: list[str]) -> list[str]:
+        for version in versions:
+            if version not in TLS_VERSION_NAMES:
+                raise ValueError(
+                    f"unknown TLS version {version!r}: one of {', '.join(TLS_VERSION_NAMES)}"
+                )
+        return versions
 
 
 class Vhost(Strict):

@@ -104,7 +104,7 @@ def _send(
         smtp.ehlo()
         if smtp.has_extn("starttls"):
             # As a sending MTA would: opportunistic TLS, not verified (RFC 7435).
-            smtp.starttls(context=tls_context(verify=False))
+            smtp.starttls(context=tls_context(settings.trust_toward(relay.side), verify=False))
             smtp.ehlo()
         message = probe_message(account, message_id, where)
         smtp.mail("")  # the null reverse-path: no bounce can go anywhere

@@ -84,7 +84,7 @@ class ImapSession:
         service = endpoint.service
         where = endpoint.where
         name = settings.server_names.get(service.name)
-        context = tls_context(settings.trust, check_hostname=name is not None)
+        context = tls_context(settings.trust_toward(endpoint.side), check_hostname=name is not None)
         tls = cast(ssl.SSLContext, ServerName(context, name))
         timeout = SocketTimeout(settings.connect_timeout, settings.operation_timeout)
         try:

@@ -1,6 +1,8 @@
 """Protocol probes: one small module per protocol, each returning a `ServiceAnswer`.
 
-`observe(endpoint, settings)` picks the module from `PROBES`; `Observations`
+`observe(endpoint, settings)` picks the module from `PROBES`;
+`accepted_versions(endpoint, settings)` asks the same port once per TLS version;
+`Observations`
 runs many probes concurrently the first time any result is asked for, so a
 run's checks share one observation of each service on each IP.
 
@@ -19,9 +21,10 @@ from typing import Generic, TypeVar
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Protocol
 from cutover.model.settings import ProbeSettings
-from cutover.probes.connect import ProbeError
+from cutover.probes.connect import TLS_VERSIONS, ProbeError
 from cutover.probes.services import http, imap, mysql, pop3, smtp
 from cutover.probes.services.base import ServiceAnswer
+from cutover.probes.tls import HandshakeFailed
 from cutover.progress import Progress
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "Observations",
     "ProbeSettings",
     "ServiceAnswer",
+    "accepted_versions",
     "observe",
 ]
 
@@ -47,6 +51,33 @@ V = TypeVar("V")
 def observe(endpoint: Endpoint, settings: ProbeSettings) -> ServiceAnswer:
     """What the service on this endpoint answers (`ProbeError` when it does not)."""
     return PROBES[endpoint.service.protocol](endpoint, settings)
+
+
+def accepted_versions(endpoint: Endpoint, settings: ProbeSettings) -> tuple[str, ...]:
+    """The TLS versions the port on `endpoint` completes a handshake with, oldest first.
+
+    One connection per version (all at once), each pinned to that version
+    with every cipher at security level 0, so a weak old server answers too;
+    each bounded by the settings' timeouts. A refused handshake means "not
+    accepted"; anything else that stops a probe (no answer, no STARTTLS) is
+    raised: the versions are then unknown.
+    """
+
+    def accepts(version: str) -> bool:
+        try:
+            answer = observe(endpoint, settings.pinned(version))
+        except HandshakeFailed:
+            return False
+        if answer.tls is None:  # a STARTTLS port that offered no STARTTLS
+            raise ProbeError(
+                f"{endpoint.where}: no TLS handshake to try {version} on: "
+                f"{answer.starttls_error or 'STARTTLS is not offered'}"
+            )
+        return answer.tls.version == version
+
+    with ThreadPoolExecutor(max_workers=len(TLS_VERSIONS)) as pool:
+        found = dict(zip(TLS_VERSIONS, pool.map(accepts, TLS_VERSIONS), strict=True))
+    return tuple(version for version, accepted in found.items() if accepted)
 
 
 class Observations(Generic[K, V]):

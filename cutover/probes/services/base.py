@@ -97,7 +97,7 @@ class Conversation:
             self.sock,
             self.where,
             self.deadline,
-            self.settings.trust,
+            self.settings.trust_toward(self.endpoint.side),
             server_name=self.settings.server_names.get(self.endpoint.service.name),
             rejected=self.rejected,
         )
@@ -110,13 +110,16 @@ class Conversation:
         """The handshake after STARTTLS/STLS: None when it worked, else why not.
 
         A chain that does not verify is not an error here: `converse` runs
-        the exchange again without verification.
+        the exchange again without verification. A handshake pinned to one
+        version (`Trust.only`) raises instead: its caller asks exactly that.
         """
         try:
             self.start_tls()
         except CertificateRejected:
             raise
         except ProbeError as exc:
+            if self.settings.trust.only is not None:
+                raise
             return str(exc)
         return None
 
