@@ -17,6 +17,7 @@ from lab import (  # noqa: F401
     faults_core,
     faults_decom,
     faults_dualstack,
+    faults_legacy_mail,
     faults_mailclients,
     faults_outbound,
     health,
