@@ -9,6 +9,8 @@ undo restores them.
 
 from __future__ import annotations
 
+import time
+
 from lab.legacy_mail import ABSENT, GREETING, IMAP_CAPABILITY
 from tests.conftest import Lab, lab_cli
 
@@ -31,6 +33,19 @@ def _session(lab: Lab, host: str, port: int, lines: str) -> str:
     return lab.exec(host, "timeout", "15", "bash", "-c", command).stdout
 
 
+def _greeting(lab: Lab, port: int, lines: str) -> str:
+    """Old's first line on `port`, once its login process has reached the auth process.
+
+    Dovecot greets "Waiting for authentication process to respond.." until then
+    (the auth process is started on demand and exits when idle)."""
+    for _ in range(20):
+        first = (_session(lab, "old", port, lines).splitlines() or [""])[0]
+        if "Waiting for authentication" not in first:
+            return first
+        time.sleep(0.5)
+    return first
+
+
 def _capabilities(line: str) -> set[str]:
     words = line.replace("[", " ").replace("]", " ").split()
     return set(words[words.index("CAPABILITY") + 1 :]) if "CAPABILITY" in words else set()
@@ -39,7 +54,7 @@ def _capabilities(line: str) -> set[str]:
 def test_old_greets_and_advertises_as_dovecot_1x(legacy_up_lab: Lab) -> None:
     wanted = set(IMAP_CAPABILITY.split())
     for port in (143, 993):
-        greeting = _session(legacy_up_lab, "old", port, "a LOGOUT\\n").splitlines()[0]
+        greeting = _greeting(legacy_up_lab, port, "a LOGOUT\\n")
         assert greeting.startswith("* OK [CAPABILITY ") and greeting.endswith(f"] {GREETING}"), (
             port,
             greeting,
@@ -50,8 +65,8 @@ def test_old_greets_and_advertises_as_dovecot_1x(legacy_up_lab: Lab) -> None:
         assert all(word == "STARTTLS" or word.startswith("AUTH=") for word in extra), greeting
         assert ("STARTTLS" in advertised) == (port == 143), greeting
     for port in (110, 995):
-        answer = _session(legacy_up_lab, "old", port, "QUIT\\n")
-        assert answer.splitlines()[0] == f"+OK {GREETING}", (port, answer)
+        greeting = _greeting(legacy_up_lab, port, "QUIT\\n")
+        assert greeting == f"+OK {GREETING}", (port, greeting)
     # After login: the imap process itself (PREAUTH), as a logged-in client sees it.
     for host, absent in (("old", set(ABSENT)), ("new", set())):
         answer = legacy_up_lab.exec(
