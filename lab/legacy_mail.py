@@ -68,4 +68,6 @@ def rsync_maildirs() -> int:
         timeout=600,
     )
     # One itemized line per file sent (`<f...`) or deleted on new (`*deleting`).
-    return sum(1 for line in result.stdout.splitlines() if line.startswith(("<f", ">f", "*deleting")))
+    return sum(
+        1 for line in result.stdout.splitlines() if line.startswith(("<f", ">f", "*deleting"))
+    )
