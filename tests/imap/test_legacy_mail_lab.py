@@ -47,7 +47,7 @@ def _greeting(lab: Lab, port: int, lines: str) -> str:
 
 
 def _capabilities(line: str) -> set[str]:
-    words = line.replace("[", " ").replace("]", " ").split()
+    words = line.replace("[", " ").split("]")[0].split()
     return set(words[words.index("CAPABILITY") + 1 :]) if "CAPABILITY" in words else set()
 
 
