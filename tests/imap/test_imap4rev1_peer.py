@@ -45,7 +45,8 @@ def _mailboxes(
     }
 
 
-def _run(tmp_path: Path, old: Imap4rev1Mail, new: Imap4rev1Mail) -> SuiteRun:
+def _run(tmp_path: Path, old: Imap4rev1Mail, new: Imap4rev1Mail, *selection: str) -> SuiteRun:
+    tmp_path.mkdir(exist_ok=True)
     inventory = tmp_path / "inventory.yaml"
     data = {
         "name": "imap4rev1-only",
@@ -64,7 +65,7 @@ def _run(tmp_path: Path, old: Imap4rev1Mail, new: Imap4rev1Mail) -> SuiteRun:
             "preflight",
             inventory,
             tmp_path / "reports",
-            "checks/test_imap.py",
+            *(selection or ("checks/test_imap.py",)),
             env={"PEER_PW": PASSWORD},
         )
 
@@ -97,3 +98,31 @@ def test_a_changed_uidvalidity_still_fails_imap02(tmp_path: Path) -> None:
         "1700009999 on imap 127.0.0.3:11144 (new IP)"
     ) in case.message, case.message
     assert old.refused == [] and new.refused == [], (old.refused, new.refused)
+
+
+# Dovecot 2.x before login: the extensions of the logged-in state come after login.
+DOVECOT2_BEFORE_LOGIN = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN"
+
+
+def test_cap01_compares_before_login_what_clients_use_then(tmp_path: Path) -> None:
+    """Old lists SORT, NAMESPACE ... before login (1.x), new only after (2.x): recorded, not
+    failed; a login mechanism old offered and new lacks still fails CAP01."""
+    old = Imap4rev1Mail(USER, PASSWORD, _mailboxes())
+    new = Imap4rev1Mail(USER, PASSWORD, _mailboxes(), capability=DOVECOT2_BEFORE_LOGIN)
+    selection = ("checks/test_ports.py", "-k", "test_capabilities_kept")
+    run = _run(tmp_path / "later", old, new, *selection)
+    (case,) = run.cases
+    assert case.check_id == "CAP01" and case.outcome == "passed", run.summary()
+    later = "CHILDREN MULTIAPPEND NAMESPACE SORT THREAD=REFERENCES UNSELECT".split()
+    recorded = case.properties["listed_before_login_on_old_only"]
+    assert recorded == "; ".join(f"offered: {c}" for c in later), case.properties
+
+    new = Imap4rev1Mail(
+        USER, PASSWORD, _mailboxes(), capability=DOVECOT2_BEFORE_LOGIN.replace(" AUTH=PLAIN", "")
+    )
+    run = _run(tmp_path / "dropped", old, new, *selection)
+    (case,) = run.failing()
+    assert case.message.startswith(
+        "CAP01 imap-11144: imap 127.0.0.3:11144 (new IP) lacks capabilities that the old "
+        "server on imap 127.0.0.2:11144 (old IP) offered — offered: AUTH=PLAIN"
+    ), case.message

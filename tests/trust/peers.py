@@ -444,6 +444,11 @@ class Imap4rev1Mail:
     mailboxes: dict[str, tuple[int, int, list[tuple[int, str, str]]]]
     refused: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    # Listed before and after login, as Dovecot 1.1 did.
+    capability: str = (
+        "IMAP4rev1 SASL-IR SORT THREAD=REFERENCES MULTIAPPEND UNSELECT LITERAL+ IDLE "
+        "CHILDREN NAMESPACE LOGIN-REFERRALS AUTH=PLAIN"
+    )
 
 
 # What a client of Dovecot 1.x may not send: these extensions did not exist there.
@@ -471,8 +476,6 @@ def imap4rev1_only(mail: Imap4rev1Mail) -> Handler:
     and to any use of those extensions (ENABLE, STATUS HIGHESTMODSEQ, a
     CONDSTORE parameter, LIST ... RETURN).
     """
-    capability = "IMAP4rev1 SASL-IR SORT THREAD=REFERENCES MULTIAPPEND UNSELECT LITERAL+ IDLE "
-    capability += "CHILDREN NAMESPACE LOGIN-REFERRALS AUTH=PLAIN"
 
     def handle(sock: socket.socket, peer: Peer) -> None:
         peer.send(sock, b"* OK Dovecot ready.\r\n")
@@ -506,7 +509,7 @@ def imap4rev1_only(mail: Imap4rev1Mail) -> Handler:
                 mail.refused.append(line if command != "LOGIN" else "LOGIN ***")
                 reply(status="BAD Error in IMAP command: unknown command or extension")
             elif command == "CAPABILITY":
-                reply(f"* CAPABILITY {capability}")
+                reply(f"* CAPABILITY {mail.capability}")
             elif command == "LOGIN":
                 given = [w.strip('"') for w in words[1:3]]
                 ok = given == [mail.user, mail.password]
