@@ -113,7 +113,7 @@ def test_cap01_compares_before_login_what_clients_use_then(tmp_path: Path) -> No
     run = _run(tmp_path / "later", old, new, *selection)
     (case,) = run.cases
     assert case.check_id == "CAP01" and case.outcome == "passed", run.summary()
-    later = "CHILDREN MULTIAPPEND NAMESPACE SORT THREAD=REFERENCES UNSELECT".split()
+    later = ["CHILDREN", "MULTIAPPEND", "NAMESPACE", "SORT", "THREAD=REFERENCES", "UNSELECT"]
     recorded = case.properties["listed_before_login_on_old_only"]
     assert recorded == "; ".join(f"offered: {c}" for c in later), case.properties
 
