@@ -81,7 +81,7 @@ def test_old_greets_and_advertises_as_dovecot_1x(legacy_up_lab: Lab) -> None:
             assert post_login == set(IMAP_CAPABILITY.split()), line
             assert not absent & post_login, line
         else:  # new keeps today's Dovecot: more than old, CONDSTORE among them
-            assert {"CONDSTORE", "ENABLE", "SPECIAL-USE"} <= post_login, line
+            assert {"CONDSTORE", "ENABLE", "LIST-STATUS"} <= post_login, line
             assert set(IMAP_CAPABILITY.split()) - post_login <= {"LOGIN-REFERRALS"}, line
 
 
