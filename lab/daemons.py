@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from lab import legacy_web, state
+from lab import legacy_mail, legacy_web, state
 from lab.render import render, write
 from lab.run import LabError, on, pid_alive, spawn, wait_until
 from lab.topology import STATE, ZONES, Host
@@ -141,6 +141,7 @@ def configure_server(host: Host) -> None:
     shutil.chown(host.root / "srv/vmail", "vmail", "vmail")
     configure_mariadb(host)
     configure_sshd(host)
+    legacy_mail.configure_old(host)
 
 
 def configure_mariadb(host: Host) -> None:
@@ -279,7 +280,8 @@ def wait_dovecot_greeting(host: Host) -> None:
                 timeout=10,
                 check=False,
             )
-            if "IMAP/POP3 ready" in result.stdout:
+            # "<fqdn> IMAP/POP3 ready", or "Dovecot ready." on the legacy old host.
+            if " ready" in result.stdout:
                 return True
         return False
 

@@ -18,6 +18,7 @@ from lab import (  # noqa: F401
     faults_decom,
     faults_dualstack,
     faults_legacy_dns,
+    faults_legacy_mail,
     faults_legacy_mysql,
     faults_legacy_tls,
     faults_legacy_web,

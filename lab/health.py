@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from lab import legacy_mysql, legacy_tls, legacy_web, mydns, profiles
+from lab import legacy_mail, legacy_mysql, legacy_tls, legacy_web, mydns, profiles
 from lab.daemons import mysql
 from lab.run import LabError, on, pid_alive
 from lab.topology import (
@@ -67,6 +67,8 @@ def _identity(answer: str, port: int) -> str:
     for server in SERVERS:
         if server.fqdn in answer:
             return server.fqdn
+    if legacy_mail.GREETING in answer:  # the legacy old host's Dovecot names no host
+        return OLD.fqdn
     return "?"
 
 

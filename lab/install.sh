@@ -9,7 +9,7 @@ set -euo pipefail
 PACKAGES=(
     dovecot-imapd dovecot-pop3d dovecot-lmtpd postfix apache2
     mariadb-server mariadb-client pdns-server pdns-backend-mysql
-    openssh-server openssh-client socat dnsutils curl openssl
+    openssh-server openssh-client socat dnsutils curl openssl rsync
     iproute2 util-linux
     monitoring-plugins-basic monitoring-plugins-standard percona-toolkit spfquery
     libvirt-clients libxml2-utils pciutils

@@ -10,7 +10,7 @@ import shutil
 import time
 from typing import Any
 
-from lab import daemons, health, legacy_mysql, legacy_web, mydns, profiles, state
+from lab import daemons, health, legacy_mail, legacy_mysql, legacy_web, mydns, profiles, state
 from lab.daemons import mysql, reload
 from lab.labctl import lab_state, say
 from lab.run import LabError, on, pid_alive
@@ -86,17 +86,22 @@ def sync(method: str = "dsync") -> None:
     new = shlex.quote(f"root@{NEW.address}")
     if method not in ("dsync", "rsync"):
         raise LabError(f"sync --method {method}: one of dsync, rsync")
-    if method == "rsync":
-        raise LabError("sync --method rsync: not built yet")
     if not data["story"]["synced"]:
         # Any login on new before the first sync created an INBOX of its own (another
         # mailbox GUID), which dsync cannot replace ("INBOX can't be deleted"). New
         # holds no mail of its own before the first sync: start it from empty.
         on(NEW, ["find", "/srv/vmail", "-mindepth", "1", "-delete"], timeout=120)
-    # dsync in backup mode makes new an exact copy, keeping UIDVALIDITY and UIDs.
-    on(OLD, ["doveadm", "backup", "-A", f"remote:root@{NEW.address}"], timeout=600)
     users = on(OLD, ["doveadm", "user", "*"], timeout=30).stdout.split()
-    say(f"sync: mail of {len(users)} accounts copied with doveadm backup (dsync over ssh)")
+    if method == "rsync":
+        changed = legacy_mail.rsync_maildirs()
+        say(
+            f"sync: Maildirs of {len(users)} accounts copied with rsync, dovecot-uidlist "
+            f"included ({changed} files changed)"
+        )
+    else:
+        # dsync in backup mode makes new an exact copy, keeping UIDVALIDITY and UIDs.
+        on(OLD, ["doveadm", "backup", "-A", f"remote:root@{NEW.address}"], timeout=600)
+        say(f"sync: mail of {len(users)} accounts copied with doveadm backup (dsync over ssh)")
 
     on(
         OLD,

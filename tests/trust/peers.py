@@ -10,6 +10,7 @@ Never bound to anything but 127.0.0.0/8: `Peer` refuses other addresses.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import socket
@@ -20,7 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.flags
@@ -432,6 +433,148 @@ def mysql_short_handshake(sock: socket.socket, peer: Peer) -> None:
 
 
 # --- IMAP ---------------------------------------------------------------------
+
+
+@dataclass
+class Imap4rev1Mail:
+    """The mail an `imap4rev1_only` peer serves, and every command it had to refuse."""
+
+    user: str
+    password: str
+    # name -> (UIDVALIDITY, UIDNEXT, [(UID, flags, Message-ID)])
+    mailboxes: dict[str, tuple[int, int, list[tuple[int, str, str]]]]
+    refused: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    # Listed before and after login, as Dovecot 1.1 did.
+    capability: str = (
+        "IMAP4rev1 SASL-IR SORT THREAD=REFERENCES MULTIAPPEND UNSELECT LITERAL+ IDLE "
+        "CHILDREN NAMESPACE LOGIN-REFERRALS AUTH=PLAIN"
+    )
+
+
+# What a client of Dovecot 1.x may not send: these extensions did not exist there.
+_NOT_IMAP4REV1 = ("CONDSTORE", "QRESYNC", "HIGHESTMODSEQ", "CHANGEDSINCE", "MODSEQ", "RETURN")
+
+
+def _uid_range(text: str, uids: list[int]) -> list[int]:
+    """The UIDs of `uids` in an IMAP sequence set (`1:3,5`, `4:*`)."""
+    wanted: set[int] = set()
+    top = max(uids, default=0)
+    for part in text.split(","):
+        first, _, last = part.partition(":")
+        low = top if first == "*" else int(first)
+        high = low if not last else top if last == "*" else int(last)
+        wanted |= {uid for uid in uids if min(low, high) <= uid <= max(low, high)}
+    return sorted(wanted)
+
+
+def imap4rev1_only(mail: Imap4rev1Mail) -> Handler:
+    """A Dovecot 1.x-era IMAP server: IMAP4rev1 and nothing newer, read-only.
+
+    It greets as Dovecot 1.x did (`* OK Dovecot ready.`, no capability code),
+    advertises no CONDSTORE, ENABLE, SPECIAL-USE, LIST-STATUS or QRESYNC, and
+    answers BAD (logged in `mail.refused`) to every command it does not know
+    and to any use of those extensions (ENABLE, STATUS HIGHESTMODSEQ, a
+    CONDSTORE parameter, LIST ... RETURN).
+    """
+
+    def handle(sock: socket.socket, peer: Peer) -> None:
+        peer.send(sock, b"* OK Dovecot ready.\r\n")
+        selected: str | None = None
+        lines = _lines(sock, peer)
+        for line in lines:
+            tag, _, rest = line.partition(" ")
+            words = rest.split()
+            command = " ".join(words[:2]).upper() if words[:1] == ["UID"] else rest.split(" ")[0]
+            command = command.upper()
+            mail.commands.append(command)
+
+            def reply(*untagged: bytes | str, status: str = "OK done", tag: str = tag) -> None:
+                out = b"".join(
+                    u if isinstance(u, bytes) else (u + "\r\n").encode() for u in untagged
+                )
+                peer.send(sock, out + f"{tag} {status}\r\n".encode())
+
+            if any(word in rest.upper() for word in _NOT_IMAP4REV1) or command not in (
+                "CAPABILITY",
+                "LOGIN",
+                "AUTHENTICATE",
+                "LIST",
+                "LSUB",
+                "EXAMINE",
+                "UID SEARCH",
+                "UID FETCH",
+                "NOOP",
+                "LOGOUT",
+            ):
+                mail.refused.append(line if command != "LOGIN" else "LOGIN ***")
+                reply(status="BAD Error in IMAP command: unknown command or extension")
+            elif command == "CAPABILITY":
+                reply(f"* CAPABILITY {mail.capability}")
+            elif command == "LOGIN":
+                given = [w.strip('"') for w in words[1:3]]
+                ok = given == [mail.user, mail.password]
+                reply(status="OK Logged in." if ok else "NO [AUTHENTICATIONFAILED] failed.")
+            elif command == "AUTHENTICATE":
+                peer.send(sock, b"+ \r\n")
+                answer = next(lines, "")
+                try:
+                    _, user, password = base64.b64decode(answer).decode().split("\0")
+                except ValueError:
+                    user = password = ""
+                ok = (user, password) == (mail.user, mail.password)
+                reply(status="OK Logged in." if ok else "NO [AUTHENTICATIONFAILED] failed.")
+            elif command in ("LIST", "LSUB"):
+                names = sorted(mail.mailboxes)
+                children = {n: any(o.startswith(n + "/") for o in names) for n in names}
+                reply(
+                    *(
+                        f'* {command} (\\Has{"" if children[n] else "No"}Children) "/" "{n}"'
+                        for n in names
+                    )
+                )
+            elif command == "EXAMINE":
+                selected = words[1].strip('"')
+                if selected not in mail.mailboxes:
+                    reply(status="NO Mailbox doesn't exist")
+                    selected = None
+                    continue
+                validity, uidnext, messages = mail.mailboxes[selected]
+                reply(
+                    "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)",
+                    f"* {len(messages)} EXISTS",
+                    "* 0 RECENT",
+                    f"* OK [UIDVALIDITY {validity}] UIDs valid",
+                    f"* OK [UIDNEXT {uidnext}] Predicted next UID",
+                    status="OK [READ-ONLY] Select completed.",
+                )
+            elif command in ("UID SEARCH", "UID FETCH") and selected is None:
+                reply(status="BAD No mailbox selected")
+            elif command == "UID SEARCH":
+                uids = [m[0] for m in mail.mailboxes[selected][2]]
+                found = _uid_range(words[3], uids) if words[2:3] == ["UID"] else uids
+                reply("* SEARCH" + "".join(f" {uid}" for uid in found))
+            elif command == "UID FETCH":
+                messages = mail.mailboxes[selected][2]
+                wanted = set(_uid_range(words[2], [m[0] for m in messages]))
+                out = []
+                for seq, (uid, flags, ident) in enumerate(messages, start=1):
+                    if uid in wanted:
+                        header = f"Message-ID: <{ident}>\r\n\r\n".encode()
+                        out.append(
+                            f"* {seq} FETCH (UID {uid} RFC822.SIZE {100 + uid} FLAGS ({flags}) "
+                            f"BODY[HEADER.FIELDS (MESSAGE-ID)] {{{len(header)}}}\r\n".encode()
+                            + header
+                            + b")\r\n"
+                        )
+                reply(*out)
+            elif command == "NOOP":
+                reply()
+            else:  # LOGOUT
+                reply("* BYE Logging out")
+                return
+
+    return handle
 
 
 def imap_rejecting(sock: socket.socket, peer: Peer) -> None:

@@ -22,7 +22,15 @@ from cutover.probes.services.base import (
     say_goodbye,
 )
 
-__all__ = ["authenticate", "goodbye", "greeting_text", "login_methods", "observe", "ready"]
+__all__ = [
+    "authenticate",
+    "before_login",
+    "goodbye",
+    "greeting_text",
+    "login_methods",
+    "observe",
+    "ready",
+]
 
 _CODE = re.compile(r"^\[([^\]]*)\]\s*")
 
@@ -42,6 +50,26 @@ def greeting_text(greeting: str) -> tuple[str, list[str]]:
             capabilities = words[1:]
         rest = rest[match.end() :]
     return rest.strip(), capabilities
+
+
+# What a client uses before it logs in. A server may list the extensions of the
+# authenticated state only after login (RFC 3501 7.2.1, RFC 9051 6.1.1), and clients
+# ask again then: Dovecot 2.x lists SORT, THREAD, NAMESPACE ... only after login,
+# Dovecot 1.x listed them before login too.
+_BEFORE_LOGIN = frozenset(
+    {"IMAP4REV1", "IMAP4REV2", "STARTTLS", "LOGINDISABLED", "SASL-IR", "LOGIN-REFERRALS", "ID"}
+    | {"LITERAL+", "LITERAL-"}
+)
+
+
+def before_login(capability: str) -> bool:
+    """Whether a client uses `capability` before logging in (the protocol, TLS, login).
+
+    >>> [c for c in ("STARTTLS", "AUTH=PLAIN", "SORT", "IDLE") if before_login(c)]
+    ['STARTTLS', 'AUTH=PLAIN']
+    """
+    word = capability.upper()
+    return word in _BEFORE_LOGIN or word.startswith("AUTH=")
 
 
 def _capability(conversation: Conversation, tag: str) -> frozenset[str]:
