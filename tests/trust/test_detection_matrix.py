@@ -177,18 +177,26 @@ def test_legacy_cutover_healthy_is_green(legacy_cutover_lab: Lab, matrix_dir: Pa
     check_row(legacy_cutover_lab, CUTOVER, LEGACY_ROW, matrix_dir)
 
 
-@pytest.mark.parametrize("fault", faults_of(CUTOVER, LEGACY_EXPECTED))
-def test_legacy_cutover_fault(legacy_cutover_lab: Lab, matrix_dir: Path, fault: str) -> None:
-    check_row(legacy_cutover_lab, CUTOVER, fault, matrix_dir)
+# The legacy faults of later phases get their tests only when the table has some (no
+# test without a row: an empty parameter set would be a skip that proves nothing).
+if faults_of(CUTOVER, LEGACY_EXPECTED):
+
+    @pytest.mark.parametrize("fault", faults_of(CUTOVER, LEGACY_EXPECTED))
+    def test_legacy_cutover_fault(legacy_cutover_lab: Lab, matrix_dir: Path, fault: str) -> None:
+        check_row(legacy_cutover_lab, CUTOVER, fault, matrix_dir)
 
 
 def test_legacy_acceptance_healthy_is_green(legacy_acceptance_lab: Lab, matrix_dir: Path) -> None:
     check_row(legacy_acceptance_lab, ACCEPTANCE, LEGACY_ROW, matrix_dir)
 
 
-@pytest.mark.parametrize("fault", faults_of(ACCEPTANCE, LEGACY_EXPECTED))
-def test_legacy_acceptance_fault(legacy_acceptance_lab: Lab, matrix_dir: Path, fault: str) -> None:
-    check_row(legacy_acceptance_lab, ACCEPTANCE, fault, matrix_dir)
+if faults_of(ACCEPTANCE, LEGACY_EXPECTED):
+
+    @pytest.mark.parametrize("fault", faults_of(ACCEPTANCE, LEGACY_EXPECTED))
+    def test_legacy_acceptance_fault(
+        legacy_acceptance_lab: Lab, matrix_dir: Path, fault: str
+    ) -> None:
+        check_row(legacy_acceptance_lab, ACCEPTANCE, fault, matrix_dir)
 
 
 def test_every_lab_fault_is_in_the_matrix(lab: Lab) -> None:
