@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cutover-installed
 
-.PHONY: all install system demo test lint bench matrix lab-up lab-down lab-status docs screenshot clean
+.PHONY: all install system tools demo test lint bench matrix lab-up lab-down lab-status docs screenshot clean
 
 all: test
 
@@ -34,13 +34,26 @@ $(STAMP): pyproject.toml
 
 install: system $(STAMP)
 
+# Node tools of the self-tests, pinned by tools/package-lock.json, installed in tools/node_modules
+# (never globally): gitlab-ci-local runs docs/fleet.md's GitLab pipeline against the lab.
+# Without npm the tests that need them skip, saying so (with CI=true they fail).
+TOOLS_STAMP := tools/node_modules/.package-lock.json
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): tools/package.json tools/package-lock.json
+	@if command -v npm >/dev/null; then \
+	    npm ci --prefix tools --no-audit --no-fund --loglevel=error && touch $@; \
+	else \
+	    echo "npm not found: the gitlab-ci-local self-test will skip (install nodejs and npm, then make tools)"; \
+	fi
+
 # make demo PROFILE=legacy: the same story from a CentOS 5-era old server (lab/profiles.py).
 PROFILE ?= default
 demo: install
 	$(LAB_LOCK) $(PY) -m lab.demo --profile $(PROFILE)
 
 # CUTOVER_SELFTEST_LAB=1: the lab self-tests run (elsewhere they skip, or fail with CI=true).
-test: install
+test: install tools
 	CUTOVER_SELFTEST_LAB=1 $(LAB_LOCK) $(PY) -m pytest tests -p no:cacheprovider
 
 # lint-imports: the import contracts of pyproject.toml (docs/architecture.md); tests/ runs them too.
@@ -77,4 +90,4 @@ lab-status:
 	$(PYTHON_SYSTEM) -m lab status
 
 clean: lab-down
-	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .tox .mypy_cache .ruff_cache .pytest_cache tools/node_modules
