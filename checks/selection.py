@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -343,10 +344,10 @@ class NothingChecked:
                 directory.rmdir()
 
     def _html_reports(self) -> list[Any]:
-        try:
-            from pytest_html.basereport import BaseReport
-        except ImportError:
+        if "pytest_html.basereport" not in sys.modules:  # no report made (checks/html_later.py)
             return []
+        from pytest_html.basereport import BaseReport
+
         return [
             plugin
             for plugin in self.config.pluginmanager.get_plugins()
