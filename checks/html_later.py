@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -132,14 +132,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """pytest-html's `extras` on the call report (every process, as pytest-html does)."""
-    report: Any = yield
+    report = yield
     if report.when == "call" and not item.config.pluginmanager.hasplugin("html"):
         from pytest_html.fixtures import extras_stash_key  # no jinja2 in this module
 
         deprecated = getattr(report, "extra", [])
-        report.extras = (
+        report.extras = (  # type: ignore[attr-defined]
             item.config.stash.get(extras_stash_key, []) + getattr(report, "extras", []) + deprecated
         )
     return report
@@ -175,7 +177,8 @@ class HtmlLater:
     # pytest-html's own hooks run last (trylast): so do these, and see the same reports.
     @pytest.hookimpl(trylast=True)
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        self.heard.append(("pytest_collectreport", report))
+        if report.failed:  # the only ones pytest-html shows
+            self.heard.append(("pytest_collectreport", report))
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
