@@ -72,6 +72,19 @@ def _checks_arg(config: pytest.Config, arg: str) -> str:
     return arg
 
 
+def named_check_modules(config: pytest.Config) -> list[str] | None:
+    """`["test_ports"]` for `pytest ... checks/test_ports.py[::...]`; None: any check may run."""
+    if config.args_source is not pytest.Config.ArgsSource.ARGS or not config.args:
+        return None
+    modules = []
+    for arg in config.args:
+        path = (config.invocation_params.dir / _checks_arg(config, arg).split("::")[0]).resolve()
+        if path.parent != CHECKS_DIR or not path.name.startswith("test_") or path.suffix != ".py":
+            return None
+        modules.append(path.stem)
+    return modules
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     """A phase run's rootdir and ini file, chosen again now that `--inventory` is known.
