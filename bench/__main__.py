@@ -189,7 +189,7 @@ class Bench:
         row.note = f"(loop/suite {loop.seconds / run.seconds:.1f}x)"
         self.add(row)
 
-    def start_rows(self, bare: Path, ports: bool) -> None:
+    def start_rows(self, bare: Path) -> None:
         """The no-check run against the floors; the 18 port checks by issue #21's rule."""
         floors = start.measure_floors(self.sizes.repeat)
         run = best_of(start.no_check_command(bare, self.reports("no-check")), self.sizes.repeat)
@@ -206,8 +206,6 @@ class Bench:
                 start.no_check_note(floors),
             )
         )
-        if not ports:
-            return
         script, processes = nagios.loop_script(bare, self.scratch, scale=False)
         suite = self.suite(
             "ports vs monitoring-plugins (18)", bare, "test_ports.py", extra=start.CHECKS_ONLY
@@ -236,7 +234,7 @@ class Bench:
             if "ports" in wanted:
                 self.vs_raw("ports (18 endpoints)", bare, "ports", ("test_ports.py",), "-", None)
             if wanted & {"nagios", "start"}:
-                self.attempt("start", lambda: self.start_rows(bare, "nagios" in wanted))
+                self.attempt("start", lambda: self.start_rows(bare))
             if not wanted & {"dns", "imap", "mysql", "full", "nagios"}:
                 return
             say(

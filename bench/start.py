@@ -1,5 +1,8 @@
 """The fixed cost of a run, and the floor under it: what any pytest run costs on this machine.
 
+`python -m bench start` (also part of `nagios`): the no-check row and the
+18 port checks against the check_* loop, in one short lab session.
+
 Three floors, timed in the client namespace like the suite (`ip netns exec`
 is part of every figure):
 
