@@ -125,6 +125,7 @@ def set_report_paths(config: pytest.Config) -> None:
 
     One pair of a fleet (a CI matrix job) gets its own: preflight-web07.xml.
     """
+    from checks.html_later import html_wanted
     from checks.machine import report_stem
 
     reports = Path(config.getoption("reports_dir"))
@@ -132,7 +133,7 @@ def set_report_paths(config: pytest.Config) -> None:
         stem = report_stem(config)
         if getattr(config.option, "xmlpath", None) is None:
             config.option.xmlpath = str(reports / f"{stem}.xml")
-        if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+        if html_wanted(config) and not config.option.htmlpath:
             config.option.htmlpath = str(reports / f"{stem}.html")
             config.option.self_contained_html = True
 

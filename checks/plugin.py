@@ -44,10 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Imported here, once pytest has loaded them as plugins (pytest_plugins above).
     from checks.config import configure, set_report_paths
     from checks.grouping import SerialNodeIds, group_by_area
-    from checks.observe import OBSERVERS
+    from checks.observe import observers_for
     from checks.reporting import register_verdict
+    from checks.selection import named_check_modules
 
-    for name in ("checks.record", *OBSERVERS):  # the fixtures the checks judge
+    # The fixtures the checks judge: of the check modules named, else all.
+    for name in ("checks.record", *observers_for(named_check_modules(config))):
         config.pluginmanager.import_plugin(name)
     selected = configure(config, phase)
     group_by_area(config)

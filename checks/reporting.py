@@ -20,6 +20,7 @@ from cutover.untrusted import shown, shown_lines
 
 def register_verdict(config: pytest.Config, phase: Phase, selected: list[str]) -> None:
     """Failures led by check IDs (every process); the closing verdict (the controller)."""
+    from checks.html_later import html_wanted
     from checks.report_html import HtmlReport
     from checks.verdict import CheckIdLeads, SessionErrorsFromWorker, VerdictSummary
 
@@ -29,7 +30,7 @@ def register_verdict(config: pytest.Config, phase: Phase, selected: list[str]) -
         return
     summary = VerdictSummary(config, phase, selected)
     config.pluginmanager.register(summary, "cutover-verdict-summary")
-    if config.pluginmanager.hasplugin("html"):
+    if html_wanted(config):  # pytest-html loaded now, or at session end (checks/html_later.py)
         config.pluginmanager.register(HtmlReport(config, summary), "cutover-html-report")
 
 

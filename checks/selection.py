@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,19 @@ def _checks_arg(config: pytest.Config, arg: str) -> str:
     if parts[:1] == ("checks",) and not (config.invocation_params.dir / file_part).exists():
         return str(CHECKS_DIR.joinpath(*parts[1:])) + sep + rest
     return arg
+
+
+def named_check_modules(config: pytest.Config) -> list[str] | None:
+    """`["test_ports"]` for `pytest ... checks/test_ports.py[::...]`; None: any check may run."""
+    if config.args_source is not pytest.Config.ArgsSource.ARGS or not config.args:
+        return None
+    modules = []
+    for arg in config.args:
+        path = (config.invocation_params.dir / _checks_arg(config, arg).split("::")[0]).resolve()
+        if path.parent != CHECKS_DIR or not path.name.startswith("test_") or path.suffix != ".py":
+            return None
+        modules.append(path.stem)
+    return modules
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -343,10 +357,10 @@ class NothingChecked:
                 directory.rmdir()
 
     def _html_reports(self) -> list[Any]:
-        try:
-            from pytest_html.basereport import BaseReport
-        except ImportError:
+        if "pytest_html.basereport" not in sys.modules:  # no report made (checks/html_later.py)
             return []
+        from pytest_html.basereport import BaseReport
+
         return [
             plugin
             for plugin in self.config.pluginmanager.get_plugins()

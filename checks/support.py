@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import pytest
 
 from cutover.model.phases import CHECK_ID, Phase, PhaseExpectations, expectations
-from cutover.probes.connect import ProbeError
 from cutover.untrusted import shown
 
 if TYPE_CHECKING:  # the models (pydantic) load only when a run has an inventory
@@ -166,6 +165,10 @@ def observed(observations: Observed[T], target: object, where: str) -> T:
     >>> answer = observed(services, endpoint, endpoint.where)  # doctest: +SKIP
     """
     __tracebackhide__ = True
+    # Here, not at the top: the probes import the inventory models (pydantic), which a
+    # run without --phase (`pytest --version`, the self-tests) never needs.
+    from cutover.probes.connect import ProbeError
+
     try:
         return observations.get(target)
     except ProbeError as exc:
