@@ -7,7 +7,10 @@ offered. A login is all that happens: the session ends right after the
 answer (LOGOUT/QUIT), nothing is fetched, no mail is sent.
 
 An account's attempts run one after another (so at most one of its sessions
-is open at a time); accounts run concurrently. After the first rejection of
+is open at a time); accounts run concurrently, within each server's budget:
+every connection takes one of its slots (`budget.connections`), every login
+waits for its turn (`budget.logins_per_second`) right before the credentials
+are sent. After the first rejection of
 an account on an IP the rest of that IP's attempts are reported as not tried:
 Dovecot delays every later login from the same client IP after a failed one
 (auth penalty, 4-15 s), which would slow down every other account's logins
@@ -29,7 +32,7 @@ from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account, Protocol, TlsMode
 from cutover.model.phases import Side
 from cutover.model.settings import ProbeSettings
-from cutover.probes.connect import Deadline, ProbeError
+from cutover.probes.connect import Deadline, ProbeError, login_turn
 from cutover.probes.services import ServiceAnswer, imap, pop3, smtp
 from cutover.probes.services.base import AuthOutcome, AuthReply, Conversation, converse
 
@@ -162,6 +165,8 @@ def _attempt(
                 return True, None, f"{mechanism} is not tried by this suite; the server offers it"
             offered = " ".join(sorted(answer.auth_mechanisms)) or "none"
             return False, AuthOutcome.NOT_OFFERED, f"the server offers only {offered}"
+        # The server's login rate (budget.logins_per_second), then the login's own deadline.
+        login_turn(endpoint.address, settings)
         fresh_deadline(conversation, settings.operation_timeout)
         # Revealed inline, never kept in a local that `--showlocals` could print.
         reply: AuthReply = module.authenticate(
