@@ -1,6 +1,6 @@
 """`python -m bench [NAME ...] [--quick]`: run benchmarks and print the table.
 
-Names: ports nagios dns imap mysql full collect imap-big mysql-big dns-big
+Names: ports nagios dns imap mysql full budget collect imap-big mysql-big dns-big
 (default: all). Benchmarks that need the lab share one lab session per group
 (lock, up, setup, measurements, down), so the shared lab is held briefly.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from bench import nagios
+from bench import budget, nagios
 from bench.harness import (
     LAB_INVENTORY,
     PYTHON,
@@ -41,7 +41,7 @@ from bench.harness import (
 )
 
 GROUPS = {
-    "services": ("ports", "nagios", "dns", "imap", "mysql", "full"),
+    "services": ("ports", "nagios", "dns", "imap", "mysql", "full", "budget"),
     "collect": ("collect",),
     "imap-big": ("imap-big",),
     "mysql-big": ("mysql-big",),
@@ -206,7 +206,7 @@ class Bench:
                     target="suite <= 1.5x loop",
                     check=lambda ratio: ratio <= 1.5,
                 )
-            if not wanted & {"dns", "imap", "mysql", "full", "nagios"}:
+            if not wanted & {"dns", "imap", "mysql", "full", "nagios", "budget"}:
                 return
             say(
                 f"  lab scale --domains {s.domains} --accounts {s.accounts} "
@@ -241,6 +241,8 @@ class Bench:
                     None,
                     extra=("-n", "auto"),
                 )
+            if "budget" in wanted:
+                budget.rows(self, label, derived_inventory, best_of, raw_command)
             if "nagios" in wanted:
                 self.vs_nagios(
                     f"ports+http+dns vs monitoring-plugins ({label})",
