@@ -257,6 +257,7 @@ def test_waiting_for_a_slot_fails_with_one_line_naming_the_setting(listener: int
     message = str(failure)
     assert "\n" not in message
     assert message.startswith("timed out after 0.7 s waiting for one of the old server's")
+    assert "to come free" in message
     assert "budget.connections" in message and f"127.0.0.1:{listener}" in message
     assert budget.held == 0
 

@@ -101,24 +101,28 @@ class ServerBudget:
         self._free = threading.Condition()
         self._holders: dict[int, int] = {}  # thread id -> slots it holds
         self.held = 0
+        self._given_back_at = float("-inf")  # when a slot was last given back
         self.peak = 0  # the most slots held at once in this process
         self._turns = threading.Lock()
         self._next_login = float("-inf")
         self.logins = 0
 
     def acquire(self, timeout: float) -> Slot | None:
-        """A slot, waiting at most `timeout` seconds for one to be free (None: none was).
+        """A slot, or None when none came free for `timeout` seconds.
 
-        A thread that holds every slot itself gets `OwnSlots` at once: nobody
-        else could free one.
+        The wait is bounded by progress, not by its length: it gives up only
+        when no slot of the server was given back for `timeout` seconds (a
+        slot held past every deadline is a leak), so a long queue of
+        waiters behind a slow server still gets through. A thread that holds
+        every slot itself gets `OwnSlots` at once: nobody else could free one.
         """
         me = threading.get_ident()
-        end = self._clock() + timeout
+        started = self._clock()
         with self._free:
             while self.held >= self.connections:
                 if self._holders.get(me, 0) >= self.connections:
                     raise OwnSlots(self.server)
-                left = end - self._clock()
+                left = max(started, self._given_back_at) + timeout - self._clock()
                 if left <= 0:
                     return None
                 self._free.wait(left)
@@ -130,6 +134,7 @@ class ServerBudget:
     def _give_back(self, owner: int) -> None:
         with self._free:
             self.held -= 1
+            self._given_back_at = self._clock()
             left = self._holders.get(owner, 0) - 1
             if left > 0:
                 self._holders[owner] = left

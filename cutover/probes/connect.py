@@ -178,8 +178,9 @@ def _budget_of(address: object, settings: ProbeSettings) -> ServerBudget | None:
 def hold(address: object, settings: ProbeSettings, where: str) -> Slot | None:
     """A slot of the budget of the server at `address` (None: it has none), for one connection.
 
-    Waits for a free slot at most the connect and operation timeouts
-    together, then fails with one line naming the server and the setting.
+    Waits while the server's slots keep coming free; when none did for the
+    connect and operation timeouts together (a slot held past every
+    deadline), fails with one line naming the server and the setting.
     The caller releases it when the connection closes (`connect` does that
     itself; PyMySQL and IMAPClient sessions release in their close).
     """
@@ -200,7 +201,7 @@ def hold(address: object, settings: ProbeSettings, where: str) -> Slot | None:
             timed_out(
                 wait,
                 f"waiting for one of {budget.server}'s {budget.connections} connection(s) "
-                f"(budget.connections) to connect to {where}",
+                f"(budget.connections) to come free, to connect to {where}",
             )
         )
     return slot
