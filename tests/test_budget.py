@@ -301,3 +301,22 @@ def test_the_library_sessions_give_their_slot_back_on_failure(listener: int) -> 
         )
     assert budget.held == 0
     assert budget.peak == 1
+
+
+def test_a_fleet_pair_inherits_the_budget_or_gives_its_own(tmp_path: Path) -> None:
+    from cutover.model.inventory import load_fleet
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "budget: {connections: 4}\n"
+        "pairs:\n"
+        "  - {name: a, old: {address: 127.0.0.2}, new: {address: 127.0.0.3}}\n"
+        "  - {name: b, old: {address: 127.0.0.4}, new: {address: 127.0.0.5},\n"
+        "     budget: {connections: 3, logins_per_second: 2}}\n"
+    )
+    first, second = load_fleet(path, environ={}).pairs
+    assert [b.connections for b in budgets_of(first).servers] == [4, 4]
+    assert [(b.connections, b.logins_per_second) for b in budgets_of(second).servers] == [
+        (3, 2.0),
+        (3, 2.0),
+    ]
