@@ -62,7 +62,7 @@ def rows(bench: Any, label: str, derived_inventory: Any, best_of: Any, raw_comma
 
     default_name = (
         f"full preflight, default budget ({DEFAULT_CONNECTIONS} conn, "
-        f"{DEFAULT_LOGINS_PER_SECOND:g} logins/s) ({label})"
+        f"{DEFAULT_LOGINS_PER_SECOND:g} logins a second) ({label})"
     )
     generous_name = f"full preflight, generous budget ({label})"
 

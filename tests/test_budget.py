@@ -186,8 +186,8 @@ def test_the_defaults_when_the_inventory_says_nothing(tmp_path: Path) -> None:
     path = tmp_path / "inventory.yaml"
     path.write_text("old: {address: 127.0.0.2}\nnew: {address: 127.0.0.3}\n")
     old, new = budgets_of(load_inventory(path, environ={})).servers
-    assert (old.connections, old.logins_per_second) == (8, 10.0)
-    assert (new.connections, new.logins_per_second) == (8, 10.0)
+    assert (old.connections, old.logins_per_second) == (8, 20.0)
+    assert (new.connections, new.logins_per_second) == (8, 20.0)
 
 
 # --- connect() and the helpers keep to it ----------------------------------------
@@ -320,3 +320,17 @@ def test_a_fleet_pair_inherits_the_budget_or_gives_its_own(tmp_path: Path) -> No
         (3, 2.0),
         (3, 2.0),
     ]
+
+
+def test_an_accounts_logins_take_the_servers_in_turn_in_plan_order_per_side() -> None:
+    """Each server's login rate is its own: alternating keeps both busy."""
+    from types import SimpleNamespace
+
+    from cutover.model.phases import Side
+    from cutover.probes.mail.logins import alternating
+
+    o1, o2 = SimpleNamespace(side=Side.OLD, n="o1"), SimpleNamespace(side=Side.OLD, n="o2")
+    n1 = SimpleNamespace(side=Side.NEW, n="n1")
+    plan = [(o1, ["a", "b"]), (o2, ["c"]), (n1, ["d", "e"])]
+    order = [(position, e.n, method) for position, e, method in alternating(plan)]  # type: ignore[arg-type]
+    assert order == [(0, "o1", "a"), (3, "n1", "d"), (1, "o1", "b"), (4, "n1", "e"), (2, "o2", "c")]

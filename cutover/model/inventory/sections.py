@@ -29,11 +29,11 @@ from cutover.model.inventory.base import (
 
 # The per-server budget's defaults (docs/semantics.md, "The per-server budget"): a
 # quarter of Dovecot's 10 connections per user and IP (mail_max_userip_connections),
-# a sixth of Postfix's 50 per client (smtpd_client_connection_count_limit), a few
-# percent of their default 100 login/smtpd processes; logins far below what one
-# busy mailbox host's clients start, so password hashing stays a small load.
+# a sixth of Postfix's 50 per client (smtpd_client_connection_count_limit), under a
+# tenth of their default 100 login/smtpd processes; 20 logins a second cost a
+# SHA512-CRYPT host a few percent of one core (hash and TLS handshake).
 DEFAULT_CONNECTIONS = 8
-DEFAULT_LOGINS_PER_SECOND = 10.0
+DEFAULT_LOGINS_PER_SECOND = 20.0
 LoginRate = Annotated[float, Field(gt=0, le=10000, strict=True)]
 
 
@@ -90,7 +90,7 @@ class Server(Strict):
         """The budget for this host: its own values where it gives them, else `default`.
 
         >>> Server(address="198.51.100.10", budget={"connections": 2}).budget_over(Budget())
-        Budget(connections=2, logins_per_second=10.0)
+        Budget(connections=2, logins_per_second=20.0)
         """
         if self.budget is None:
             return default
