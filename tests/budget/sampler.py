@@ -4,7 +4,9 @@ Run inside a lab host's namespace (`ip netns exec cutover-old ...`): it asks
 the kernel for that namespace's open TCP sockets (sock_diag over netlink, as
 `ss` does; the kernel filters ESTABLISHED and SYN_RECV, so a dump takes well
 under a millisecond) in a tight loop until SIGTERM, and counts the
-connections to the given local addresses and ports.
+connections to the given local addresses and ports that were open together
+(a connection counts when two successive dumps of its family show it: see
+`main`; short ones may be missed, none is counted twice or out of its time).
 A connection the client closed is CLOSE_WAIT or gone by then, so what is
 counted is what the server carries at that moment. It prints one JSON
 object: the most open at once, every distinct connection seen, the samples.
@@ -64,16 +66,15 @@ def _dump(channel: socket.socket, family: int) -> list[tuple[str, int, str, int]
 
 
 def open_connections(
-    channel: socket.socket, addresses: set[str], ports: set[int]
+    channel: socket.socket, family: int, addresses: set[str], ports: set[int]
 ) -> set[tuple[str, int, str, int]]:
     found = set()
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for local, lport, remote, rport in _dump(channel, family):
-            mapped = ipaddress.ip_address(remote)
-            if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped:
-                remote = str(mapped.ipv4_mapped)
-            if local in addresses and lport in ports and remote not in addresses:
-                found.add((local, lport, remote, rport))
+    for local, lport, remote, rport in _dump(channel, family):
+        mapped = ipaddress.ip_address(remote)
+        if isinstance(mapped, ipaddress.IPv6Address) and mapped.ipv4_mapped:
+            remote = str(mapped.ipv4_mapped)
+        if local in addresses and lport in ports and remote not in addresses:
+            found.add((local, lport, remote, rport))
     return found
 
 
@@ -95,10 +96,21 @@ def main() -> int:
     most, samples, seen = 0, 0, set()
     peak: list[list[object]] = []
     channel = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+    families = (socket.AF_INET, socket.AF_INET6)
+    last = {family: open_connections(channel, family, addresses, ports) for family in families}
     while not stop:
-        now = open_connections(channel, addresses, ports)
+        # Dumps go v4, v6, v4, v6, ...: a connection counts when it is in two
+        # successive dumps of its family, so it was open all along between them,
+        # and every connection counted was open at one same instant (between the
+        # last round's v6 dump and this round's v4 one). One closed during a dump of
+        # the other family and another opened after it are never counted together.
+        now: set[tuple[str, int, str, int]] = set()
+        for family in families:
+            current = open_connections(channel, family, addresses, ports)
+            now |= last[family] & current
+            seen |= current
+            last[family] = current
         samples += 1
-        seen |= now
         if len(now) > most:
             most, peak = len(now), sorted([list(c) for c in now])
         time.sleep(0.0001)
