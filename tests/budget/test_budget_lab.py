@@ -75,6 +75,10 @@ def test_a_small_budget_is_never_exceeded_and_the_checks_still_pass(
     assert run.cases and all(case.outcome == "passed" for case in run.cases), run.summary()
     assert {case.check_id for case in run.cases} >= {"PORT01", "TLS01", "AUTH01", "IMAP01"}
     for side, counted in seen.items():
+        print(
+            f"{side} server: at most {counted['most']} at once, {counted['distinct']} "
+            f"connections seen, {counted['samples']} samples"
+        )
         # The server did see the run: many connections, up to the budget.
         assert counted["distinct"] >= 50, f"{side}: {counted}"
         assert counted["most"] <= SMALL["connections"], (
