@@ -1,13 +1,13 @@
 """The full preflight at the default per-server budget and at a generous one.
 
 Two rows for `python -m bench budget` (in the services group, on the scaled
-lab). The default row's baseline is the budget's own floor: the logins the
+lab). The generous row lifts the budget out of the way and is held to the
+full preflight's own target against the raw sequential script. The default
+row's baseline is that generous run plus the budget's floor: the logins the
 run made on its busiest server (AUTH01's attempts, read from the run's
-JUnit) divided by the default `logins_per_second`. No run keeping to the
-budget can be faster, so the ratio says how close the suite gets to it: the
-target is that the budget, not the suite, bounds the run. The generous row
-lifts the budget out of the way and is held to the full preflight's own
-target against the raw sequential script.
+JUnit) divided by the default `logins_per_second`. Target <= 1.0x: the
+budget costs at most the time its login rate needs on top of the suite's
+own, whatever the inventory's size.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from cutover.model.inventory.sections import DEFAULT_CONNECTIONS, DEFAULT_LOGINS
 # Far above anything a run opens at once (32 service probes, 8 x 4 TLS versions,
 # 16 login threads): the budget never makes a probe wait.
 GENEROUS = {"connections": 256, "logins_per_second": 10_000}
-# The default row may take this much longer than the budget's floor.
-FLOOR_LIMIT = 1.3
+# The default row against the generous run plus the budget's floor: at most this.
+FLOOR_LIMIT = 1.0
 # The generous row: the full preflight's own target against the raw script.
 RAW_LIMIT = 1.0
 
@@ -66,6 +66,8 @@ def rows(bench: Any, label: str, derived_inventory: Any, best_of: Any, raw_comma
     )
     generous_name = f"full preflight, generous budget ({label})"
 
+    generous_s: list[float] = []
+
     def default_row() -> None:
         inventory = derived_inventory("budget-default", at_default)
         junit = bench.scratch / "budget-default.xml"
@@ -76,10 +78,11 @@ def rows(bench: Any, label: str, derived_inventory: Any, best_of: Any, raw_comma
         row = Row(
             default_name,
             run.seconds,
-            floor or None,
-            f"budget floor ({busiest} logins on the busiest server)",
+            (floor + generous_s[0]) if generous_s else floor or None,
+            f"generous run + budget floor ({busiest} logins on the busiest server"
+            f" / {DEFAULT_LOGINS_PER_SECOND:g} = {floor:.1f} s)",
             run.peak_mib,
-            f"<= {FLOOR_LIMIT}x floor",
+            f"<= {FLOOR_LIMIT}x that",
             None,
             f"(logins old {logins['old']}, new {logins['new']})",
         )
@@ -90,6 +93,7 @@ def rows(bench: Any, label: str, derived_inventory: Any, best_of: Any, raw_comma
     def generous_row() -> None:
         inventory = derived_inventory("budget-generous", generous)
         run = bench.suite(generous_name, inventory, "")
+        generous_s.append(run.seconds)
         raw = best_of(raw_command("full", inventory), bench.sizes.repeat)
         row = Row(
             generous_name,
@@ -105,5 +109,5 @@ def rows(bench: Any, label: str, derived_inventory: Any, best_of: Any, raw_comma
             row.met = row.ratio <= RAW_LIMIT
         bench.add(row)
 
-    bench.attempt(default_name, default_row)
     bench.attempt(generous_name, generous_row)
+    bench.attempt(default_name, default_row)
