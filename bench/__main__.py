@@ -1,6 +1,6 @@
 """`python -m bench [NAME ...] [--quick]`: run benchmarks and print the table.
 
-Names: ports nagios start dns imap mysql full collect imap-big mysql-big dns-big
+Names: ports nagios start dns imap mysql full budget collect imap-big mysql-big dns-big
 (default: all). Benchmarks that need the lab share one lab session per group
 (lock, up, setup, measurements, down), so the shared lab is held briefly.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from bench import nagios, start
+from bench import budget, nagios, start
 from bench.harness import (
     LAB_INVENTORY,
     PYTHON,
@@ -41,7 +41,7 @@ from bench.harness import (
 )
 
 GROUPS = {
-    "services": ("ports", "nagios", "start", "dns", "imap", "mysql", "full"),
+    "services": ("ports", "nagios", "start", "dns", "imap", "mysql", "full", "budget"),
     "collect": ("collect",),
     "imap-big": ("imap-big",),
     "mysql-big": ("mysql-big",),
@@ -235,7 +235,7 @@ class Bench:
                 self.vs_raw("ports (18 endpoints)", bare, "ports", ("test_ports.py",), "-", None)
             if wanted & {"nagios", "start"}:
                 self.attempt("start", lambda: self.start_rows(bare))
-            if not wanted & {"dns", "imap", "mysql", "full", "nagios"}:
+            if not wanted & {"dns", "imap", "mysql", "full", "nagios", "budget"}:
                 return
             say(
                 f"  lab scale --domains {s.domains} --accounts {s.accounts} "
@@ -270,6 +270,8 @@ class Bench:
                     None,
                     extra=("-n", "auto"),
                 )
+            if "budget" in wanted:
+                budget.rows(self, label, derived_inventory, best_of, raw_command)
             if "nagios" in wanted:
                 self.vs_nagios(
                     f"ports+http+dns vs monitoring-plugins ({label})",

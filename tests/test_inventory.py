@@ -285,6 +285,38 @@ BAD_CASES = [
         ":7: timeouts.connect: Input should be greater than 0",
     ),
     (
+        "budget-no-connections",
+        GOOD + "budget: {connections: 0}\n",
+        {},
+        ":7: budget.connections: Input should be greater than or equal to 1",
+    ),
+    (
+        "budget-connections-quoted",
+        GOOD + "budget: {connections: '4'}\n",
+        {},
+        ":7: budget.connections: Input should be a valid integer",
+    ),
+    (
+        "budget-login-rate-zero",
+        GOOD + "budget: {logins_per_second: 0}\n",
+        {},
+        ":7: budget.logins_per_second: Input should be greater than 0",
+    ),
+    (
+        "budget-unknown-key",
+        GOOD + "budget: {connection: 4}\n",
+        {},
+        ":7: budget.connection: unknown key",
+    ),
+    (
+        "side-budget-bad",
+        GOOD.replace(
+            "old: {address: 127.0.0.2}", "old: {address: 127.0.0.2, budget: {connections: -2}}"
+        ),
+        {},
+        ":2: old.budget.connections: Input should be greater than or equal to 1",
+    ),
+    (
         "ttl-not-int",
         GOOD + "dns: {ttl: soon}\n",
         {},

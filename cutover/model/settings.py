@@ -16,14 +16,16 @@ one place that writes them.
 
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cutover.model.budget import Budgets, ServerBudget, share
 from cutover.model.inventory import Inventory, MysqlAccount
 from cutover.model.phases import Side
 
-__all__ = ["ProbeSettings", "Trust", "settings_for"]
+__all__ = ["ProbeSettings", "Trust", "budgets_of", "settings_for", "worker_count"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class ProbeSettings:
     ehlo_name: str = "cutover.invalid"
     ssh_config: Path | None = None
     legacy_old: bool = False  # tls.legacy_old: the old host's addresses may speak TLS 1.0
+    # Each side's budget in this process (connections at once, logins per second),
+    # shared by every copy of these settings; None: nothing is limited (tests).
+    budgets: Budgets | None = field(default=None, compare=False)
 
     def trust_toward(self, side: Side) -> Trust:
         """The trust (and TLS policy) for a handshake with an address of `side`.
@@ -101,7 +106,36 @@ class ProbeSettings:
             mysql_admin=inventory.mysql.admin,
             ssh_config=inventory.ssh_config,
             legacy_old=inventory.tls.legacy_old,
+            budgets=budgets_of(inventory, worker_count()),
         )
+
+
+def worker_count() -> int:
+    """How many processes share the servers' budgets: pytest-xdist's workers, else 1.
+
+    xdist tells each worker the count in `PYTEST_XDIST_WORKER_COUNT`.
+    """
+    try:
+        return max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    except ValueError:
+        return 1
+
+
+def budgets_of(inventory: Inventory, workers: int = 1) -> Budgets:
+    """Each side's budget (`budget:`, `old.budget`, `new.budget`): this process's share.
+
+    >>> [(b.server, b.connections) for b in budgets_of(inventory, 2).servers]  # doctest: +SKIP
+    [('the old server', 4), ('the new server', 4)]
+    """
+    servers = []
+    for side in Side:
+        host = inventory.old if side is Side.OLD else inventory.new
+        budget = host.budget_over(inventory.budget)
+        connections, rate = share(budget.connections, budget.logins_per_second, workers)
+        servers.append(
+            (host.addresses, ServerBudget(f"the {side.value} server", connections, rate))
+        )
+    return Budgets(servers)
 
 
 # id(inventory) -> its settings; the entry goes when the inventory does.

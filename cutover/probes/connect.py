@@ -1,6 +1,9 @@
 """The one connection layer every probe shares.
 
-- `connect(address, port, settings)`: a TCP connection within the connect timeout;
+- `connect(address, port, settings)`: a TCP connection within the connect timeout,
+  holding a slot of its server's budget (`budget:`) until the socket closes;
+- `hold` and `login_turn`: the same budget for connections a library opens itself
+  (PyMySQL, IMAPClient), and the login rate every login path waits for;
 - `tls_context(trust, verify=..., check_hostname=...)`: the one TLS context factory
   (`ServerName` presents a host name for libraries that pass the IP); a `Trust`
   toward an old server (`legacy`) also speaks TLS 1.0 and weak ciphers, one pinned
@@ -28,10 +31,12 @@ import socket
 import ssl
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cutover.model.budget import OwnSlots, ServerBudget, Slot
 from cutover.model.inventory import TLS_VERSION_NAMES
 from cutover.model.settings import ProbeSettings, Trust
 from cutover.untrusted import MAX_SHOWN, shown
@@ -44,6 +49,8 @@ __all__ = [
     "ProbeTimeout",
     "ServerName",
     "connect",
+    "hold",
+    "login_turn",
     "no_route_to",
     "one_line",
     "peer",
@@ -129,10 +136,29 @@ def no_route_to(where: str, exc: OSError) -> str:
 def connect(address: object, port: int, settings: ProbeSettings | float) -> socket.socket:
     """A TCP connection, or a one-line `ProbeError` ("timed out after 5 s connecting to ...").
 
-    `settings` gives the connect timeout (or is it, in seconds).
+    `settings` gives the connect timeout (or is it, in seconds). With settings
+    that carry budgets, the connection first takes a slot of its server's
+    budget (`hold`) and gives it back when the socket, or the TLS socket
+    wrapped around it, is closed (or collected, should a caller forget).
     """
     timeout = settings.connect_timeout if isinstance(settings, ProbeSettings) else settings
     where = peer(address, port)
+    slot = hold(address, settings, where) if isinstance(settings, ProbeSettings) else None
+    try:
+        sock = _open(address, port, timeout, where)
+    except BaseException:
+        if slot is not None:
+            slot.release()
+        raise
+    if slot is None:
+        return sock
+    budgeted = _BudgetedSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    budgeted.settimeout(timeout)
+    budgeted.take(slot)
+    return budgeted
+
+
+def _open(address: object, port: int, timeout: float, where: str) -> socket.socket:
     try:
         return socket.create_connection((str(address), port), timeout=timeout)
     except TimeoutError:
@@ -143,6 +169,109 @@ def connect(address: object, port: int, settings: ProbeSettings | float) -> sock
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
             raise ProbeError(no_route_to(where, exc)) from None
         raise ProbeError(f"cannot connect to {where}: {exc.strerror or exc}") from None
+
+
+def _budget_of(address: object, settings: ProbeSettings) -> ServerBudget | None:
+    return settings.budgets.of(address) if settings.budgets is not None else None
+
+
+def hold(address: object, settings: ProbeSettings, where: str) -> Slot | None:
+    """A slot of the budget of the server at `address` (None: it has none), for one connection.
+
+    Waits while the server's slots keep coming free; when none did for the
+    connect and operation timeouts together (a slot held past every
+    deadline), fails with one line naming the server and the setting.
+    The caller releases it when the connection closes (`connect` does that
+    itself; PyMySQL and IMAPClient sessions release in their close).
+    """
+    budget = _budget_of(address, settings)
+    if budget is None:
+        return None
+    wait = settings.connect_timeout + settings.operation_timeout
+    try:
+        slot = budget.acquire(wait)
+    except OwnSlots:
+        raise ProbeError(
+            f"{budget.server}'s budget allows {budget.connections} connection(s) at once in "
+            f"this process and this check holds them all already: it needs one more for "
+            f"{where} (raise budget.connections)"
+        ) from None
+    if slot is None:
+        raise ProbeTimeout(
+            timed_out(
+                wait,
+                f"waiting for one of {budget.server}'s {budget.connections} connection(s) "
+                f"(budget.connections) to come free, to connect to {where}",
+            )
+        )
+    return slot
+
+
+def login_turn(address: object, settings: ProbeSettings) -> float:
+    """Wait for the next login turn on the server at `address` (budget.logins_per_second).
+
+    Every login path calls it right before it sends the credentials, so no
+    server sees more logins per second than its budget; the seconds waited.
+    """
+    budget = _budget_of(address, settings)
+    return budget.login_turn() if budget is not None else 0.0
+
+
+class _BudgetedSocket(socket.socket):
+    """A TCP socket holding its server's budget slot until its file descriptor closes."""
+
+    _slot: Slot | None = None
+    _finalizer: weakref.finalize[Any, Any] | None = None
+
+    def take(self, slot: Slot | None) -> None:
+        self._slot = slot
+        if slot is not None:
+            self._finalizer = weakref.finalize(self, slot.release)
+
+    def handed_on(self) -> Slot | None:
+        """The slot, now owned by whoever took the descriptor over (a TLS socket)."""
+        slot, self._slot = self._slot, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        return slot
+
+    def _real_close(self, *args: Any) -> None:
+        try:
+            super()._real_close(*args)  # type: ignore[misc]
+        finally:
+            if self._slot is not None:
+                self.handed_on().release()  # type: ignore[union-attr]
+
+
+class _BudgetedSSLSocket(ssl.SSLSocket):
+    """The TLS socket around a `_BudgetedSocket`: it takes the slot over with the descriptor."""
+
+    _slot: Slot | None = None
+    _finalizer: weakref.finalize[Any, Any] | None = None
+
+    @classmethod
+    def _create(cls, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        slot = sock.handed_on() if isinstance(sock, _BudgetedSocket) else None
+        try:
+            tls = super()._create(sock, *args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        if slot is not None:
+            tls._slot = slot
+            tls._finalizer = weakref.finalize(tls, slot.release)
+        return tls  # type: ignore[no-any-return]
+
+    def _real_close(self, *args: Any) -> None:
+        try:
+            super()._real_close(*args)  # type: ignore[misc]
+        finally:
+            slot, self._slot = self._slot, None
+            if slot is not None:
+                if self._finalizer is not None:
+                    self._finalizer.detach()
+                slot.release()
 
 
 def tls_context(
@@ -191,6 +320,8 @@ def _context(
                 TLS_VERSIONS[only] if only else ssl.TLSVersion.MAXIMUM_SUPPORTED
             )
         context.set_ciphers(WEAK_CIPHERS)
+    # A budgeted connection's slot goes with its descriptor into the TLS socket.
+    context.sslsocket_class = _BudgetedSSLSocket
     return context
 
 

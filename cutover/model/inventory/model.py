@@ -17,6 +17,7 @@ from pydantic import (
 from cutover.model.inventory.base import InventoryError, Loc, SecretRef, Strict
 from cutover.model.inventory.sections import (
     Acceptance,
+    Budget,
     Decommission,
     Dns,
     Http,
@@ -59,6 +60,8 @@ _SECTION_DOCS = {
     "acceptance": "what the acceptance phase expects of the old IP",
     "timeouts": "per-connection and per-check time limits (seconds)",
     "decommission": "what the decommission phase watches on the old host (needs old.ssh)",
+    "budget": "how hard the suite may use each server: TCP connections at once and logins "
+    "per second, per host (old.budget / new.budget override it for one side)",
 }
 
 
@@ -90,6 +93,7 @@ class Inventory(Strict):
     acceptance: Acceptance = _documented("acceptance", factory=Acceptance)
     timeouts: Timeouts = _documented("timeouts", factory=Timeouts)
     decommission: Decommission = _documented("decommission", factory=Decommission)
+    budget: Budget = _documented("budget", factory=Budget)
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -164,6 +168,7 @@ class Pair(Strict):
     acceptance: Acceptance | None = _documented("acceptance")
     timeouts: Timeouts | None = _documented("timeouts")
     decommission: Decommission | None = _documented("decommission")
+    budget: Budget | None = _documented("budget")
 
 
 @dataclass(frozen=True)

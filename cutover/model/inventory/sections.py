@@ -27,6 +27,41 @@ from cutover.model.inventory.base import (
     TlsMode,
 )
 
+# The per-server budget's defaults (docs/semantics.md, "The per-server budget"): a
+# quarter of Dovecot's 10 connections per user and IP (mail_max_userip_connections),
+# a sixth of Postfix's 50 per client (smtpd_client_connection_count_limit), under a
+# tenth of their default 100 login/smtpd processes; 20 logins a second cost a
+# SHA512-CRYPT host a few percent of one core (hash and TLS handshake).
+DEFAULT_CONNECTIONS = 8
+DEFAULT_LOGINS_PER_SECOND = 20.0
+LoginRate = Annotated[float, Field(gt=0, le=10000, strict=True)]
+
+
+class Budget(Strict):
+    """How hard the suite may use one server (one side's host, all its addresses)."""
+
+    connections: Count = Field(
+        default=DEFAULT_CONNECTIONS,
+        description="TCP connections open to the server at once, at most (every probe: "
+        "ports, TLS, HTTP, logins, IMAP/POP3 sessions, MySQL)",
+    )
+    logins_per_second: LoginRate = Field(
+        default=DEFAULT_LOGINS_PER_SECOND,
+        description="logins started on the server per second, at most (IMAP, POP3, SMTP "
+        "AUTH, MySQL)",
+    )
+
+
+class SideBudget(Strict):
+    """A side's own budget: what it gives replaces the top-level `budget:` value."""
+
+    connections: Count | None = Field(
+        default=None, description="TCP connections open to this host at once, at most"
+    )
+    logins_per_second: LoginRate | None = Field(
+        default=None, description="logins started on this host per second, at most"
+    )
+
 
 class Server(Strict):
     """One side of the migration: the old or the new host."""
@@ -45,6 +80,22 @@ class Server(Strict):
         default=None,
         description="testinfra host spec for host-side checks, e.g. ssh://root@old.example.net",
     )
+    budget: SideBudget | None = Field(
+        default=None,
+        description="this host's own budget (connections, logins_per_second), for what "
+        "differs from the top-level budget",
+    )
+
+    def budget_over(self, default: Budget) -> Budget:
+        """The budget for this host: its own values where it gives them, else `default`.
+
+        >>> Server(address="198.51.100.10", budget={"connections": 2}).budget_over(Budget())
+        Budget(connections=2, logins_per_second=20.0)
+        """
+        if self.budget is None:
+            return default
+        given = self.budget.model_dump(exclude_none=True)
+        return default.model_copy(update=given)
 
     @property
     def address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:

@@ -32,7 +32,14 @@ from email.message import EmailMessage
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account
 from cutover.model.settings import ProbeSettings
-from cutover.probes.connect import ProbeError, ProbeTimeout, one_line, timed_out, tls_context
+from cutover.probes.connect import (
+    ProbeError,
+    ProbeTimeout,
+    connect,
+    one_line,
+    timed_out,
+    tls_context,
+)
 from cutover.probes.mail.mailboxes import ImapSession
 
 __all__ = ["MailFlow", "probe_mail_flow", "probe_message"]
@@ -78,6 +85,17 @@ def probe_message(account: str, message_id: str, sent_to: str) -> EmailMessage:
     return message
 
 
+class _Smtp(smtplib.SMTP):
+    """smtplib's client on the project's `connect`: the server's budget counts it."""
+
+    def __init__(self, settings: ProbeSettings) -> None:
+        self.settings = settings
+        super().__init__(timeout=settings.connect_timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return connect(host, port, self.settings)
+
+
 def _send(
     relay: Endpoint, settings: ProbeSettings, account: str, message_id: str
 ) -> tuple[str, str, str]:
@@ -85,7 +103,7 @@ def _send(
     address = relay.address
     where = relay.where
     try:
-        smtp = smtplib.SMTP(timeout=settings.connect_timeout)
+        smtp = _Smtp(settings)
         # starttls() names `_host` as the TLS server_hostname; only __init__ sets it.
         smtp._host = str(address)  # type: ignore[attr-defined]
         code, banner = smtp.connect(str(address), relay.service.port)

@@ -7,7 +7,10 @@ offered. A login is all that happens: the session ends right after the
 answer (LOGOUT/QUIT), nothing is fetched, no mail is sent.
 
 An account's attempts run one after another (so at most one of its sessions
-is open at a time); accounts run concurrently. After the first rejection of
+is open at a time); accounts run concurrently, within each server's budget:
+every connection takes one of its slots (`budget.connections`), every login
+waits for its turn (`budget.logins_per_second`) right before the credentials
+are sent. After the first rejection of
 an account on an IP the rest of that IP's attempts are reported as not tried:
 Dovecot delays every later login from the same client IP after a failed one
 (auth penalty, 4-15 s), which would slow down every other account's logins
@@ -29,7 +32,7 @@ from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account, Protocol, TlsMode
 from cutover.model.phases import Side
 from cutover.model.settings import ProbeSettings
-from cutover.probes.connect import Deadline, ProbeError
+from cutover.probes.connect import Deadline, ProbeError, login_turn
 from cutover.probes.services import ServiceAnswer, imap, pop3, smtp
 from cutover.probes.services.base import AuthOutcome, AuthReply, Conversation, converse
 
@@ -38,6 +41,7 @@ __all__ = [
     "SUBMISSION_PORTS",
     "AccountLogins",
     "LoginAttempt",
+    "alternating",
     "fresh_deadline",
     "implemented",
     "observe_logins",
@@ -162,6 +166,8 @@ def _attempt(
                 return True, None, f"{mechanism} is not tried by this suite; the server offers it"
             offered = " ".join(sorted(answer.auth_mechanisms)) or "none"
             return False, AuthOutcome.NOT_OFFERED, f"the server offers only {offered}"
+        # The server's login rate (budget.logins_per_second), then the login's own deadline.
+        login_turn(endpoint.address, settings)
         fresh_deadline(conversation, settings.operation_timeout)
         # Revealed inline, never kept in a local that `--showlocals` could print.
         reply: AuthReply = module.authenticate(
@@ -182,13 +188,40 @@ def _attempt(
     return LoginAttempt(endpoint, method, ok, outcome, detail, time.monotonic() - started)
 
 
+def alternating(
+    plan: Sequence[tuple[Endpoint, Sequence[str]]],
+) -> list[tuple[int, Endpoint, str]]:
+    """The plan's logins as (position, endpoint, method), taking the sides in turn.
+
+    Each server's login rate (budget.logins_per_second) is its own: an account
+    that alternates between the old and the new host keeps both busy, where
+    one that did all of the old host's first would leave the new host idle
+    while it waits for the old host's turns. Each side keeps the plan's order,
+    so which attempt comes first on an IP (and stops the rest) is unchanged;
+    the attempts are reported in the plan's order.
+    """
+    sides: dict[object, list[tuple[int, Endpoint, str]]] = {}
+    position = 0
+    for endpoint, methods in plan:
+        for method in methods:
+            sides.setdefault(endpoint.side, []).append((position, endpoint, method))
+            position += 1
+    queues = list(sides.values())
+    ordered: list[tuple[int, Endpoint, str]] = []
+    while any(queues):
+        for queue in queues:
+            if queue:
+                ordered.append(queue.pop(0))
+    return ordered
+
+
 def observe_logins(
     account: Account,
     plan: Sequence[tuple[Endpoint, Sequence[str]]],
     settings: ProbeSettings,
     silent: Mapping[str, str] | None = None,
 ) -> AccountLogins:
-    """Try every planned login of one account, one after another.
+    """Try every planned login of one account, one after another, the sides in turn.
 
     `silent` maps endpoint ids already known not to answer (the session's
     service observation) to why: no login is tried there, so a dead host
@@ -196,34 +229,30 @@ def observe_logins(
     is not asked again for the account's other methods.
     """
     started = time.monotonic()
-    attempts: list[LoginAttempt] = []
+    done: dict[int, LoginAttempt] = {}  # plan position -> its attempt
     stopped: dict[str, LoginAttempt] = {}  # IP -> the attempt that was rejected there
     unanswered = dict(silent or {})  # endpoint id -> why it gives no answer
-    for endpoint, methods in plan:
-        for method in methods:
-            first = stopped.get(str(endpoint.address))
-            if endpoint.id in unanswered:
-                attempts.append(
-                    LoginAttempt(
-                        endpoint, method, False, None, f"no answer: {unanswered[endpoint.id]}"
-                    )
-                )
-                continue
-            if first is not None:
-                attempts.append(
-                    LoginAttempt(
-                        endpoint,
-                        method,
-                        False,
-                        None,
-                        f"not tried after {first.outcome} on {first.label}",
-                    )
-                )
-                continue
-            attempt = _attempt(endpoint, method, account, settings)
-            attempts.append(attempt)
-            if attempt.outcome in STOPS_AN_IP:
-                stopped[str(endpoint.address)] = attempt
-            elif attempt.outcome is None and attempt.detail.startswith("no answer: "):
-                unanswered[endpoint.id] = attempt.detail.removeprefix("no answer: ")
+    for position, endpoint, method in alternating(plan):
+        first = stopped.get(str(endpoint.address))
+        if endpoint.id in unanswered:
+            done[position] = LoginAttempt(
+                endpoint, method, False, None, f"no answer: {unanswered[endpoint.id]}"
+            )
+            continue
+        if first is not None:
+            done[position] = LoginAttempt(
+                endpoint,
+                method,
+                False,
+                None,
+                f"not tried after {first.outcome} on {first.label}",
+            )
+            continue
+        attempt = _attempt(endpoint, method, account, settings)
+        done[position] = attempt
+        if attempt.outcome in STOPS_AN_IP:
+            stopped[str(endpoint.address)] = attempt
+        elif attempt.outcome is None and attempt.detail.startswith("no answer: "):
+            unanswered[endpoint.id] = attempt.detail.removeprefix("no answer: ")
+    attempts = [done[position] for position in sorted(done)]
     return AccountLogins(account.user, tuple(attempts), time.monotonic() - started)

@@ -27,6 +27,7 @@ from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError, ProtocolError
 
 from cutover.compare.imap import Batch, Listing, MailboxState, MessageKey
+from cutover.model.budget import Slot
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account, TlsMode
 from cutover.model.settings import ProbeSettings
@@ -34,6 +35,8 @@ from cutover.probes.connect import (
     ProbeError,
     ProbeTimeout,
     ServerName,
+    hold,
+    login_turn,
     one_line,
     timed_out,
     tls_context,
@@ -77,6 +80,7 @@ class ImapSession:
             greeting = greeting.partition("]")[2].strip()
         self.greeting = greeting
         self.condstore = False  # known after login: capabilities grow then
+        self.slot: Slot | None = None  # its server's budget slot, given back in `close`
 
     @classmethod
     def open(cls, endpoint: Endpoint, account: Account, settings: ProbeSettings) -> ImapSession:
@@ -87,6 +91,9 @@ class ImapSession:
         context = tls_context(settings.trust_toward(endpoint.side), check_hostname=name is not None)
         tls = cast(ssl.SSLContext, ServerName(context, name))
         timeout = SocketTimeout(settings.connect_timeout, settings.operation_timeout)
+        # IMAPClient opens its own socket: the session holds a slot of the
+        # server's budget from here until `close`.
+        slot = hold(endpoint.address, settings, where)
         try:
             client = IMAPClient(
                 str(endpoint.address),
@@ -95,16 +102,22 @@ class ImapSession:
                 ssl_context=tls,
                 timeout=timeout,
             )
-        except _LIBRARY_ERRORS as exc:
+        except BaseException as exc:
+            if slot is not None:
+                slot.release()
+            if not isinstance(exc, _LIBRARY_ERRORS):
+                raise
             if isinstance(exc, TimeoutError | socket.timeout):
                 raise ProbeTimeout(
                     timed_out(settings.connect_timeout, f"connecting to {where}")
                 ) from None
             raise ProbeError(f"cannot connect to {where}: {one_line(exc, _WORDS)}") from None
         session = cls(client, where, account.user)
+        session.slot = slot
         try:
             if service.tls is TlsMode.STARTTLS:
                 session._call("upgrading with STARTTLS", client.starttls, tls)
+            login_turn(endpoint.address, settings)
             try:
                 client.login(account.user, account.password.reveal())
             except _LIBRARY_ERRORS as exc:
@@ -115,7 +128,7 @@ class ImapSession:
             session.condstore = bool(
                 session._call("reading CAPABILITY", client.has_capability, "CONDSTORE")
             )
-        except ProbeError:
+        except BaseException:
             session.close()
             raise
         return session
@@ -298,6 +311,10 @@ class ImapSession:
         except Exception:  # already closed or broken: nothing left to release
             with contextlib.suppress(Exception):
                 self._client.shutdown()
+        finally:
+            slot, self.slot = self.slot, None
+            if slot is not None:
+                slot.release()
 
     def __enter__(self) -> ImapSession:
         return self

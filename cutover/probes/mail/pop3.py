@@ -23,7 +23,7 @@ from cutover.compare.pop3 import Maildrop, PopMessage
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import Account, TlsMode
 from cutover.model.settings import ProbeSettings
-from cutover.probes.connect import ProbeError
+from cutover.probes.connect import ProbeError, login_turn
 from cutover.probes.mail.logins import fresh_deadline
 from cutover.probes.mail.mailboxes import ImapSession
 from cutover.probes.services import pop3
@@ -52,6 +52,7 @@ def _read(
             f"({answer.starttls_error or 'not offered'}): cannot log in as {account.user}"
         )
     method = "USER/PASS" if "USER" in answer.capabilities else "AUTH PLAIN"
+    login_turn(conversation.endpoint.address, settings)
     fresh_deadline(conversation, settings.operation_timeout)
     # The password is revealed inline, never kept in a local: a failing
     # frame's locals are what `--showlocals` prints.

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 
+from cutover.model.budget import Slot
 from cutover.model.inventory import MysqlAccount, SecretRef
 from cutover.model.phases import Side
 from cutover.model.settings import ProbeSettings
-from cutover.probes.connect import ProbeError, ProbeTimeout, peer, timed_out
+from cutover.probes.connect import ProbeError, ProbeTimeout, hold, login_turn, peer, timed_out
 from cutover.untrusted import shown
 
 __all__ = [
@@ -91,6 +92,40 @@ class MysqlServer:
         return f"mysql {peer(self.address, self.port)} ({self.side.value} IP)"
 
 
+if TYPE_CHECKING:
+    _Connection = pymysql.connections.Connection[Any]
+else:
+    _Connection = pymysql.connections.Connection
+
+
+class BudgetedConnection(_Connection):
+    """A PyMySQL connection that gives its server's budget slot back when it closes."""
+
+    budget_slot: Slot | None = None
+
+    def _give_back(self) -> None:
+        slot, self.budget_slot = self.budget_slot, None
+        if slot is not None:
+            slot.release()
+
+    def _force_close(self) -> None:  # every way PyMySQL closes the socket ends here
+        try:
+            super()._force_close()  # type: ignore[misc]
+        finally:
+            self._give_back()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._give_back()
+
+
+def _release(slot: Slot | None) -> None:
+    if slot is not None:
+        slot.release()
+
+
 def describe_error(exc: BaseException) -> tuple[int | None, str]:
     """(code, text shown safely) of a PyMySQL error; (None, the kind) of anything else."""
     args: tuple[Any, ...] = tuple(getattr(exc, "args", ()))
@@ -114,8 +149,13 @@ def connect_mysql(
     raw: bool = False,
     read_only: bool = True,
     autocommit: bool = True,
+    budget: ProbeSettings | None = None,
 ) -> pymysql.connections.Connection[Any]:
     """A session as `user` (password from `credentials`), or a `ProbeError` naming `where`.
+
+    `budget`: settings whose budget the session keeps to when `host` is a
+    server of the inventory (a connection slot for the session's life, and a
+    login turn before it logs in).
 
     `raw`: values as the bytes the server sent (no conversion). `tls`: a
     prebuilt context (PyMySQL would otherwise build one per connect).
@@ -127,8 +167,15 @@ def connect_mysql(
         # Values as the bytes the server sent: no per-value conversion, and
         # nothing that depends on Python's idea of a Decimal or a datetime.
         options = {"conv": {}, "use_unicode": False}
+    slot = hold(host, budget, where) if budget is not None and host and not unix_socket else None
+    # PyMySQL logs in as it connects: the login turn comes first.
+    opener: Callable[..., pymysql.connections.Connection[Any]] = (
+        pymysql.connect if slot is None else BudgetedConnection
+    )
     try:
-        connection = pymysql.connect(
+        if budget is not None and host:
+            login_turn(host, budget)
+        connection = opener(
             host=host,
             port=port,
             unix_socket=unix_socket,
@@ -146,6 +193,7 @@ def connect_mysql(
             **options,
         )
     except pymysql.err.OperationalError as exc:
+        _release(slot)
         code, message = describe_error(exc)
         if code in REFUSED_CODES:
             raise MysqlLoginRefused(
@@ -157,10 +205,13 @@ def connect_mysql(
             f"cannot connect to {where}: ({code}) {message}", code, message
         ) from None
     except Exception as exc:  # a hostile peer makes PyMySQL raise anything
+        _release(slot)
         code, message = describe_error(exc)
         raise MysqlConnectError(
             f"cannot connect to {where}: ({code}) {message}", code, message
         ) from None
+    if isinstance(connection, BudgetedConnection):
+        connection.budget_slot = slot
     if read_only:
         try:
             with connection.cursor() as cursor:
@@ -185,6 +236,7 @@ def connect_to(
         connect_timeout=settings.connect_timeout,
         operation_timeout=settings.operation_timeout,
         raw=raw,
+        budget=settings,
     )
 
 

@@ -115,6 +115,7 @@ def server_hostname(
             # A prebuilt context: PyMySQL would otherwise build one per connect (~15 ms).
             tls=tls_context(verify=False) if tls else None,
             read_only=False,  # below, with this probe's own message
+            budget=settings,
         )
     except MysqlConnectError as exc:
         code = exc.code if exc.code is not None else "?"
