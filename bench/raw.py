@@ -393,13 +393,17 @@ AREAS = {
 }
 
 
-def fleet(path: Path) -> None:
-    """As a fleet run: the full steps for each pair, its own sections over the top-level ones
-    (the inventory's shallow merge), one pair after another."""
+def pair_inventories(path: Path) -> list[Inventory]:
+    """Each pair of a `pairs:` inventory: its own sections over the top-level ones (the
+    inventory's shallow merge)."""
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     defaults = {key: value for key, value in data.items() if key not in ("name", "pairs")}
-    for pair in data["pairs"]:
-        inv = Inventory(path, {**defaults, **pair})
+    return [Inventory(path, {**defaults, **pair}) for pair in data["pairs"]]
+
+
+def fleet(path: Path) -> None:
+    """As a fleet run: the full steps for each pair, one pair after another."""
+    for inv in pair_inventories(path):
         for step in AREAS["full"]:
             step(inv)
 
