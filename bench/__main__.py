@@ -1,7 +1,7 @@
 """`python -m bench [NAME ...] [--quick]`: run benchmarks and print the table.
 
 Names: ports nagios start dns imap mysql full budget collect imap-big mysql-big dns-big
-(default: all). Benchmarks that need the lab share one lab session per group
+fleet (default: all). Benchmarks that need the lab share one lab session per group
 (lock, up, setup, measurements, down), so the shared lab is held briefly.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from bench import budget, nagios, start
+from bench import budget, fleet, nagios, start
 from bench.harness import (
     LAB_INVENTORY,
     PYTHON,
@@ -46,6 +46,7 @@ GROUPS = {
     "imap-big": ("imap-big",),
     "mysql-big": ("mysql-big",),
     "dns-big": ("dns-big",),
+    "fleet": ("fleet",),
 }
 NAMES = [name for names in GROUPS.values() for name in names]
 
@@ -61,10 +62,12 @@ class Sizes:
     dig_sample: int
     collect_items: int
     repeat: int
+    fleet_pairs: int
+    fleet_repeat: int
 
 
-FULL = Sizes(200, 50, 20, 100_000, 1_000_000, 1000, 100, 10_000, 3)
-QUICK = Sizes(10, 3, 5, 2_000, 20_000, 30, 5, 1_000, 1)
+FULL = Sizes(200, 50, 20, 100_000, 1_000_000, 1000, 100, 10_000, 3, 50, 1)
+QUICK = Sizes(10, 3, 5, 2_000, 20_000, 30, 5, 1_000, 1, 3, 1)
 
 
 @dataclass
@@ -270,6 +273,12 @@ class Bench:
                     None,
                     extra=("-n", "auto"),
                 )
+                serial, workers = self.rows[-2:]  # -n auto must beat the serial run
+                workers.target, workers.met = (
+                    "< serial (ratio: vs raw)",
+                    (workers.suite_s < serial.suite_s),
+                )
+                workers.note += f" (vs serial {workers.suite_s / serial.suite_s:.2f}x)"
             if "budget" in wanted:
                 budget.rows(self, label, derived_inventory, best_of, raw_command)
             if "nagios" in wanted:
@@ -407,6 +416,9 @@ class Bench:
                 f"(dig/suite {estimate / run.seconds:.0f}x)",
             )
             self.add(row)
+
+    def fleet(self, wanted: set[str]) -> None:
+        fleet.measure_fleet(self, say)
 
 
 def copy_mailbox(prefix: str) -> None:

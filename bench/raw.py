@@ -1,7 +1,8 @@
 """The raw baselines: bare scripts doing the suite's network operations one after another.
 
 `python -m bench.raw AREA INVENTORY` with AREA one of ports, http, dns,
-imap, mysql, mysql-data, mailclients, full. Deliberately plain: the inventory read with
+imap, mysql, mysql-data, mailclients, full, fleet (the full steps for each
+pair of a `pairs:` inventory, one pair after another). Deliberately plain: the inventory read with
 yaml (no pydantic), stdlib clients for the protocols, dnspython, imapclient
 and pymysql called directly, no threads, no error handling beyond what the
 libraries do. This is what "the same work, sequentially, without the
@@ -28,14 +29,25 @@ APEX = ("SOA", "A", "AAAA", "MX")
 
 
 class Inventory:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, data: dict[str, Any] | None = None) -> None:
         self.base = path.parent
-        self.data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        self.data: dict[str, Any] = (
+            data if data is not None else yaml.safe_load(path.read_text(encoding="utf-8"))
+        )
         self.timeout = float(self.data.get("timeouts", {}).get("operation", 5))
         ca = self.data.get("tls", {}).get("ca_file")
         self.context = ssl.create_default_context(cafile=str(self.base / ca) if ca else None)
         self.context.check_hostname = False
-        self.ips = [self.data["old"]["address"], self.data["new"]["address"]]
+        # Every address of both sides (a dual-stack side has two), as the suite probes them.
+        self.ips = [
+            ip
+            for side in ("old", "new")
+            for ip in (
+                self.data[side]["address"]
+                if isinstance(self.data[side]["address"], list)
+                else [self.data[side]["address"]]
+            )
+        ]
 
     def secret(self, ref: dict[str, Any]) -> str:
         return str((self.base / ref["password_file"]).read_text(encoding="utf-8")).strip()
@@ -381,8 +393,26 @@ AREAS = {
 }
 
 
+def pair_inventories(path: Path) -> list[Inventory]:
+    """Each pair of a `pairs:` inventory: its own sections over the top-level ones (the
+    inventory's shallow merge)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    defaults = {key: value for key, value in data.items() if key not in ("name", "pairs")}
+    return [Inventory(path, {**defaults, **pair}) for pair in data["pairs"]]
+
+
+def fleet(path: Path) -> None:
+    """As a fleet run: the full steps for each pair, one pair after another."""
+    for inv in pair_inventories(path):
+        for step in AREAS["full"]:
+            step(inv)
+
+
 def main(argv: list[str]) -> int:
     area, inventory = argv
+    if area == "fleet":
+        fleet(Path(inventory))
+        return 0
     inv = Inventory(Path(inventory))
     for step in AREAS[area]:
         step(inv)

@@ -6,11 +6,17 @@ their `@check` declares) are deselected; every check gets its phase and area
 markers, its JUnit properties and an xdist group (its area, per pair in a
 fleet), so `-n N` observes each area of each pair once. In a fleet every
 check runs once per pair, the pairs one after the other.
+
+The one exception is the mail accounts (the imap area: logins, POP3
+maildrops, IMAP continuity), half a full preflight: with `-n N` they are
+split by account into N shares, each its own group (`imap.1of2`), and a
+worker observes the accounts of the shares it runs only (`account_share`).
 """
 
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,6 +126,43 @@ def xdist_group_of(check_id: str, pair: str, several: bool) -> str:
     return f"{pair}.{area_of(check_id)}" if several else area_of(check_id)
 
 
+# The area whose checks are split by account across the workers, and the suffix
+# of a share's group (`imap.1of2`, `web07.imap.2of2`).
+SHARED_AREA = "imap"
+_SHARE = re.compile(r"(\.\d+of\d+)?")
+
+
+def account_share(config: pytest.Config, inventory: Inventory, user: str) -> str | None:
+    """On an xdist worker distributing by group: the share of the accounts `user` is in.
+
+    Grouped by area alone, every login, maildrop and IMAP session would be on
+    one worker (and, under a per-server budget split across the workers, at
+    that worker's part of it). Split into as many shares as there are
+    workers, by the account's place in `mail.accounts`, each share is a group
+    of its own, observed by whichever worker runs it. None: not split (a
+    serial run, `--dist load`, one worker, an unknown account).
+    """
+    workerinput = getattr(config, "workerinput", None)
+
+    if not workerinput or not workerinput.get("cutover_loadgroup"):
+        return None
+    shares = int(workerinput.get("workercount", 1))
+    users = [account.user for account in inventory.mail.accounts]
+    if shares < 2 or user not in users:
+        return None
+    return f"{users.index(user) % shares + 1}of{shares}"
+
+
+def _account_of(item: pytest.Item) -> str | None:
+    """The mail account a check judges (its target's `account`), if any."""
+    callspec = getattr(item, "callspec", None)
+    for value in callspec.params.values() if callspec is not None else ():
+        user = getattr(getattr(value, "account", None), "user", None)
+        if isinstance(user, str):
+            return user
+    return None
+
+
 def group_by_area(config: pytest.Config) -> None:
     """`-n N` alone distributes by group (loadgroup), unless `--dist` was given.
 
@@ -177,8 +220,12 @@ def _select_and_describe(config: pytest.Config, items: list[pytest.Item]) -> Non
         item.add_marker(getattr(pytest.mark, area_of(check_id)))
         pair = pair_of(item) or fleet.pairs[0].name
         # `-n auto` (loadgroup, see group_by_area): one area of one pair on one worker,
-        # so that area's session observations are made once, and areas run side by side.
-        item.add_marker(pytest.mark.xdist_group(xdist_group_of(check_id, pair, fleet.several)))
+        # so that area's session observations are made once, and areas run side by side;
+        # the mail accounts in one share per worker.
+        group = xdist_group_of(check_id, pair, fleet.several)
+        user = _account_of(item) if area_of(check_id) == SHARED_AREA else None
+        share = account_share(config, fleet.pair(pair), user) if user else None
+        item.add_marker(pytest.mark.xdist_group(f"{group}.{share}" if share else group))
         item.user_properties[:0] = [
             ("check_id", check_id),
             ("phase", phase.value),
@@ -213,6 +260,8 @@ class SerialNodeIds:
         check_id, pair = props.get("check_id"), props.get("migration")
         if check_id is not None and pair is not None:
             for several in (False, True):
-                suffix = "@" + xdist_group_of(str(check_id), str(pair), several)
-                if report.nodeid.endswith(suffix):
-                    report.nodeid = report.nodeid[: -len(suffix)]
+                group = "@" + xdist_group_of(str(check_id), str(pair), several)
+                at = report.nodeid.rfind(group)
+                if at >= 0 and _SHARE.fullmatch(report.nodeid[at + len(group) :]):
+                    report.nodeid = report.nodeid[:at]
+                    return

@@ -3,7 +3,8 @@
 The reference is the old server: live on the old IP while it still answers
 there (preflight, which records it into the baseline), afterwards the
 preflight baseline. Each account is observed once per run (its logins one
-after another, accounts concurrently). Preflight records the old server's
+after another, accounts concurrently; with `-n N`, each worker the accounts
+of the shares it runs: checks/grouping.py). Preflight records the old server's
 login methods (`mail-logins`) and every account's maildrop (`pop3`); the
 recorders read what no check of the run asked for at its end.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from checks.grouping import account_share
 from checks.observe.imap import named, unreachable
 from checks.progress import Stage
 from checks.record import RecordContext, Records, recorder
@@ -118,6 +120,7 @@ def record_login_methods(ctx: RecordContext) -> None:
 
 @pytest.fixture(scope="session")
 def account_logins(
+    pytestconfig: pytest.Config,
     inventory: Inventory,
     expect: PhaseExpectations,
     old_login_methods: dict[str, list[str] | str],
@@ -140,6 +143,7 @@ def account_logins(
         workers=16,
         progress=observing("logins", "accounts"),
         key=lambda target: target.account.user,
+        batch=lambda target: account_share(pytestconfig, inventory, target.account.user),
     )
 
 
@@ -238,6 +242,7 @@ def _observe_pop(
 
 @pytest.fixture(scope="session")
 def pop3_continuity(
+    pytestconfig: pytest.Config,
     inventory: Inventory,
     expect: PhaseExpectations,
     records: Records,
@@ -263,17 +268,32 @@ def pop3_continuity(
         workers=16,
         progress=observing("POP3", "accounts"),
         key=lambda target: target.account.user,
+        batch=lambda target: account_share(pytestconfig, inventory, target.account.user),
     )
-    # Every account was observed (recorded, or its failure reported by POP01).
-    if records.recording and observed >= {target.account.user for target in targets}:
+    if not records.recording:
+        return
+    # Every account was observed (recorded, or its failure reported by POP01); a worker
+    # that observed its share marks those accounts, and the recorder reads the others.
+    if observed >= {target.account.user for target in targets}:
         records.recorded(POP3)
+    else:
+        for user in observed:
+            records.recorded(_pop3_mark(user))
+
+
+def _pop3_mark(user: str) -> str:
+    return f"{POP3}/{user}"
 
 
 @recorder(POP3, sections=("mail",))
 def record_maildrops(ctx: RecordContext) -> None:
     """Every account's maildrop on the old server (its UIDLs, sizes and Message-IDs)."""
     settings = settings_for(ctx.inventory)
-    targets = pop3_accounts(ctx.inventory)
+    targets = [
+        target
+        for target in pop3_accounts(ctx.inventory)
+        if not ctx.records.is_recorded(_pop3_mark(target.account.user))
+    ]
     problems = []
     for index, target in enumerate(targets):
         try:

@@ -86,7 +86,9 @@ class Observations(Generic[K, V]):
     Targets are told apart by `key` (default: their `id`). A probe's
     `ProbeError` is kept and raised again to every caller that asks for that
     target; a target not known up front is observed on demand. `progress`
-    hears (done, total) as the first use's probes finish.
+    hears (done, total) as the first use's probes finish. `batch` splits
+    the first use: asking for a target observes the targets of its batch
+    only, the other batches when one of theirs is asked for.
     """
 
     def __init__(
@@ -97,8 +99,10 @@ class Observations(Generic[K, V]):
         key: Callable[[K], Hashable] = lambda target: getattr(target, "id", target),
         workers: int = 32,
         progress: Progress | None = None,
+        batch: Callable[[K], Hashable] | None = None,
     ) -> None:
         self._key = key
+        self._batch = batch
         self._targets = list({key(t): t for t in targets}.values())
         self._observe = observe
         self._workers = workers
@@ -112,8 +116,11 @@ class Observations(Generic[K, V]):
         except Exception as exc:  # kept for the check that asks; a bug shows there too
             return exc
 
-    def _observe_all(self) -> None:
+    def _observe_all(self, asked: K) -> None:
         todo = [t for t in self._targets if self._key(t) not in self._results]
+        if self._batch is not None:
+            batch = self._batch(asked)
+            todo = [t for t in todo if self._batch(t) == batch]
         if not todo:
             return
         if self._progress is not None:
@@ -129,7 +136,7 @@ class Observations(Generic[K, V]):
         key = self._key(target)
         with self._lock:
             if key not in self._results:
-                self._observe_all()
+                self._observe_all(target)
             if key not in self._results:
                 self._results[key] = self._run(target)
             result = self._results[key]
