@@ -162,6 +162,15 @@ def engine(inventory: Path) -> dict[str, object]:
     return {"questions": len(answers), "seconds": seconds, "per_second": len(answers) / seconds}
 
 
+def measured(what: str, inventory: Path) -> dict[str, Any]:
+    """`capacity` or `engine` of `inventory`, run from the client namespace (for the bench)."""
+    from bench.harness import PYTHON, in_client, measure
+
+    run = measure(in_client(PYTHON, "-m", "bench.dnscap", what, str(inventory)))
+    found: dict[str, Any] = json.loads(run.output.strip().splitlines()[-1])
+    return found
+
+
 def main(argv: list[str]) -> int:
     what, inventory = argv
     print(json.dumps((capacity if what == "capacity" else engine)(Path(inventory))))
