@@ -162,6 +162,17 @@ def engine(inventory: Path) -> dict[str, object]:
     return {"questions": len(answers), "seconds": seconds, "per_second": len(answers) / seconds}
 
 
+def dns_sections_only(data: dict[str, Any]) -> None:
+    """An inventory of the same pair with no area but DNS (for `derived_inventory`).
+
+    A preflight of checks/test_dns.py also records, at its end, the baseline of
+    every other area the inventory configures (mailboxes, logins, vhosts,
+    grants, outbound lookups): without those sections it does the DNS work only.
+    """
+    for section in ("mail", "http", "mysql", "outbound", "hostnames"):
+        data.pop(section, None)
+
+
 def measured(what: str, inventory: Path) -> dict[str, Any]:
     """`capacity` or `engine` of `inventory`, run from the client namespace (for the bench)."""
     from bench.harness import PYTHON, in_client, measure
