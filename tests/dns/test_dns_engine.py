@@ -232,6 +232,10 @@ def test_what_answers_another_question_or_is_no_response_is_not_taken() -> None:
     assert read_reply(wrong_type, asked) is None
     query = asked.message().to_wire()  # QR clear: a query, not a response
     assert read_reply(query, asked) is None
+    shouted = _response(_asked("EXAMPLE.Test.", "A")).to_wire()  # names ignore case
+    assert read_reply(shouted, asked) is not None
+    https, type_97 = _asked("example.test.", "TYPE65"), _asked("example.test.", "TYPE97")
+    assert read_reply(_response(type_97).to_wire(), https) is None  # 0x41 'A' vs 0x61 'a'
     refused = dns.message.make_response(asked.message())
     refused.set_rcode(dns.rcode.REFUSED)
     refused.question = []  # some servers do not echo the question with REFUSED

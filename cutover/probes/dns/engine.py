@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import gc
 import secrets
 import struct
@@ -202,14 +203,22 @@ class Asked:
             self.name, self.rdtype, self.rdclass, flags=0, use_edns=0, payload=EDNS_PAYLOAD
         )
 
+    @functools.cached_property
+    def question(self) -> bytes:
+        """The question section as sent: the name's wire form, type, class."""
+        return self.name_wire + struct.pack("!HH", self.rdtype, self.rdclass)
+
+    @functools.cached_property
+    def name_wire(self) -> bytes:
+        name = self.name.to_wire()
+        assert name is not None  # None only when writing to a file
+        return name
+
     def wire(self, qid: int) -> bytes:
         """`message()` as sent, with message ID `qid` (built without a Message: the
         EDNS record is the same in every query, `_OPT_RECORD`)."""
         header = struct.pack("!6H", qid, 0, 1, 0, 0, 1)  # flags 0, one question, one OPT
-        question = struct.pack("!HH", self.rdtype, self.rdclass)
-        name = self.name.to_wire()
-        assert name is not None  # None only when writing to a file
-        return header + name + question + _OPT_RECORD
+        return header + self.question + _OPT_RECORD
 
 
 def _opt_record() -> bytes:
@@ -245,10 +254,16 @@ def read_reply(wire: bytes, asked: Asked) -> Reply | None:
         if flags & 0xF not in _ECHO_OPTIONAL:  # as dnspython's is_response
             return None
     elif qdcount == 1:
-        name = parser.get_name(decompress=True)
-        rdtype, rdclass = parser.get_struct("!HH")
-        if (name, rdtype, rdclass) != (asked.name, asked.rdtype, asked.rdclass):
+        # Our question echoed: the same octets but for the case of the name's letters
+        # (names compare case-insensitively; the first name of a message is never compressed).
+        echoed = wire[12 : 12 + len(asked.question)]
+        name = len(asked.name_wire)  # label lengths are < 64: never a letter to lower
+        if (
+            echoed[:name].lower() != asked.name_wire.lower()
+            or echoed[name:] != asked.question[name:]
+        ):
             return None
+        parser.seek(12 + len(asked.question))
     else:
         return None
     sets: dict[tuple[dns.name.Name, int, int, int], _Records] = {}
