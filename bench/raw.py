@@ -144,32 +144,34 @@ def questions(zone: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def dns(inv: Inventory) -> None:
-    """Every zone's questions to every nameserver, one UDP query at a time; then the SQL rows."""
-    import dns.message
-    import dns.query
-
-    asked = set()
+def dns_questions(inv: Inventory) -> list[tuple[str, str, str]]:
+    """(server, name, type) the suite's DNS area asks: every zone's questions on every
+    nameserver, then for SQL-backed servers each row's (name, type) not asked yet."""
+    asked: dict[tuple[str, str, str], None] = {}
     for zone in inv.data["dns"]["zones"]:
         for server in zone["nameservers"]:
             for name, rdtype in questions(zone):
-                query = dns.message.make_query(name, rdtype, flags=0)
-                dns.query.udp(query, server, timeout=inv.timeout)
-                asked.add((server, name, rdtype))
-    # SQL-backed servers: read every row, then ask the server for each (name, type) not asked yet.
+                asked[(server, name, rdtype)] = None
     for source in inv.data["dns"].get("sql", []):
-        server = source["nameserver"]
         rows = mysql_rows(
             inv, source["host"], source,
             "SELECT d.name, r.name, r.type, r.content, r.ttl FROM records r "
             "JOIN domains d ON d.id = r.domain_id ORDER BY r.id",
         )  # fmt: skip
         for _, name, rdtype, _, _ in rows:
-            key = (server, f"{name}.", rdtype)
-            if rdtype and key not in asked:
-                asked.add(key)
-                query = dns.message.make_query(key[1], rdtype, flags=0)
-                dns.query.udp(query, server, timeout=inv.timeout)
+            if rdtype:
+                asked.setdefault((source["nameserver"], f"{name}.", rdtype), None)
+    return list(asked)
+
+
+def dns(inv: Inventory) -> None:
+    """Every zone's questions and the SQL rows' (`dns_questions`), one UDP query at a time."""
+    import dns.message
+    import dns.query
+
+    for server, name, rdtype in dns_questions(inv):
+        query = dns.message.make_query(name, rdtype, flags=0)
+        dns.query.udp(query, server, timeout=inv.timeout)
 
 
 def imap(inv: Inventory) -> None:

@@ -34,9 +34,7 @@ def inventory(tmp_path: Path) -> Any:
                 "name": "shares",
                 "old": {"address": "127.0.0.2"},
                 "new": {"address": "127.0.0.3"},
-                "mail": {
-                    "accounts": [{"user": u, "password_env": "SHARES_SECRET"} for u in USERS]
-                },
+                "mail": {"accounts": [{"user": u, "password_env": "SHARES_SECRET"} for u in USERS]},
             }
         )
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -29,22 +29,25 @@ from cutover.model.phases import PhaseExpectations, Side
 from cutover.model.settings import ProbeSettings, settings_for
 from cutover.probes.connect import ProbeError
 from cutover.probes.dns.engine import Answer, mx_targets, observe_answers
-from cutover.probes.dns.names import Question, in_zone
+from cutover.probes.dns.names import Question, in_zone, zone_name
 from cutover.probes.dns.sql import SqlZone, read_zones
 from cutover.probes.dns.zones import (
+    FollowUp,
     ZoneObservation,
     ZoneServers,
     discover_servers,
     observe_zones,
+    observe_zones_and,
     seconds_to_wait,
 )
 
 if TYPE_CHECKING:
     from checks.progress import Stage
-    from cutover.model.inventory import Inventory, Server
+    from cutover.model.inventory import DnsSql, DnsZone, Inventory, Server
 
 __all__ = [
     "ADDRESS_RECORD",
+    "DnsObserved",
     "Lowering",
     "Switch",
     "address_types",
@@ -101,15 +104,30 @@ def discover_zone_servers(inventory: Inventory, settings: ProbeSettings) -> Zone
     )
 
 
+@dataclass(frozen=True)
+class DnsObserved:
+    """One run of the engine: the zones, and (when DNS06 runs) the SQL rows and their answers."""
+
+    zones: dict[str, ZoneObservation]
+    # (zone, nameserver) -> the rows, or why they are unknown; None: not read in this run.
+    sql: dict[tuple[str, str], SqlZone | str] | None
+    # Every answer of the run: the zones' questions and the SQL rows' (name, type).
+    answers: dict[tuple[str, Question], Answer]
+
+
 @pytest.fixture(scope="session")
-def zone_observations(
+def dns_observed(
+    request: pytest.FixtureRequest,
     inventory: Inventory,
     zone_servers: ZoneServers,
     observing: Callable[[str, str], Stage],
     records: Records,
     expect: PhaseExpectations,
-) -> dict[str, ZoneObservation]:
-    """Every zone on every authoritative server, observed once, concurrently.
+) -> DnsObserved:
+    """Every zone on every authoritative server, observed once, concurrently; in the same
+    batch, when a selected check compares SQL rows (DNS06), each SQL-backed nameserver's
+    rows, read once per nameserver while the zones' questions are in flight, and what the
+    server serves for every (name, type) they hold.
 
     After the DNS switch (acceptance, decommission), the first run that sees
     every server point a zone at the new IP records when (`dns_switches`).
@@ -119,9 +137,26 @@ def zone_observations(
     servers = f"{len(listed)} server{'s' * (len(listed) != 1)}"
     if not all(zone.nameservers for zone in zones):
         servers = "their NS servers"
-    with observing(f"DNS: {len(zones)} zones on {servers}", "questions") as progress:
-        timeout = settings_for(inventory).operation_timeout
-        seen = observe_zones(zones, zone_servers, timeout=timeout, progress=progress)
+    settings = settings_for(inventory)
+    wants_sql = inventory.dns.sql and any(
+        "sql_served" in getattr(item, "fixturenames", ()) for item in request.session.items
+    )
+    reads: list[dict[tuple[str, str], SqlZone | str]] = []
+    follow_ups = []
+    for access in inventory.dns.sql if wants_sql else ():
+        served_by = _zones_served_by(str(access.nameserver), zones, zone_servers)
+        if served_by:
+            reads.append({})
+            follow_ups.append(_sql_follow_up(access, served_by, settings, reads[-1]))
+    label = f"DNS: {len(zones)} zones on {servers}" + (" and their SQL rows" if follow_ups else "")
+    with observing(label, "questions") as progress:
+        seen, answers = observe_zones_and(
+            zones,
+            zone_servers,
+            follow_ups,
+            timeout=settings.operation_timeout,
+            progress=progress,
+        )
     if expect.dns_points_to == frozenset({Side.NEW}):
         # After the switch, any run that observes the zones dates it (DECOM01). A
         # baseline that cannot be used is DECOM01's failure, not every DNS check's.
@@ -129,7 +164,14 @@ def zone_observations(
             record_dns_switch(
                 seen, new_ips(inventory), records, time.time(), address_types(inventory)
             )
-    return seen
+    sql = {key: rows for read in reads for key, rows in read.items()} if wants_sql else None
+    return DnsObserved(seen, sql, answers)
+
+
+@pytest.fixture(scope="session")
+def zone_observations(dns_observed: DnsObserved) -> dict[str, ZoneObservation]:
+    """Every zone on every authoritative server, observed once, concurrently (`dns_observed`)."""
+    return dns_observed.zones
 
 
 def new_ips(inventory: Inventory) -> set[str]:
@@ -386,56 +428,94 @@ def dns_switches(
 # --- SQL-backed servers (DNS06) ---------------------------------------------------
 
 
+def _zones_served_by(
+    nameserver: str, zones: Sequence[DnsZone], zone_servers: ZoneServers
+) -> list[str]:
+    """The zones (by `zone_name`) whose authoritative servers include `nameserver`."""
+    names = (zone_name(zone.name) for zone in zones)
+    return [name for name in names if nameserver in zone_servers.servers_of.get(name, ())]
+
+
+def _read_sql(
+    access: DnsSql, zones: list[str], settings: ProbeSettings
+) -> dict[tuple[str, str], SqlZone | str]:
+    """(zone, nameserver) -> the zone's rows in that nameserver's database, or why unknown."""
+    nameserver = str(access.nameserver)
+    try:
+        rows = read_zones(
+            access,
+            zones,
+            connect_timeout=settings.connect_timeout,
+            timeout=settings.operation_timeout,
+        )
+    except ProbeError as exc:
+        reason = str(exc)
+        if access.host == "localhost" and access.socket is None:
+            reason += (
+                f"; dns.sql host is localhost (the default): the machine running the "
+                f"suite, not the nameserver {nameserver}: give its database's host"
+            )
+        return {(zone, nameserver): reason for zone in zones}
+    return {(zone, nameserver): rows[zone] for zone in zones}
+
+
+def _row_questions(sql: dict[tuple[str, str], SqlZone | str]) -> list[tuple[str, Question]]:
+    """(nameserver, (name, type)) of every row that stands for record data."""
+    return [
+        (rows.nameserver, (row.name, row.rdtype))
+        for rows in sql.values()
+        if isinstance(rows, SqlZone)
+        for row in rows.records
+        # A row whose name or data does not parse is reported as that row (DNS06).
+        if row.value is not None
+    ]
+
+
+def _sql_follow_up(
+    access: DnsSql,
+    zones: list[str],
+    settings: ProbeSettings,
+    into: dict[tuple[str, str], SqlZone | str],
+) -> FollowUp:
+    """Read the nameserver's rows (in a worker thread) into `into`; ask for each row's data."""
+
+    def read() -> list[tuple[str, Question]]:
+        into.update(_read_sql(access, zones, settings))
+        return _row_questions(into)
+
+    return read
+
+
 @pytest.fixture(scope="session")
 def sql_zones(
     inventory: Inventory,
-    zone_observations: dict[str, ZoneObservation],
+    zone_servers: ZoneServers,
+    dns_observed: DnsObserved,
 ) -> dict[tuple[str, str], SqlZone | str]:
     """(zone, nameserver) -> the rows in that nameserver's database, or why they are unknown."""
+    if dns_observed.sql is not None:
+        return dns_observed.sql  # read in the zones' batch
     settings = settings_for(inventory)
     found: dict[tuple[str, str], SqlZone | str] = {}
     for access in inventory.dns.sql:
-        nameserver = str(access.nameserver)
-        zones = [z for z, seen in zone_observations.items() if nameserver in seen.servers]
-        if not zones:
-            continue
-        try:
-            rows = read_zones(
-                access,
-                zones,
-                connect_timeout=settings.connect_timeout,
-                timeout=settings.operation_timeout,
-            )
-        except ProbeError as exc:
-            reason = str(exc)
-            if access.host == "localhost" and access.socket is None:
-                reason += (
-                    f"; dns.sql host is localhost (the default): the machine running the "
-                    f"suite, not the nameserver {nameserver}: give its database's host"
-                )
-            found.update({(zone, nameserver): reason for zone in zones})
-            continue
-        found.update({(zone, nameserver): rows[zone] for zone in zones})
+        zones = _zones_served_by(str(access.nameserver), inventory.dns.zones, zone_servers)
+        if zones:
+            found.update(_read_sql(access, zones, settings))
     return found
 
 
 @pytest.fixture(scope="session")
 def sql_served(
     inventory: Inventory,
-    zone_observations: dict[str, ZoneObservation],
+    dns_observed: DnsObserved,
     sql_zones: dict[tuple[str, str], SqlZone | str],
     observing: Callable[[str, str], Stage],
 ) -> dict[tuple[str, Question], Answer]:
     """What each SQL-backed server serves for every (name, type) its rows hold."""
-    known = {k: a for seen in zone_observations.values() for k, a in seen.answers.items()}
-    requests = [
-        key
-        for rows in sql_zones.values()
-        if isinstance(rows, SqlZone)
-        for row in rows.records
-        # A row whose name or data does not parse is reported as that row (DNS06).
-        if row.value is not None and (key := (rows.nameserver, (row.name, row.rdtype))) not in known
-    ]
+    known = dns_observed.answers
+    requests = [key for key in _row_questions(sql_zones) if key not in known]
+    if dns_observed.sql is not None and not requests:
+        return known  # asked in the zones' batch
     progress = observing("DNS: SQL rows", "questions")
     timeout = settings_for(inventory).operation_timeout
     served = observe_answers(requests, timeout=timeout, progress=progress)

@@ -7,17 +7,27 @@ the engine's mechanics — RD off, TC -> TCP, timeouts, ID matching.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
 from collections.abc import Iterator
+from typing import Any
 
+import dns.exception
 import dns.flags
 import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
 import dns.rrset
 import pytest
 
-from cutover.probes.dns.engine import observe_answers
+from cutover.model.inventory import DnsZone
+from cutover.probes.dns.engine import Asked, Reply, RRset, _rrsets, observe_answers, read_reply
+from cutover.probes.dns.zones import ZoneServers, observe_zones_and, zone_questions
+from tests.trust.peers import DnsPeer, Zone
 
 SERVER = "127.0.0.1"
 
@@ -126,3 +136,177 @@ def test_engine_reports_a_closed_port_without_raising() -> None:
     answers = observe_answers([(SERVER, ("example.test", "SOA"))], timeout=1.0, port=closed)
     error = answers[(SERVER, ("example.test", "SOA"))].error
     assert error is not None and f"{SERVER}:{closed}" in error
+
+
+# --- reading only what the checks use -------------------------------------------------
+
+
+def _asked(name: str, rdtype: str) -> Asked:
+    return Asked(
+        dns.name.from_text(name), dns.rdatatype.from_text(rdtype), dns.rdataclass.from_text("IN")
+    )
+
+
+def _response(asked: Asked, *answer: dns.rrset.RRset, **sections: Any) -> dns.message.Message:
+    response = dns.message.make_response(asked.message())
+    response.flags |= dns.flags.AA
+    response.answer.extend(answer)
+    response.authority.extend(sections.get("authority", ()))
+    response.additional.extend(sections.get("additional", ()))
+    return response
+
+
+def _as_dnspython_reads_it(wire: bytes) -> tuple[int, int, tuple[RRset, ...]]:
+    whole = dns.message.from_wire(wire)
+    return whole.flags, whole.rcode(), _rrsets(Reply.of(whole).answer)
+
+
+def _rr(name: str, ttl: int, rdtype: str, *values: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text(name, ttl, "IN", rdtype, *values)
+
+
+READS = {
+    "address": (
+        "example.test.", "A", [_rr("example.test.", 300, "A", "198.51.100.1", "198.51.100.2")], {}
+    ),
+    "cname chain": (
+        "www.example.test.", "A",
+        [_rr("www.example.test.", 60, "CNAME", "Example.TEST."),
+         _rr("example.test.", 300, "A", "198.51.100.1")],
+        {},
+    ),
+    "no data, SOA in authority": (
+        "example.test.", "AAAA", [],
+        {"authority": [_rr("example.test.", 300, "SOA", "ns1.example.test. h.example.test. "
+                                                        "7 3600 600 86400 300")]},
+    ),
+    "MX with additional addresses": (
+        "example.test.", "MX", [_rr("example.test.", 300, "MX", "10 mail.example.test.")],
+        {"additional": [_rr("mail.example.test.", 300, "A", "198.51.100.1")]},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(READS))
+def test_reading_the_answer_section_gives_what_a_whole_parse_gives(case: str) -> None:
+    name, rdtype, answer, sections = READS[case]
+    asked = _asked(name, rdtype)
+    wire = _response(asked, *answer, **sections).to_wire()
+    reply = read_reply(wire, asked)
+    assert reply is not None
+    assert (reply.flags, reply.rcode, _rrsets(reply.answer)) == _as_dnspython_reads_it(wire)
+
+
+def test_one_record_set_split_in_the_wire_keeps_the_lowest_ttl_and_each_record_once() -> None:
+    asked = _asked("example.test.", "A")
+    wire = _response(
+        asked,
+        _rr("example.test.", 300, "A", "198.51.100.1"),
+        _rr("example.test.", 60, "A", "198.51.100.1", "198.51.100.2"),
+    ).to_wire(max_size=65535)
+    # Two record sets of one owner and type in the wire: read as one, as dnspython does.
+    reply = read_reply(wire, asked)
+    assert reply is not None and _rrsets(reply.answer) == _as_dnspython_reads_it(wire)[2]
+    assert _rrsets(reply.answer)[0].ttl == 60
+    assert _rrsets(reply.answer)[0].values == ("198.51.100.1", "198.51.100.2")
+
+
+def test_the_extended_rcode_comes_from_the_opt_record() -> None:
+    asked = _asked("example.test.", "A")
+    response = _response(asked)
+    response.set_rcode(dns.rcode.BADVERS)  # 16: the high bits travel in the OPT record
+    response.authority.append(_rr("example.test.", 300, "NS", "ns1.example.test."))
+    wire = response.to_wire()
+    reply = read_reply(wire, asked)
+    assert (
+        reply is not None
+        and reply.rcode == dns.rcode.BADVERS == dns.message.from_wire(wire).rcode()
+    )
+
+
+def test_what_answers_another_question_or_is_no_response_is_not_taken() -> None:
+    asked = _asked("example.test.", "A")
+    other = _response(_asked("other.test.", "A")).to_wire()
+    assert read_reply(other, asked) is None
+    wrong_type = _response(_asked("example.test.", "AAAA")).to_wire()
+    assert read_reply(wrong_type, asked) is None
+    query = asked.message().to_wire()  # QR clear: a query, not a response
+    assert read_reply(query, asked) is None
+    shouted = _response(_asked("EXAMPLE.Test.", "A")).to_wire()  # names ignore case
+    assert read_reply(shouted, asked) is not None
+    https, type_97 = _asked("example.test.", "TYPE65"), _asked("example.test.", "TYPE97")
+    assert read_reply(_response(type_97).to_wire(), https) is None  # 0x41 'A' vs 0x61 'a'
+    refused = dns.message.make_response(asked.message())
+    refused.set_rcode(dns.rcode.REFUSED)
+    refused.question = []  # some servers do not echo the question with REFUSED
+    reply = read_reply(refused.to_wire(), asked)
+    assert reply is not None and reply.rcode == dns.rcode.REFUSED
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["cut in the answer", "pointer loop", "record longer than the datagram", "OPT in answers"],
+)
+def test_hostile_datagrams_raise_a_dns_error_within_their_bounds(damage: str) -> None:
+    asked = _asked("example.test.", "A")
+    wire = _response(asked, _rr("example.test.", 300, "A", "198.51.100.1")).to_wire()
+    question_end = 12 + len(asked.name.to_wire()) + 4
+    if damage == "cut in the answer":
+        wire = wire[: question_end + 6]
+    elif damage == "pointer loop":
+        wire = (
+            wire[:question_end]
+            + struct.pack("!H", 0xC000 | question_end)
+            + wire[question_end + 2 :]
+        )
+    elif damage == "record longer than the datagram":
+        at = question_end + 2 + 8  # the owner is a 2-byte pointer; then type, class, TTL
+        wire = wire[:at] + struct.pack("!H", 60000) + wire[at + 2 :]
+    else:
+        at = question_end + 2
+        wire = wire[:at] + struct.pack("!H", dns.rdatatype.OPT) + wire[at + 2 :]
+    with pytest.raises(dns.exception.DNSException):
+        read_reply(wire, asked)
+
+
+# --- one batch: the zones' questions and a follow-up's ------------------------------------
+
+NS = "127.0.9.153"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binds a loopback nameserver on port 53")
+def test_a_follow_up_is_asked_in_the_zones_batch_and_not_filed_under_the_zones() -> None:
+    zone = DnsZone(name="trust.test", nameservers=[NS], names=["www"])
+    servers = ZoneServers(servers_of={"trust.test": [NS]})
+    started = threading.Event()
+
+    def follow_up() -> list[tuple[str, tuple[str, str]]]:
+        started.set()
+        # One question of its own, one the zones ask too (asked once in the whole run).
+        return [(NS, ("trust.test", "NS")), (NS, ("trust.test", "SOA"))]
+
+    with DnsPeer(NS, Zone("trust.test", "127.0.9.2", (NS,))) as peer:
+        seen, answers = observe_zones_and([zone], servers, [follow_up], timeout=2)
+        asked = peer.udp_queries
+    planned = zone_questions("trust.test", ["www"])
+    assert started.is_set()
+    assert answers[(NS, ("trust.test", "NS"))].rrset("trust.test", "NS") is not None
+    assert (NS, ("trust.test", "NS")) not in seen["trust.test"].answers
+    assert set(seen["trust.test"].answers) >= {(NS, q) for q in planned}
+    # each (server, question) once, plus the MX target's and id.server
+    mx_target = {(NS, ("mail.trust.test", t)) for t in ("A", "AAAA")}
+    assert asked == len(planned) + 1 + len(mx_target) + 1
+
+
+@pytest.mark.parametrize(("name", "rdtype", "rdclass"), [("Www.Example.TEST.", "AAAA", "IN"),
+                                                         ("id.server.", "TXT", "CH")])  # fmt: skip
+def test_the_query_wire_is_the_one_dnspython_writes(name: str, rdtype: str, rdclass: str) -> None:
+    asked = Asked(
+        dns.name.from_text(name),
+        dns.rdatatype.from_text(rdtype),
+        dns.rdataclass.from_text(rdclass),
+    )
+    message = asked.message()
+    message.id = 4242
+    assert asked.wire(4242) == message.to_wire()
+    assert not message.flags & dns.flags.RD and message.edns == 0 and message.payload == 1232

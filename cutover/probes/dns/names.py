@@ -73,6 +73,8 @@ def zone_of(name: str, zones: Container[str]) -> str | None:
     return None
 
 
+# DNS06 compares every row's and every served record's data: each text is parsed once.
+@functools.lru_cache(maxsize=1 << 16)
 def rdata_key(rdtype: str, text: str, origin: str = ".") -> bytes:
     """Canonical wire form of one record's data, for comparing SQL rows with answers.
 

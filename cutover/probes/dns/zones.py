@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import dns.asyncresolver
@@ -31,16 +31,19 @@ from cutover.probes.dns.engine import (
     Engine,
     Tally,
     ask_all,
+    cycles_collected_after,
     mx_targets,
 )
 from cutover.probes.dns.names import Question, below, in_zone, zone_name, zone_of
 from cutover.progress import Progress
 
 __all__ = [
+    "FollowUp",
     "ZoneObservation",
     "ZoneServers",
     "discover_servers",
     "observe_zones",
+    "observe_zones_and",
     "seconds_to_wait",
     "serial_compare",
     "zone_questions",
@@ -229,6 +232,11 @@ def _resolver(address: Address | None, timeout: float) -> dns.asyncresolver.Reso
 # --- observing the zones ---------------------------------------------------------
 
 
+# A blocking read started together with the zones' questions (in a worker thread):
+# the (server, question) pairs it returns are asked in the same run of the engine.
+FollowUp = Callable[[], Iterable[tuple[str, Question]]]
+
+
 def observe_zones(
     zones: Sequence[DnsZone],
     servers: ZoneServers,
@@ -245,35 +253,88 @@ def observe_zones(
     the inventory zone they belong to. `progress` hears (answered, asked);
     round two adds to what is asked.
     """
-    return asyncio.run(_observe_zones(zones, servers, timeout, max_in_flight, progress))
+    seen, _ = observe_zones_and(
+        zones, servers, (), timeout=timeout, max_in_flight=max_in_flight, progress=progress
+    )
+    return seen
+
+
+def observe_zones_and(
+    zones: Sequence[DnsZone],
+    servers: ZoneServers,
+    follow_ups: Sequence[FollowUp],
+    *,
+    timeout: float,
+    max_in_flight: int = MAX_IN_FLIGHT,
+    progress: Progress | None = None,
+) -> tuple[dict[str, ZoneObservation], dict[tuple[str, Question], Answer]]:
+    """`observe_zones`, and in the same batch what each of `follow_ups` asks.
+
+    Every follow-up runs in a worker thread while the zones' questions are
+    in flight (a database read, say) and must not raise; the questions it
+    returns are asked as soon as it returns, each (server, question) once in
+    the whole run. Returns
+    the zones' observations (only the zones' own questions are filed there)
+    and every answer of the run, the follow-ups' included.
+    """
+    with cycles_collected_after():
+        return asyncio.run(
+            _observe_zones(zones, servers, follow_ups, timeout, max_in_flight, progress)
+        )
 
 
 async def _observe_zones(
     zones: Sequence[DnsZone],
     found: ZoneServers,
+    follow_ups: Sequence[FollowUp],
     timeout: float,
     max_in_flight: int,
     progress: Progress | None,
-) -> dict[str, ZoneObservation]:
+) -> tuple[dict[str, ZoneObservation], dict[tuple[str, Question], Answer]]:
     servers_of = found.servers_of
     names = [zone_name(zone.name) for zone in zones]
     engine = Engine(timeout, max_in_flight)
     tally = Tally(progress)
-    try:
+    loop = asyncio.get_running_loop()
+    answers: dict[tuple[str, Question], Answer] = {}
+    asked: set[tuple[str, Question]] = set()
+
+    async def ask(requests: Iterable[tuple[str, Question]]) -> None:
+        fresh = [key for key in dict.fromkeys(requests) if key not in asked]
+        asked.update(fresh)
+        answers.update(await ask_all(engine, fresh, tally))
+
+    own: set[tuple[str, Question]] = set()
+
+    async def zone_rounds() -> None:
         requests = [
             (server, question)
             for zone, name in zip(zones, names, strict=True)
             for question in zone_questions(zone.name, zone.names)
             for server in servers_of.get(name, [])
         ]
-        answers = await ask_all(engine, requests, tally)
-        answers.update(await ask_all(engine, _mx_target_requests(answers, servers_of), tally))
-        every_server = sorted({s for servers in servers_of.values() for s in servers})
-        said = await asyncio.gather(*(engine.identity(s) for s in every_server))
+        await ask(requests)
+        # Round two from the zones' own answers (a follow-up's MX answers are not the zones').
+        targets = list(_mx_target_requests({k: answers[k] for k in requests}, servers_of))
+        await ask(targets)
+        own.update(requests + targets)
+
+    async def follow(follow_up: FollowUp) -> None:
+        await ask(await loop.run_in_executor(None, follow_up))
+
+    every_server = sorted({s for servers in servers_of.values() for s in servers})
+    said: list[str | None] = []
+
+    async def identify() -> None:
+        said.extend(await asyncio.gather(*(engine.identity(s) for s in every_server)))
+
+    try:
+        await asyncio.gather(identify(), zone_rounds(), *(follow(f) for f in follow_ups))
     finally:
         engine.close()
     identities = {s: n for s, n in zip(every_server, said, strict=True) if n}
-    filed = _filed(answers, servers_of)
+    # A zone question a follow-up asked first is answered once: wait for every answer, then file.
+    filed = _filed({key: answers[key] for key in own}, servers_of)
     observations = {}
     for name in names:
         servers = servers_of.get(name, [])
@@ -285,7 +346,7 @@ async def _observe_zones(
             error=found.errors.get(name),
             identities={s: identities[s] for s in servers if s in identities},
         )
-    return observations
+    return observations, answers
 
 
 def _filed(
