@@ -188,7 +188,7 @@ def test_probe_mail_without_a_relay_fails_in_time(cutover_lab: Lab, tmp_path: Pa
         result = probe_run(cutover_lab, tmp_path)
     case = result.by_name(PROBE)
     assert case.outcome == "failed", result.summary()
-    assert f"cannot connect to smtp {OLD}:25 (old IP): Connection refused" in case.message, case
+    assert f"smtp {OLD}:25 (old IP): connection refused by {OLD}:25" in case.message, case
 
 
 def forwarded(endpoint: str) -> set[tuple[str, str]]:

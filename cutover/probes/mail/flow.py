@@ -107,6 +107,9 @@ def _send(
         # starttls() names `_host` as the TLS server_hostname; only __init__ sets it.
         smtp._host = str(address)  # type: ignore[attr-defined]
         code, banner = smtp.connect(str(address), relay.service.port)
+    except ProbeError as exc:
+        # `connect` names only the address; the verdict wants the service and side too.
+        raise type(exc)(f"{where}: {exc}") from None
     except (smtplib.SMTPException, OSError) as exc:
         if isinstance(exc, TimeoutError | socket.timeout):
             raise ProbeTimeout(
