@@ -49,6 +49,8 @@ GROUPS = {
     "fleet": ("fleet",),
 }
 NAMES = [name for names in GROUPS.values() for name in names]
+# A row no issue set a target for: it shows where the time goes, next to the judged rows.
+CONTEXT = "context (no target)"
 
 
 @dataclass(frozen=True)
@@ -193,13 +195,18 @@ class Bench:
         self.add(row)
 
     def start_rows(self, bare: Path) -> None:
-        """The no-check run against the floors; the 18 port checks by issue #21's rule."""
+        """The no-check run against the floors; the port checks by issue #21's rule.
+
+        The lab is dual stack: its 18 ports on each side's two addresses are 36
+        endpoints, and the check_* loop runs one plugin per endpoint as well.
+        """
+        script, processes = nagios.loop_script(bare, self.scratch, scale=False)
         floors = start.measure_floors(self.sizes.repeat)
         run = best_of(start.no_check_command(bare, self.reports("no-check")), self.sizes.repeat)
         version = floors.version.seconds
         self.add(
             Row(
-                "no-check run (start, 18 ports collected)",
+                f"no-check run (start, {processes} ports collected)",
                 run.seconds,
                 version,
                 "pytest --version",
@@ -209,15 +216,17 @@ class Bench:
                 start.no_check_note(floors),
             )
         )
-        script, processes = nagios.loop_script(bare, self.scratch, scale=False)
         suite = self.suite(
-            "ports vs monitoring-plugins (18)", bare, "test_ports.py", extra=start.CHECKS_ONLY
+            f"ports vs monitoring-plugins ({processes})",
+            bare,
+            "test_ports.py",
+            extra=start.CHECKS_ONLY,
         )
         loop = best_of(in_client("sh", str(script)), self.sizes.repeat)
         completed = self.suite("ports, preflight completing the baseline", bare, "test_ports.py")
         self.add(
             Row(
-                "ports vs monitoring-plugins (18)",
+                f"ports vs monitoring-plugins ({processes})",
                 suite.seconds,
                 loop.seconds,
                 f"check_* loop ({processes} processes)",
@@ -235,7 +244,9 @@ class Bench:
         with lab_session(say):
             bare = derived_inventory("bare")
             if "ports" in wanted:
-                self.vs_raw("ports (18 endpoints)", bare, "ports", ("test_ports.py",), "-", None)
+                endpoints = len(nagios.endpoints(bare))
+                self.vs_raw(f"ports ({endpoints} endpoints)", bare, "ports", ("test_ports.py",),
+                            CONTEXT, None)  # fmt: skip
             if wanted & {"nagios", "start"}:
                 self.attempt("start", lambda: self.start_rows(bare))
             if not wanted & {"dns", "imap", "mysql", "full", "nagios", "budget"}:
@@ -263,11 +274,11 @@ class Bench:
                 self.vs_raw(f"dns, DNS-only inventory ({s.domains} domains)", only, "dns",
                             ("test_dns.py",), "<= 1.0x raw", 1.0)  # fmt: skip
             if "imap" in wanted:
-                self.vs_raw(f"imap ({label})", scaled, "imap", ("test_imap.py",), "-", None)
+                self.vs_raw(f"imap ({label})", scaled, "imap", ("test_imap.py",), CONTEXT, None)
             if "mysql" in wanted:
-                self.vs_raw("mysql", scaled, "mysql", ("test_mysql.py",), "-", None)
+                self.vs_raw("mysql", scaled, "mysql", ("test_mysql.py",), CONTEXT, None)
             if "full" in wanted:
-                self.vs_raw(f"full preflight ({label})", scaled, "full", ("",), "<= 1.0x raw", 1.0)
+                self.vs_raw(f"full preflight ({label})", scaled, "full", ("",), "<= 0.5x raw", 0.5)
                 self.vs_raw(
                     f"full preflight -n auto ({label})",
                     scaled,

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from bench.raw import questions
+from bench.raw import addresses, questions
 
 PLUGINS = Path("/usr/lib/nagios/plugins")
 
@@ -32,6 +32,12 @@ def _port_check(service: dict[str, Any], ip: str, data: dict[str, Any], cnf: Pat
     return f"check_mysql -H {ip} -P {port} -f {cnf}"
 
 
+def endpoints(inventory: Path) -> list[tuple[str, str]]:
+    """(service name, address) for each service on each address of both sides."""
+    data = yaml.safe_load(inventory.read_text(encoding="utf-8"))
+    return [(s["name"], ip) for s in data["services"] for ip in addresses(data)]
+
+
 def _mysql_options(inventory: Path, data: dict[str, Any], scratch: Path) -> Path:
     """A client options file for check_mysql, so no password lands on a command line."""
     admin = data["mysql"]["admin"]
@@ -45,12 +51,13 @@ def _mysql_options(inventory: Path, data: dict[str, Any], scratch: Path) -> Path
 def loop_script(inventory: Path, scratch: Path, *, scale: bool) -> tuple[Path, int]:
     """The loop as a shell script, and how many plugin processes it runs.
 
-    Bare: the 18 port checks. At scale also each vhost on each IP
-    (check_http) and each DNS question to each nameserver (check_dig), the
-    same questions the suite asks.
+    Bare: every port on every address (the lab's 18 ports on two stacks:
+    36). At scale also each vhost on each IP (check_http) and each DNS
+    question to each nameserver (check_dig), the same questions the suite
+    asks.
     """
     data = yaml.safe_load(inventory.read_text(encoding="utf-8"))
-    ips = [data["old"]["address"], data["new"]["address"]]
+    ips = addresses(data)
     cnf = _mysql_options(inventory, data, scratch)
     checks = [_port_check(s, ip, data, cnf) for s in data["services"] for ip in ips]
     if scale:

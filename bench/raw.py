@@ -28,6 +28,15 @@ import yaml
 APEX = ("SOA", "A", "AAAA", "MX")
 
 
+def addresses(data: dict[str, Any]) -> list[str]:
+    """Every address of both sides, a dual-stack side's two included, as the suite probes them."""
+    found = []
+    for side in ("old", "new"):
+        address = data[side]["address"]
+        found += [str(a) for a in address] if isinstance(address, list) else [str(address)]
+    return found
+
+
 class Inventory:
     def __init__(self, path: Path, data: dict[str, Any] | None = None) -> None:
         self.base = path.parent
@@ -39,15 +48,7 @@ class Inventory:
         self.context = ssl.create_default_context(cafile=str(self.base / ca) if ca else None)
         self.context.check_hostname = False
         # Every address of both sides (a dual-stack side has two), as the suite probes them.
-        self.ips = [
-            ip
-            for side in ("old", "new")
-            for ip in (
-                self.data[side]["address"]
-                if isinstance(self.data[side]["address"], list)
-                else [self.data[side]["address"]]
-            )
-        ]
+        self.ips = addresses(self.data)
 
     def secret(self, ref: dict[str, Any]) -> str:
         return str((self.base / ref["password_file"]).read_text(encoding="utf-8")).strip()

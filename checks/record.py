@@ -180,8 +180,11 @@ def complete_baselines(config: pytest.Config) -> list[str]:
         expect = expectations_for(config, inventory)
         records = Records(store, expect, _run_token(config))
         context = RecordContext(config, inventory, expect, records)
+        # Asked once, before any recorder marks its kind: each mark would make the
+        # next question write the whole (1,000-zone) baseline to ask it.
+        done = {kind for kind in _RECORDERS if records.is_recorded(kind)}
         for kind, entry in sorted(_RECORDERS.items()):
-            if not _configures(inventory, entry.sections) or records.is_recorded(kind):
+            if kind in done or not _configures(inventory, entry.sections):
                 continue
             try:
                 entry.record(context)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from checks.declare import check
-from checks.dns_records import missing_aaaa, pointed_values, sides_of
+from checks.dns_records import Sides, missing_aaaa, pointed_values
 from checks.observe.dns import Lowering, duration, iso, moving_ttls
 from checks.support import no_problems, parametrize
 from checks.targets.dns import ZoneTarget
@@ -269,7 +269,7 @@ def test_soa_serials_agree(
 def test_records_point_to_the_expected_server(
     dns_zone: ZoneTarget,
     zone_observations: dict[str, ZoneObservation],
-    inventory: Inventory,
+    dns_sides: Sides,
     expect: PhaseExpectations,
     record: Any,
 ) -> None:
@@ -290,7 +290,7 @@ def test_records_point_to_the_expected_server(
     """
     seen = zone_observations[dns_zone.name]
     _observed(seen, record)
-    sides = sides_of(inventory)
+    sides = dns_sides
     wanted = sides.wanted(expect.dns_points_to)
     problems = []
     targets: set[str] = set()
@@ -360,7 +360,7 @@ def _cname_problems(seen: ZoneObservation, server: str, dns_zone: ZoneTarget) ->
 def test_sql_rows_are_served(
     dns_zone: ZoneTarget,
     zone_observations: dict[str, ZoneObservation],
-    sql_zones: dict[tuple[str, str], SqlZone | str],
+    sql_sources: dict[str, dict[str, SqlZone | str]],
     sql_served: dict[tuple[str, Question], Answer],
     record: Any,
 ) -> None:
@@ -377,7 +377,7 @@ def test_sql_rows_are_served(
     """
     seen = zone_observations[dns_zone.name]
     _observed(seen, record)
-    sources = {ns: rows for (zone, ns), rows in sql_zones.items() if zone == seen.zone}
+    sources = sql_sources.get(seen.zone, {})
     if not sources:
         pytest.skip("inventory gives no dns.sql access to this zone's servers")
     problems = []

@@ -42,6 +42,7 @@ from cutover.probes.dns.zones import (
 )
 
 if TYPE_CHECKING:
+    from checks.dns_records import Sides
     from checks.progress import Stage
     from cutover.model.inventory import DnsSql, DnsZone, Inventory, Server
 
@@ -172,6 +173,25 @@ def dns_observed(
 def zone_observations(dns_observed: DnsObserved) -> dict[str, ZoneObservation]:
     """Every zone on every authoritative server, observed once, concurrently (`dns_observed`)."""
     return dns_observed.zones
+
+
+@pytest.fixture(scope="session")
+def sql_sources(
+    sql_zones: dict[tuple[str, str], SqlZone | str],
+) -> dict[str, dict[str, SqlZone | str]]:
+    """zone -> nameserver -> its rows (or why they are unknown): `sql_zones` by zone, once."""
+    by_zone: dict[str, dict[str, SqlZone | str]] = {}
+    for (zone, nameserver), rows in sql_zones.items():
+        by_zone.setdefault(zone, {})[nameserver] = rows
+    return by_zone
+
+
+@pytest.fixture(scope="session")
+def dns_sides(inventory: Inventory) -> Sides:
+    """The addresses of old and new each address record may hold (DNS05), built once."""
+    from checks.dns_records import sides_of  # it builds on this module's side_ips
+
+    return sides_of(inventory)
 
 
 def new_ips(inventory: Inventory) -> set[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from checks.dns_records import sides_of
 from checks.observe.dns import address_types, pointed_addresses, record_dns_switch
 from checks.record import Records
 from checks.targets.dns import ZoneTarget
@@ -73,7 +74,8 @@ def judge(inv: Inventory, phase: Phase, *zones: ZoneObservation) -> dict[str, st
     recorded: dict[str, str] = {}
     observations = {z.zone: z for z in zones}
     target = ZoneTarget(DnsZone(name=zones[0].zone, nameservers=list(SERVERS)))
-    dns05(target, observations, inv, expectations(phase), lambda **kw: recorded.update(kw))
+    sides = sides_of(inv)
+    dns05(target, observations, sides, expectations(phase), lambda **kw: recorded.update(kw))
     return recorded
 
 

@@ -243,6 +243,31 @@ def test_what_answers_another_question_or_is_no_response_is_not_taken() -> None:
     assert reply is not None and reply.rcode == dns.rcode.REFUSED
 
 
+def test_data_with_names_is_read_in_its_own_message_and_the_same_data_once() -> None:
+    # MX data compressed to the question's name: the same octets in both messages
+    # (preference, pointer to offset 12), different exchanges. Never taken from the
+    # previous message's read.
+    for zone in ("example.test.", "shop.test."):
+        asked = _asked(zone, "MX")
+        wire = _response(asked, _rr(zone, 300, "MX", f"10 {zone}")).to_wire()
+        reply = read_reply(wire, asked)
+        assert reply is not None
+        assert _rrsets(reply.answer) == _as_dnspython_reads_it(wire)[2]
+        assert _rrsets(reply.answer)[0].values == (f"10 {zone}",)
+    # The same address in many messages (a hosting server's zones): the same reading each
+    # time, and a record of that type with the wrong length is still refused.
+    for zone in ("example.test.", "shop.test.", "example.test."):
+        asked = _asked(zone, "A")
+        wire = _response(asked, _rr(zone, 300, "A", "198.51.100.1")).to_wire()
+        reply = read_reply(wire, asked)
+        assert reply is not None and _rrsets(reply.answer) == _as_dnspython_reads_it(wire)[2]
+    at = len(wire) - 4 - 11 - 2  # the A record's data length (before it, OPT's 11 octets)
+    assert struct.unpack("!H", wire[at : at + 2]) == (4,)
+    short = wire[:at] + struct.pack("!H", 3) + wire[at + 2 : at + 5] + wire[at + 6 :]
+    with pytest.raises(dns.exception.DNSException):
+        read_reply(short, _asked("example.test.", "A"))
+
+
 @pytest.mark.parametrize(
     "damage",
     ["cut in the answer", "pointer loop", "record longer than the datagram", "OPT in answers"],

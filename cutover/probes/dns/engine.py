@@ -235,6 +235,50 @@ _OPT_RECORD = _opt_record()
 _ECHO_OPTIONAL = {dns.rcode.FORMERR, dns.rcode.SERVFAIL, dns.rcode.NOTIMP, dns.rcode.REFUSED}
 _SPECIAL = {dns.rdatatype.OPT, dns.rdatatype.TSIG}
 _RR_HEADER = "!HHIH"  # type, class, TTL, data length
+# A name compressed to the message's first name: the question's (RFC 1035 4.1.4, offset 12).
+_TO_QUESTION = b"\xc0\x0c"
+
+# Record types whose data holds no domain name: their record data means the same in
+# every message, so the same octets need parsing once (a hosting server's thousand
+# zones point at a handful of addresses). Types with names (MX, CNAME, NS, SOA, SRV,
+# PTR) may be compressed against the rest of their message: always parsed.
+_NAMELESS = frozenset(
+    {dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT, dns.rdatatype.SPF,
+     dns.rdatatype.CAA, dns.rdatatype.TLSA, dns.rdatatype.SSHFP}
+)  # fmt: skip
+_PARSED_LIMIT = 4096  # distinct record data kept; beyond it the cache starts again
+_parsed: dict[tuple[int, int, bytes], dns.rdata.Rdata] = {}
+_texts: dict[int, tuple[dns.rdata.Rdata, str]] = {}  # id -> (that rdata, its text)
+
+
+def _rdata(parser: dns.wire.Parser, rdclass: int, rdtype: int, length: int) -> dns.rdata.Rdata:
+    """The record data at the parser (`length` octets), with dnspython's own parser; a
+    nameless type's data parsed once per distinct octets (dnspython's rdata is immutable)."""
+    if rdtype not in _NAMELESS:
+        with parser.restrict_to(length):
+            return dns.rdata.from_wire_parser(rdclass, rdtype, parser)
+    start = parser.current
+    if length > parser.remaining():
+        raise dns.exception.FormError
+    key = (rdclass, rdtype, parser.wire[start : start + length])
+    rdata = _parsed.get(key)
+    if rdata is not None:
+        parser.seek(start + length)
+        return rdata
+    with parser.restrict_to(length):
+        rdata = dns.rdata.from_wire_parser(rdclass, rdtype, parser)
+    if len(_parsed) >= _PARSED_LIMIT:
+        _parsed.clear()
+        _texts.clear()
+    _parsed[key] = rdata
+    _texts[id(rdata)] = (rdata, rdata.to_text())
+    return rdata
+
+
+def _text(rdata: dns.rdata.Rdata) -> str:
+    """`rdata.to_text()`, made once for the data `_rdata` keeps."""
+    kept = _texts.get(id(rdata))
+    return kept[1] if kept is not None and kept[0] is rdata else rdata.to_text()
 
 
 def read_reply(wire: bytes, asked: Asked) -> Reply | None:
@@ -268,12 +312,17 @@ def read_reply(wire: bytes, asked: Asked) -> Reply | None:
         return None
     sets: dict[tuple[dns.name.Name, int, int, int], _Records] = {}
     for _ in range(ancount):
-        owner = parser.get_name(decompress=True)
+        if qdcount and wire[parser.current : parser.current + 2] == _TO_QUESTION:
+            # The question's name, which matched ours above (names compare
+            # case-insensitively, and the checks read owners in lower case).
+            owner = asked.name
+            parser.seek(parser.current + 2)
+        else:
+            owner = parser.get_name(decompress=True)
         rdtype, rdclass, ttl, length = parser.get_struct(_RR_HEADER)
         if rdtype in _SPECIAL:
             raise dns.exception.FormError  # only ever in the additional section
-        with parser.restrict_to(length):
-            rdata = dns.rdata.from_wire_parser(rdclass, rdtype, parser)
+        rdata = _rdata(parser, rdclass, rdtype, length)
         ttl = 0 if ttl > 0x7FFFFFFF else ttl  # as dnspython reads it (RFC 2181 8)
         key = (owner, rdclass, rdtype, rdata.covers())
         found = sets.get(key)
@@ -300,13 +349,23 @@ def read_reply(wire: bytes, asked: Asked) -> Reply | None:
     return Reply(flags, rcode, tuple(sets.values()))
 
 
+@functools.cache  # at most 65,536 types
+def _type_text(rdtype: int) -> str:
+    return dns.rdatatype.to_text(rdtype)
+
+
+@functools.cache  # at most 4,096 rcodes
+def _rcode_text(rcode: int) -> str:
+    return dns.rcode.to_text(dns.rcode.Rcode.make(rcode))
+
+
 def _rrsets(records: Sequence[_Records]) -> tuple[RRset, ...]:
     return tuple(
         RRset(
             name=owner.to_text(omit_final_dot=True).lower(),
-            rdtype=dns.rdatatype.to_text(rdtype),
+            rdtype=_type_text(rdtype),
             ttl=ttl,
-            values=tuple(sorted(rdata.to_text() for rdata in rdatas)),
+            values=tuple(sorted(_text(rdata) for rdata in rdatas)),
         )
         for owner, _, rdtype, ttl, rdatas in records
     )
@@ -380,6 +439,19 @@ class Engine:
         self.slots: dict[str, asyncio.Semaphore] = {}
         self.channels: dict[str, _Channel] = {}
         self.opening: dict[str, asyncio.Future[_Channel]] = {}
+        # Each question is asked of every server of its zone: built (and checked) once.
+        self.questions: dict[tuple[str, str, str], Asked] = {}
+
+    def asked(self, qname: str, rdtype: str, rdclass: str) -> Asked:
+        key = (qname, rdtype, rdclass)
+        found = self.questions.get(key)
+        if found is None:
+            found = self.questions[key] = Asked(
+                dns.name.from_text(qname),
+                dns.rdatatype.from_text(rdtype),
+                dns.rdataclass.from_text(rdclass),
+            )
+        return found
 
     async def channel(self, server: str) -> _Channel:
         if server in self.channels:
@@ -410,11 +482,7 @@ class Engine:
         Returns what the checks use of the response, and whether it came over TCP.
         """
         loop = asyncio.get_running_loop()
-        asked = Asked(
-            dns.name.from_text(qname),
-            dns.rdatatype.from_text(rdtype),
-            dns.rdataclass.from_text(rdclass),
-        )
+        asked = self.asked(qname, rdtype, rdclass)
         slots = self.slots.get(server)
         if slots is None:
             slots = self.slots[server] = asyncio.Semaphore(self.max_in_flight)
@@ -478,7 +546,7 @@ class Engine:
             server=server,
             qname=qname,
             rdtype=rdtype,
-            rcode=dns.rcode.to_text(dns.rcode.Rcode.make(reply.rcode)),
+            rcode=_rcode_text(reply.rcode),
             authoritative=bool(reply.flags & dns.flags.AA),
             answer=_rrsets(reply.answer),
             over_tcp=over_tcp,
