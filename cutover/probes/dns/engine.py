@@ -251,7 +251,12 @@ _parsed: dict[tuple[int, int, bytes], dns.rdata.Rdata] = {}
 _texts: dict[int, tuple[dns.rdata.Rdata, str]] = {}  # id -> (that rdata, its text)
 
 
-def _rdata(parser: dns.wire.Parser, rdclass: int, rdtype: int, length: int) -> dns.rdata.Rdata:
+def _rdata(
+    parser: dns.wire.Parser,
+    rdclass: dns.rdataclass.RdataClass,
+    rdtype: dns.rdatatype.RdataType,
+    length: int,
+) -> dns.rdata.Rdata:
     """The record data at the parser (`length` octets), with dnspython's own parser; a
     nameless type's data parsed once per distinct octets (dnspython's rdata is immutable)."""
     if rdtype not in _NAMELESS:
@@ -350,7 +355,7 @@ def read_reply(wire: bytes, asked: Asked) -> Reply | None:
 
 
 @functools.cache  # at most 65,536 types
-def _type_text(rdtype: int) -> str:
+def _type_text(rdtype: dns.rdatatype.RdataType) -> str:
     return dns.rdatatype.to_text(rdtype)
 
 
