@@ -55,6 +55,21 @@ def test_reading_a_section_with_pending_records_writes_them_first(
     assert baseline.get("dns_ttl_high", "a") == 1 and len(writes) == 1
 
 
+def test_asking_for_one_key_does_not_write_the_others_pending(
+    tmp_path: Path, writes: list[int]
+) -> None:
+    # The end-of-run pass marks each kind recorded, then asks about the next one:
+    # with a 1,000-zone baseline each of those questions used to rewrite the file.
+    baseline = Baseline(tmp_path / "baseline.json")
+    baseline.record("recorded", "dns", "run-1")
+    assert baseline.get("recorded", "mysql") is None and writes == []
+    assert baseline.get("recorded", "dns") == "run-1" and writes == []
+    # A first-value-wins record may lose to the file: asking for it writes first.
+    baseline.record("identity", "imaps/old", "old.example.test", keep_existing=True)
+    assert baseline.get("identity", "imaps/old") == "old.example.test" and len(writes) == 1
+    assert on_disk(baseline.path)["recorded"] == {"dns": "run-1"}
+
+
 def test_records_are_copied_when_recorded(tmp_path: Path) -> None:
     baseline = Baseline(tmp_path / "baseline.json")
     value = {"methods": ["PLAIN"]}
@@ -181,3 +196,23 @@ def test_a_run_writes_its_records_when_the_session_ends(
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert on_disk(path)["identity"] == {f"endpoint-{n}": f"server-{n}" for n in range(20)}
+
+
+def test_the_file_is_one_record_per_line_and_reads_back_as_written(tmp_path: Path) -> None:
+    hostile = 'a "quoted"\nline\u2028with \x00 and é'
+    sections = {
+        "imap-uids": {"user@example.test": {"uidvalidity": 7, "uids": list(range(1000))}},
+        "identity": {hostile: hostile, "imaps-993/old": "old.example.test"},
+        "empty": {},
+    }
+    baseline = Baseline(tmp_path / "baseline.json")
+    for name, entries in sections.items():
+        baseline.record_many(name, entries)
+    baseline.flush()
+    text = baseline.path.read_text(encoding="utf-8")
+    assert json.loads(text) == {"format": 1, "sections": sections}
+    # Server text never breaks a line: every record is one line, escaped.
+    lines = text.splitlines()
+    assert len(lines) == 1 + 1 + 3 + 4 + 1, lines  # header, empty, imap-uids, identity, end
+    assert text.isascii() and '"format": 1' in lines[0]
+    assert sum(line.startswith('  "') for line in lines) == 3

@@ -467,6 +467,7 @@ def _read_sql(
             zones,
             connect_timeout=settings.connect_timeout,
             timeout=settings.operation_timeout,
+            budget=settings,
         )
     except ProbeError as exc:
         reason = str(exc)

@@ -80,6 +80,20 @@ def test_nagios_loop_runs_one_plugin_per_port_and_ip(tmp_path: Path) -> None:
     assert "not-a-real-password" in cnf.read_text() and cnf.stat().st_mode & 0o077 == 0
 
 
+def test_nagios_loop_covers_every_address_of_a_dual_stack_side(tmp_path: Path) -> None:
+    inventory = _inventory(tmp_path, 1)
+    text = inventory.read_text()
+    for side, v4, v6 in (("old", "198.51.100.10", "2001:db8::10"), ("new", "198.51.100.20",
+                                                                     "2001:db8::20")):  # fmt: skip
+        text = text.replace(f"{side}: {{address: {v4}}}", f"{side}: {{address: [{v4}, '{v6}']}}")
+    inventory.write_text(text)
+    script, processes = nagios.loop_script(inventory, tmp_path, scale=False)
+    lines = [line for line in script.read_text().splitlines() if line.startswith("./check_")]
+    assert processes == len(lines) == 36 == len(nagios.endpoints(inventory))
+    assert "./check_simap -H 2001:db8::10 -p 993 >/dev/null" in lines
+    assert "./check_smtp -H 2001:db8::20 -p 25 -S >/dev/null" in lines
+
+
 def test_nagios_loop_at_scale_adds_vhosts_and_every_dns_question(tmp_path: Path) -> None:
     _, processes = nagios.loop_script(_inventory(tmp_path, 3), tmp_path, scale=True)
     questions = len(zone_questions("zone0.test", ["www", "mail"]))
@@ -93,6 +107,12 @@ def test_table_shows_ratio_and_verdict() -> None:
     ]
     text = "\n".join(render(rows))
     assert "0.50x" in text and "yes" in text and "NO" in text
+    long = Row("x" * 60, 1.0, 2.0, "raw", None, "<= 2.0x pytest --version here", False)
+    lines = render([*rows, long])
+    # A long name or target widens its column: the verdict never runs into the target.
+    assert "here NO" in lines[-1], lines[-1]
+    assert len({line.index("suite s") for line in lines[:1]}) == 1
+    assert lines[0].index("suite s") > 60
 
 
 def test_cli_runs_the_collection_benchmark_quickly(tmp_path: Path) -> None:

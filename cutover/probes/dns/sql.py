@@ -32,6 +32,7 @@ import dns.rdatatype
 import pymysql
 
 from cutover.model.inventory import DnsSql
+from cutover.model.settings import ProbeSettings
 from cutover.probes.connect import ProbeError
 from cutover.probes.dns.names import absolute_text, zone_name
 from cutover.probes.mysql.session import MysqlConnectError, connect_mysql
@@ -190,7 +191,13 @@ def mydns_record(
 class _Session:
     """A read-only pymysql session whose errors never carry more than code and text."""
 
-    def __init__(self, access: DnsSql, connect_timeout: float, timeout: float) -> None:
+    def __init__(
+        self,
+        access: DnsSql,
+        connect_timeout: float,
+        timeout: float,
+        budget: ProbeSettings | None = None,
+    ) -> None:
         self.access = access
         where = access.socket or f"{access.host}:{access.port}"
         self.source = f"{access.schema_} {access.user}@{where}/{access.database}"
@@ -207,6 +214,7 @@ class _Session:
                 database=access.database,
                 read_only=False,  # below, with this session's own message
                 autocommit=False,  # every read of one zone in one transaction
+                budget=budget,
             )
         except MysqlConnectError as exc:
             raise ProbeError(f"cannot connect to DNS SQL {self.source}: {exc.reason}") from None
@@ -319,17 +327,24 @@ def _read_mydns(session: _Session, zones: Sequence[str]) -> dict[str, list[SqlRe
 
 
 def read_zones(
-    access: DnsSql, zones: Sequence[str], *, connect_timeout: float, timeout: float
+    access: DnsSql,
+    zones: Sequence[str],
+    *,
+    connect_timeout: float,
+    timeout: float,
+    budget: ProbeSettings | None = None,
 ) -> dict[str, SqlZone]:
     """The rows of each zone in one nameserver's database (read-only); `found=False` if absent.
 
     Connecting is bounded by `connect_timeout`, each statement by `timeout`.
+    With `budget` (the run's settings), a database on a server of the
+    inventory counts against that server's budget, like every other probe.
 
     >>> read_zones(inventory.dns.sql[0], ["example.test"], connect_timeout=5, timeout=5)
     ... # doctest: +SKIP
     """
     names = [zone_name(zone) for zone in zones]
-    session = _Session(access, connect_timeout, timeout)
+    session = _Session(access, connect_timeout, timeout, budget)
     try:
         if access.schema_ == "mydns":
             found = _read_mydns(session, names)
