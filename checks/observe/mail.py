@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -32,7 +31,9 @@ from checks.targets.mail import (
     place,
     pop3_accounts,
 )
-from cutover.compare.pop3 import Maildrop, PopMessage, UidlDiff, compare
+from cutover.compare.pop3 import Maildrop, UidlDiff, compare
+from cutover.compare.pop3_baseline import SECTION as POP3_SECTION
+from cutover.compare.pop3_baseline import read_baseline_maildrop, write_maildrop
 from cutover.model.baseline import BaselineError
 from cutover.model.endpoints import Endpoint, endpoint_of, side_endpoints
 from cutover.model.inventory import Account, Inventory, Service
@@ -60,7 +61,7 @@ __all__ = [
 ]
 
 LOGINS = "auth_methods"  # baseline: the old server's login methods per service label
-POP3 = "pop3"  # baseline: the old server's maildrop per account
+POP3 = POP3_SECTION  # baseline: the old server's maildrop per account
 Services = Observations[Endpoint, ServiceAnswer]
 
 
@@ -176,16 +177,11 @@ def _maildrop(
 
 def record_maildrop(records: Records, user: str, drop: Maildrop) -> None:
     """Keep the old server's maildrop for the later phases (UIDL, size, Message-ID digest)."""
-    records.write(
-        POP3,
-        user,
-        {
-            "recorded": datetime.now(UTC).isoformat(timespec="seconds"),
-            "source": drop.where,
-            "note": drop.note,
-            "messages": [[m.uidl, m.size, m.ident] for m in drop.messages],
-        },
-    )
+    try:
+        entry = write_maildrop(records.baseline, user, drop)
+    except BaselineError as exc:
+        raise ProbeError(str(exc)) from None
+    records.write(POP3, user, entry)
 
 
 def baseline_maildrop(records: Records, user: str) -> Maildrop:
@@ -198,17 +194,7 @@ def baseline_maildrop(records: Records, user: str) -> Maildrop:
             "(while the old server still answers on the old IP); it records the old server's "
             "UIDLs for the later phases"
         )
-    try:
-        messages = tuple(
-            PopMessage(number, str(uidl), int(size), ident)
-            for number, (uidl, size, ident) in enumerate(entry["messages"], start=1)
-        )
-        where = f"the preflight baseline of the old server ({entry['recorded']}, {entry['source']})"
-        return Maildrop(where, messages, str(entry.get("note", "")))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BaselineError(
-            f"{baseline.path}: POP3 baseline for {user} is incomplete ({exc}); run preflight again"
-        ) from None
+    return read_baseline_maildrop(baseline, user, entry)
 
 
 def _observe_pop(

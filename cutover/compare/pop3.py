@@ -22,7 +22,7 @@ __all__ = ["VALID_UIDL", "Maildrop", "PopMessage", "UidlDiff", "compare"]
 VALID_UIDL = re.compile(r"[\x21-\x7e]{1,70}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PopMessage:
     number: int
     uidl: str

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from cutover.compare.pop3_baseline import read_baseline_maildrop
+from cutover.model.baseline import Baseline
 from tests.conftest import Lab
 from tests.imap.test_imap_lab import IPV4_INVENTORY, maildir_snapshot
 from tests.suite import REPO, Case, SuiteRun
@@ -86,8 +88,10 @@ def test_preflight_healthy_records_the_baseline(preflight_lab: Lab) -> None:
     assert set(sections["auth_methods"]) == set(METHODS)
     assert sorted(sections["auth_methods"]["imaps-993"]) == sorted(METHODS["imaps-993"])
     assert set(sections["pop3"]) == set(ACCOUNTS)
-    alice = sections["pop3"]["alice@example.test"]["messages"]
-    assert alice and all(ident for _, _, ident in alice), "messages not tied to Message-IDs"
+    entry = sections["pop3"]["alice@example.test"]
+    assert "messages" not in entry, "the maildrop belongs in its file beside the baseline"
+    alice = read_baseline_maildrop(Baseline(baseline), "alice@example.test", entry).messages
+    assert alice and all(m.ident for m in alice), "messages not tied to Message-IDs"
 
 
 def expand_uidl_format(template: str, uid: int, uidvalidity: int) -> str:

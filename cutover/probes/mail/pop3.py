@@ -86,17 +86,26 @@ def _identities(
     unmatched: list[str | None] = [None] * len(listing)
     if imap is None:
         return unmatched, "the inventory has no IMAP service to read Message-IDs from"
+    # Streamed batch by batch: only the fingerprints are kept, never every
+    # message's key at once (a 100,000-message INBOX).
+    idents: list[str | None] = []
+    sizes_agree = True
     try:
         with ImapSession.open(imap, account, settings) as session:
             session.examine("INBOX")
-            keys = [key for batch in session.batches(batch_size) for _, key in batch]
+            for batch in session.batches(batch_size):
+                for _, key in batch:
+                    position = len(idents)
+                    if position < len(listing) and key.size != listing[position][2]:
+                        sizes_agree = False
+                    idents.append(fingerprint(key.ident) if key.ident else None)
     except ProbeError as exc:
         return unmatched, f"INBOX could not be read over IMAP ({exc})"
-    if len(keys) != len(listing):
-        return unmatched, f"IMAP shows {len(keys)} messages in INBOX, POP3 {len(listing)}"
-    if any(key.size != size for key, (_, _, size) in zip(keys, listing, strict=True)):
+    if len(idents) != len(listing):
+        return unmatched, f"IMAP shows {len(idents)} messages in INBOX, POP3 {len(listing)}"
+    if not sizes_agree:
         return unmatched, "POP3 sizes and IMAP RFC822.SIZE disagree: messages matched by UIDL"
-    return [fingerprint(key.ident) if key.ident else None for key in keys], ""
+    return idents, ""
 
 
 def read_maildrop(

@@ -8,6 +8,8 @@ Nothing is ever retrieved or deleted: no RETR, TOP or DELE.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from cutover.model.endpoints import Endpoint
 from cutover.model.inventory import TlsMode
 from cutover.model.settings import ProbeSettings
@@ -185,26 +187,27 @@ def authenticate(
     raise ProbeError(f"{conversation.where} kept asking for more during {method}")
 
 
-def _listing(conversation: Conversation, command: str) -> list[tuple[int, str]]:
+def _listing(conversation: Conversation, command: str) -> Iterator[tuple[int, str]]:
+    """Each line of a multi-line listing as it arrives: (message number, the rest)."""
     conversation.send(command, f"sending {command}")
     status = conversation.line(f"reading the {command} reply")
     if not status.startswith("+OK"):
         raise ProbeError(f"{conversation.where} refused {command}: {status[:100]!r}")
-    lines = conversation.reader.lines_until(
-        lambda line: line == ".", f"reading the {command} listing", limit=MAX_LISTING
-    )
-    entries = []
-    for line in lines[:-1]:
+    doing = f"reading the {command} listing"
+    for _ in range(MAX_LISTING):
+        line = conversation.reader.line(doing)
+        if line == ".":
+            return
         number, _, value = line.partition(" ")
         if not number.isdigit() or not value.strip():
             raise ProbeError(f"{conversation.where} sent a malformed {command} line: {line[:80]!r}")
-        entries.append((int(number), value.strip()))
-    return entries
+        yield int(number), value.strip()
+    raise ProbeError(f"{conversation.where} sent more than {MAX_LISTING} lines while {doing}")
 
 
 def uidl_list(conversation: Conversation) -> list[tuple[int, str]]:
     """`UIDL` after login: (message number, unique-id) for every message in the maildrop."""
-    return _listing(conversation, "UIDL")
+    return list(_listing(conversation, "UIDL"))
 
 
 def scan_list(conversation: Conversation) -> dict[int, int]:
