@@ -160,7 +160,7 @@ class Bench:
             run.peak_mib,
             target,
             None,
-            f"(raw peak {raw.peak_mib:.0f} MiB)",
+            f"(raw peak {raw.peak_mib:.0f} MiB; suite {run.load})",
         )
         if limit is not None and row.ratio is not None:
             row.met = row.ratio <= limit

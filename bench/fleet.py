@@ -79,7 +79,7 @@ def fleet_rows(bench: Bench, say: Any) -> None:
             serial.peak_mib,
             "<= 1.0x raw",
             serial.seconds <= raw.seconds,
-            raw_note,
+            f"{raw_note} ({serial.load})",
         )
     )
     workers = _suite(bench, "fleet-n", inventory, "-n", "auto", repeat=bench.sizes.fleet_repeat)
@@ -92,7 +92,7 @@ def fleet_rows(bench: Bench, say: Any) -> None:
             workers.peak_mib,
             "< 1.0x serial",
             workers.seconds < serial.seconds,
-            f"(vs raw {workers.seconds / raw.seconds:.2f}x)",
+            f"(vs raw {workers.seconds / raw.seconds:.2f}x; {workers.load})",
         )
     )
     started = time.perf_counter()

@@ -37,10 +37,30 @@ class Run:
     peak_mib: float
     returncode: int
     output: str
+    cpu_s: float = 0.0  # user + system CPU of the command and its descendants
+    busy: float | None = None  # the whole machine's CPU use meanwhile (lab servers too), 0-1
+
+    @property
+    def load(self) -> str:
+        """`CPU 12 s, machine 85% busy`: whether the client or the machine was the bound."""
+        machine = f", machine {self.busy:.0%} busy" if self.busy is not None else ""
+        return f"CPU {self.cpu_s:.0f} s{machine}"
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat; None if unreadable."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def measure(command: Sequence[str], *, ok: Sequence[int] = (0,)) -> Run:
     """Run `command` once: wall time and the peak RSS of it and its descendants (wait4)."""
+    before = _cpu_ticks()
     started = time.perf_counter()
     with subprocess.Popen(
         list(command), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
@@ -50,12 +70,17 @@ def measure(command: Sequence[str], *, ok: Sequence[int] = (0,)) -> Run:
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
+    after = _cpu_ticks()
+    busy = None
+    if before is not None and after is not None and after[1] > before[1]:
+        busy = (after[0] - before[0]) / (after[1] - before[1])
     text = output.decode("utf-8", errors="replace")
     if process.returncode not in ok:
         raise BenchError(
             f"{' '.join(command[:12])} ... exited {process.returncode}:\n{text[-3000:]}"
         )
-    return Run(seconds, usage.ru_maxrss / 1024, process.returncode, text)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(seconds, usage.ru_maxrss / 1024, process.returncode, text, cpu, busy)
 
 
 def best_of(command: Sequence[str], repeat: int, *, ok: Sequence[int] = (0,)) -> Run:
@@ -63,7 +88,8 @@ def best_of(command: Sequence[str], repeat: int, *, ok: Sequence[int] = (0,)) ->
     runs = [measure(command, ok=ok) for _ in range(max(1, repeat))]
     median = statistics.median(r.seconds for r in runs)
     chosen = min(runs, key=lambda r: abs(r.seconds - median))
-    return Run(median, max(r.peak_mib for r in runs), chosen.returncode, chosen.output)
+    peak = max(r.peak_mib for r in runs)
+    return Run(median, peak, chosen.returncode, chosen.output, chosen.cpu_s, chosen.busy)
 
 
 def in_client(*command: str) -> list[str]:

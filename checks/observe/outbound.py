@@ -32,6 +32,7 @@ from cutover.probes.dns.zones import ZoneServers
 from cutover.probes.outbound.dkim import (
     DkimRecord,
     SigningKey,
+    dkim_name,
     observe_dkim_record,
     observe_signing_key,
 )
@@ -96,7 +97,10 @@ def spf_observations(
         ips = sender_ips(inventory, expect)
         return records, {ip: evaluate_spf(domain.name, ip, outbound_names) for ip in ips}
 
-    return Observations(domain_targets(inventory), observe_domain)
+    domains = domain_targets(inventory)
+    if not isinstance(outbound_names, ProbeError):  # every domain's TXT in one round
+        outbound_names.prefetch([(domain.name, "TXT") for domain in domains])
+    return Observations(domains, observe_domain)
 
 
 # --- MAIL02 ----------------------------------------------------------------------
@@ -159,7 +163,10 @@ def dkim_records(
             raise outbound_names
         return observe_dkim_record(target.domain, target.selector, outbound_names)
 
-    return Observations(selector_targets(inventory), observe_selector)
+    selectors = selector_targets(inventory)
+    if not isinstance(outbound_names, ProbeError):  # every selector's TXT in one round
+        outbound_names.prefetch([(dkim_name(t.selector, t.domain), "TXT") for t in selectors])
+    return Observations(selectors, observe_selector)
 
 
 @pytest.fixture(scope="session")
@@ -199,6 +206,7 @@ class MxSeen:
 def _observe_mx(
     names: AuthoritativeLookup, domains: list[MailDomain]
 ) -> dict[str, tuple[MxRecord, ...] | ProbeError]:
+    names.prefetch([(domain.name, "MX") for domain in domains])  # one round for all of them
     seen = Observations(domains, lambda domain: observe_mx(domain.name, names))
     return {domain.name: seen.outcome(domain) for domain in domains}
 

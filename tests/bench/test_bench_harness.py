@@ -26,6 +26,16 @@ def test_measure_reports_output_and_peak_memory() -> None:
     assert run.seconds > 0
 
 
+def test_measure_reports_the_cpu_of_the_command_and_its_children() -> None:
+    # The work is done by a grandchild: wait4 counts every descendant waited for.
+    burn = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'sum(range(10**7))'])"
+    run = measure([sys.executable, "-c", burn])
+    idle = measure([sys.executable, "-c", "pass"])
+    assert run.cpu_s > idle.cpu_s
+    assert run.busy is not None and 0.0 < run.busy <= 1.0
+    assert run.load.startswith("CPU ") and "% busy" in run.load
+
+
 def test_measure_refuses_an_unexpected_exit_code() -> None:
     with pytest.raises(BenchError, match="exited 3"):
         measure([sys.executable, "-c", "raise SystemExit(3)"])

@@ -258,3 +258,21 @@ def test_lookup_names_every_zone_whose_servers_are_unknown(
     assert str(raised.value) == (
         "cannot find the nameservers of example.test; cannot find the nameservers of other.test"
     )
+
+
+def test_prefetch_asks_each_name_once_and_answers_as_lookup_does() -> None:
+    stale = base_records(f"v=spf1 ip4:{OLD} -all")
+    with authorities(ZONES, base_records(), stale) as servers:
+        names = names_for(servers)
+        names.prefetch(
+            [("example.test", "MX"), ("Example.Test.", "mx"), ("example.test", "TXT"),
+             ("elsewhere.invalid", "MX")]  # outside every zone: left to lookup
+        )  # fmt: skip
+        asked_first = sorted(servers[0].asked)
+        mx = observe_mx("example.test", names)
+        with pytest.raises(ProbeError, match=r"disagree on example\.test TXT"):
+            names.lookup("example.test", "TXT")
+        assert sorted(servers[0].asked) == asked_first, "lookup asked again after prefetch"
+    assert [(n, t) for n, t, _ in asked_first] == [("example.test", "MX"), ("example.test", "TXT")]
+    assert [str(r) for r in mx] == ["10 mail.example.test", "20 backup.example.test"]
+    assert all(len(s.asked) == 2 for s in servers), "each server asked each name once"
