@@ -140,7 +140,7 @@ class BaselineSource:
                 subscribed=frozenset(entry["subscribed"]),
             )
             self._states: dict[str, dict[str, Any]] = dict(entry["states"])
-            self.path = baseline.path.parent / entry["uid_map"]
+            self.path = uid_map_path(baseline, account)
         except (KeyError, TypeError) as exc:
             raise BaselineError(
                 f"{baseline.path}: IMAP baseline for {account} is incomplete ({exc}); "

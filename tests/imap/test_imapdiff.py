@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -275,6 +276,18 @@ def test_tampered_uid_map_is_refused(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("\n4\t", "\n14\t"))
     with pytest.raises(BaselineError, match="does not match the digest"):
         compare(BaselineSource(baseline, ACCOUNT), MemorySource("new", healthy()))
+
+
+def test_the_uid_map_is_found_from_the_account_not_from_the_baseline(tmp_path: Path) -> None:
+    baseline = record_baseline(tmp_path, healthy())
+    baseline.flush()
+    data = json.loads(baseline.path.read_text())
+    data["sections"]["imap"][ACCOUNT]["uid_map"] = "../../etc/passwd"  # an edited baseline
+    baseline.path.write_text(json.dumps(data))
+    source = BaselineSource(Baseline(baseline.path), ACCOUNT)
+    assert source.path == uid_map_path(baseline, ACCOUNT)
+    assert source.path.is_relative_to(tmp_path)
+    assert compare(source, MemorySource("new", healthy())).findings == []
 
 
 def test_no_baseline_says_run_preflight_first(tmp_path: Path) -> None:
